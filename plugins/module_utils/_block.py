@@ -1,0 +1,55 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qemu.vm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# This module_utils is PRIVATE to the qemu.vm collection: it can change at any time.
+"""The VM's block graph as users need it: which format nodes sit on devices,
+which are writable, which can hold internal snapshots."""
+
+from __future__ import annotations
+
+#: Format drivers whose images hold internal snapshots (savevm / snapshot-save).
+SNAPSHOT_CAPABLE_DRIVERS = frozenset(['qcow2'])
+_PERIPHERAL = '/machine/peripheral/'
+
+
+def _device_id(device):
+    """The device a user named (-device ...,id=X), else the legacy drive id."""
+    qdev = device.get('qdev') or ''
+    if qdev.startswith(_PERIPHERAL):
+        return qdev[len(_PERIPHERAL):].split('/', 1)[0]
+    return device.get('device') or qdev or None
+
+
+def block_nodes(qmp):
+    """Every named block node, top-of-device nodes first, in the order QEMU lists devices."""
+    attached = {}
+    for device in qmp.execute('query-block'):
+        inserted = device.get('inserted')
+        if inserted and inserted.get('node-name'):
+            attached[inserted['node-name']] = _device_id(device)
+    nodes = []
+    for raw in qmp.execute('query-named-block-nodes', {'flat': True}):
+        image = raw.get('image') or {}
+        name = raw.get('node-name')
+        read_only = bool(raw.get('ro'))
+        nodes.append({
+            'node_name': name,
+            'driver': raw.get('drv'),
+            'file': raw.get('file'),
+            'read_only': read_only,
+            'device': attached.get(name),
+            'top': name in attached,
+            'backing_file': raw.get('backing_file'),
+            'virtual_size': image.get('virtual-size'),
+            'can_snapshot': raw.get('drv') in SNAPSHOT_CAPABLE_DRIVERS and not read_only,
+            'snapshots': [s.get('name') for s in image.get('snapshots', [])],
+        })
+    order = list(attached)
+    nodes.sort(key=lambda n: (order.index(n['node_name']) if n['top'] else len(order)))
+    return nodes
+
+
+def writable_device_nodes(nodes):
+    """Writable nodes at the top of a device's chain: what a consistent snapshot must cover."""
+    return [n for n in nodes if n['top'] and not n['read_only']]

@@ -1,0 +1,82 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qemu.vm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# This module_utils is PRIVATE to the qemu.vm collection: it can change at any time.
+"""Ansible side of the transport: the common options, building the module, and the
+single place where transport errors become fail_json.
+
+Keep COMMON_ARGUMENT_SPEC in sync with plugins/doc_fragments/_connection.py.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.qemu.vm.plugins.module_utils._errors import QemuVMError
+from ansible_collections.qemu.vm.plugins.module_utils._qga import QGASession
+from ansible_collections.qemu.vm.plugins.module_utils._qmp import QMPSession
+from ansible_collections.qemu.vm.plugins.module_utils._transport import QMP_IMPORT_ERROR, parse_address
+
+# Every module of the action group accepts both sockets, so that
+# module_defaults: {group/qemu.vm.qemu: {qmp: ..., qga: ...}} works for all of them.
+COMMON_ARGUMENT_SPEC = dict(
+    qmp=dict(type='str'),
+    qga=dict(type='str'),
+    timeout=dict(type='float', default=30.0),
+)
+
+
+def build_module(argument_spec=None, requires=(), **kwargs):
+    """An AnsibleModule with the common options merged in and validated.
+
+    `requires` names the sockets ('qmp', 'qga') this module cannot work without.
+    """
+    spec = dict(COMMON_ARGUMENT_SPEC)
+    spec.update(argument_spec or {})
+    module = AnsibleModule(argument_spec=spec, **kwargs)
+    if QMP_IMPORT_ERROR is not None:
+        module.fail_json(msg=missing_required_lib('qemu.qmp'), exception=QMP_IMPORT_ERROR)
+    if module.params['timeout'] <= 0:
+        module.fail_json(msg='timeout must be a positive number of seconds, got {0}'.format(module.params['timeout']))
+    for name in requires:
+        if not module.params.get(name):
+            module.fail_json(msg='{0} is required: the path of the VM\'s {1} socket (or host:port)'.format(
+                name, 'QMP monitor' if name == 'qmp' else 'guest agent'))
+    for name in ('qmp', 'qga'):
+        if module.params.get(name) is not None:
+            try:
+                parse_address(module.params[name])
+            except ValueError as exc:
+                module.fail_json(msg='{0}: {1}'.format(name, exc))
+    return module
+
+
+def qmp_session(module, timeout=None):
+    return QMPSession(module.params['qmp'], timeout=timeout or module.params['timeout'])
+
+
+def qga_session(module, timeout=None):
+    return QGASession(module.params['qga'], timeout=timeout or module.params['timeout'])
+
+
+def run_module(module, run):
+    """Call run(module) -> result dict and exit; every transport error fails the task here."""
+    try:
+        result = run(module)
+    except QemuVMError as exc:
+        module.fail_json(msg=str(exc), error_type=type(exc).__name__, **exc.details())
+    module.exit_json(**result)
+
+
+class Stopwatch(object):
+    """Milliseconds since creation, for duration_ms style results."""
+
+    def __init__(self):
+        self._start = time.monotonic()
+
+    @property
+    def ms(self):
+        return int(round((time.monotonic() - self._start) * 1000))

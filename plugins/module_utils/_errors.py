@@ -1,0 +1,140 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qemu.vm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# This module_utils is PRIVATE to the qemu.vm collection: it can change at any time.
+"""The one exception family of the qemu.vm transport.
+
+QemuVMError
+ +-- SocketError            a socket we were told to use cannot be used
+ |    +-- SocketMissingError       nothing at that path
+ |    +-- SocketPermissionError    we may not connect to it
+ |    +-- SocketRefusedError       nobody listens (QEMU not running)
+ |    +-- SocketBusyError          another client holds it longer than `timeout`
+ +-- ConnectionLostError    the peer went away or sent something unparseable
+ +-- AgentNotRespondingError QEMU accepted, but no guest agent answered
+ +-- CommandError           QEMU or the agent answered with an error
+ |    +-- CommandNotFoundError     the peer does not know the command
+ |    +-- CommandDisabledError     the agent has the command disabled or blocked
+ |    +-- GuestFrozenError         refused because the guest filesystems are frozen
+ +-- JobError               a QMP job concluded with an error
+ +-- QemuTimeoutError       a bounded wait ran out
+ +-- VMStateError           the VM is not in a state that allows the request
+
+No Ansible imports here: modules map this family to fail_json in _common.
+"""
+
+from __future__ import annotations
+
+
+class QemuVMError(Exception):
+    """Root of every error raised by the qemu.vm transport."""
+
+    def details(self):
+        """Structured facts for fail_json, beside the message."""
+        return {}
+
+
+class SocketError(QemuVMError):
+    def __init__(self, address, reason):
+        self.address = address
+        self.reason = reason
+        super(SocketError, self).__init__('{0}: {1}'.format(address, reason))
+
+    def details(self):
+        return {'socket': str(self.address)}
+
+
+class SocketMissingError(SocketError):
+    pass
+
+
+class SocketPermissionError(SocketError):
+    pass
+
+
+class SocketRefusedError(SocketError):
+    pass
+
+
+class SocketBusyError(SocketError):
+    pass
+
+
+class ConnectionLostError(QemuVMError):
+    def __init__(self, address, reason):
+        self.address = address
+        super(ConnectionLostError, self).__init__(
+            'connection to {0} lost: {1}'.format(address, reason))
+
+    def details(self):
+        return {'socket': str(self.address)}
+
+
+class AgentNotRespondingError(QemuVMError):
+    def __init__(self, address, seconds):
+        self.address = address
+        self.seconds = seconds
+        super(AgentNotRespondingError, self).__init__(
+            'guest agent on {0} did not answer guest-sync-delimited within {1:g} s: '
+            'QEMU accepted the connection, but the agent inside the guest is not running, '
+            'not installed, or still booting'.format(address, seconds))
+
+    def details(self):
+        return {'socket': str(self.address)}
+
+
+class CommandError(QemuVMError):
+    def __init__(self, command, error_class, desc, message=None):
+        self.command = command
+        self.error_class = error_class
+        self.desc = desc
+        super(CommandError, self).__init__(
+            message or '{0} failed: {1} ({2})'.format(command, desc, error_class))
+
+    def details(self):
+        return {'command': self.command, 'error_class': self.error_class, 'error_desc': self.desc}
+
+
+class CommandNotFoundError(CommandError):
+    pass
+
+
+class CommandDisabledError(CommandError):
+    pass
+
+
+class GuestFrozenError(CommandError):
+    def __init__(self, command, error_class, desc):
+        super(GuestFrozenError, self).__init__(
+            command, error_class, desc,
+            message='{0} refused: the guest filesystems are frozen ({1}). Thaw them with '
+                    'qemu.vm.qemu_guest_fsfreeze state=thawed (guest-fsfreeze-thaw) and retry'.format(command, desc))
+
+
+class JobError(QemuVMError):
+    def __init__(self, job_id, job_type, error):
+        self.job_id = job_id
+        self.job_type = job_type
+        self.error = error
+        super(JobError, self).__init__('{0} job {1} failed: {2}'.format(job_type, job_id, error))
+
+    def details(self):
+        return {'job_id': self.job_id, 'job_type': self.job_type, 'job_error': self.error}
+
+
+class QemuTimeoutError(QemuVMError):
+    def __init__(self, what, seconds, hint=None):
+        self.what = what
+        self.seconds = seconds
+        message = '{0} did not complete within {1:g} s'.format(what, seconds)
+        if hint:
+            message = '{0}; {1}'.format(message, hint)
+        super(QemuTimeoutError, self).__init__(message)
+
+    def details(self):
+        return {'timed_out': self.what, 'timeout': self.seconds}
+
+
+class VMStateError(QemuVMError):
+    pass
