@@ -1,0 +1,86 @@
+"""Fixtures that boot the tiny test guest (tests/guest/build-guest.sh) under QEMU.
+
+  guest_images  session  GuestImages(kernel, initrd, data_disk, cache_dir)
+  vm            function a started VM with the guest agent answering
+  vm_noagent    function a started VM whose guest runs no agent
+  vm_factory    function vm_factory(**VM kwargs) -> started VM; all stopped at teardown
+
+The session fails if a QEMU started by the harness is still alive at the end.
+"""
+
+import os
+import sys
+
+import pytest
+
+_TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _TESTS_DIR not in sys.path:
+    sys.path.insert(0, _TESTS_DIR)
+
+from harness.guest import VM, ensure_guest, kill_leftover_qemu, running_qemu_pids  # noqa: E402
+
+
+def _workdir(tmp_path, sub=None):
+    # Disks and logs live under tmp_path. Unix socket paths are limited to 107 bytes:
+    # when tmp_path is too long, VM puts its sockets in a short mkdtemp('qvm') dir under /tmp
+    # (removed by VM.stop()).
+    path = tmp_path if sub is None else tmp_path / sub
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope='session')
+def guest_images():
+    return ensure_guest()
+
+
+@pytest.fixture
+def vm_factory(guest_images, tmp_path):
+    vms = []
+
+    def make(**kwargs):
+        kwargs.setdefault('images', guest_images)
+        wait_agent = kwargs.pop('wait_agent', None)
+        timeout = kwargs.pop('timeout', 60)
+        machine = VM(_workdir(tmp_path, 'vm%d' % len(vms)), **kwargs)
+        vms.append(machine)
+        machine.start(wait_agent=wait_agent, timeout=timeout)
+        return machine
+
+    yield make
+    for machine in reversed(vms):
+        machine.stop()
+
+
+@pytest.fixture
+def vm(guest_images, tmp_path):
+    machine = VM(_workdir(tmp_path), images=guest_images)
+    try:
+        machine.start()
+        yield machine
+    finally:
+        machine.stop()
+
+
+@pytest.fixture
+def vm_noagent(guest_images, tmp_path):
+    machine = VM(_workdir(tmp_path), agent=False, images=guest_images)
+    try:
+        machine.start()
+        yield machine
+    finally:
+        machine.stop()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    leftovers = sorted(running_qemu_pids())
+    if not leftovers:
+        return
+    kill_leftover_qemu()
+    message = 'QEMU processes started by the test harness were still running: %s' % leftovers
+    reporter = session.config.pluginmanager.get_plugin('terminalreporter')
+    if reporter is not None:
+        reporter.write_line(message, red=True, bold=True)
+    else:
+        sys.stderr.write(message + '\n')
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
