@@ -60,7 +60,7 @@ class ModuleResult(dict):
 
 def run_module(module, args, check=False, diff=False, timeout=300, env=None):
     """`ansible localhost -m qemu.vm.<module> -a <json>` → the module's result dict."""
-    cmd = [os.path.join(BIN, 'ansible'), 'localhost', '-i', 'localhost,', '-c', 'local', '-o',
+    cmd = [os.path.join(BIN, 'ansible'), 'localhost', '-i', 'localhost,', '-c', 'local',
            '-m', module if '.' in module else 'qemu.vm.' + module, '-a', json.dumps(args)]
     if check:
         cmd.append('--check')
@@ -69,10 +69,15 @@ def run_module(module, args, check=False, diff=False, timeout=300, env=None):
     proc = subprocess.run(cmd, env=ansible_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True, timeout=timeout, check=False)
     out = proc.stdout
-    marker = out.find('=> ')
+    # Ad-hoc output is "localhost | SUCCESS|CHANGED|FAILED! => {json}", warnings around it.
+    marker = out.find(' => ')
     if marker < 0:
         raise AssertionError('no module result in ansible output:\n{0}\n{1}'.format(out, proc.stderr))
-    result = ModuleResult(json.loads(out[marker + 3:].strip().splitlines()[0]))
+    header = out[:marker].rsplit('\n', 1)[-1]
+    body, _ = json.JSONDecoder().raw_decode(out[marker + 4:].lstrip())
+    result = ModuleResult(body)
+    if 'FAILED!' in header or 'UNREACHABLE!' in header:
+        result['failed'] = True
     result['rc'] = proc.returncode
     result['output'] = out + proc.stderr
     return result
