@@ -40,6 +40,6 @@ requirements:
   - Python >= 3.8 on the host that runs QEMU (the managed host).
   - The C(qemu.qmp) Python library on that host.
 notes:
-  - The modules run on the host that has the sockets (often C(hosts: hypervisor) or C(localhost)),
+  - The modules run on the host that has the sockets (often the hypervisor, or C(localhost)),
     not inside the guest.
 '''
