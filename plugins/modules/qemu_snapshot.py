@@ -1,0 +1,463 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) qemu.vm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: qemu_snapshot
+short_description: Save, delete, load and prune internal snapshots of a running QEMU VM
+version_added: 0.1.0
+description:
+  - Manages internal snapshots (RAM state plus every disk, stored inside the qcow2 images) of a running or
+    paused QEMU VM through its QMP monitor, like C(savevm) / C(loadvm) / C(delvm), but idempotent.
+  - Uses the QMP jobs C(snapshot-save), C(snapshot-load) and C(snapshot-delete) (QEMU 6.0 and later); each job
+    gets a unique id, is waited for within O(timeout) and dismissed on every path.
+  - On QEMU older than 6.0 falls back to the HMP commands C(savevm), C(loadvm) and C(delvm) through
+    C(human-monitor-command). Those always act on every writable disk, so O(devices) and O(vmstate) cannot
+    choose otherwise there.
+  - O(state=pruned) applies a retention policy to the snapshots whose names start with O(prefix), and never
+    looks at any other snapshot.
+author:
+  - qemu.vm contributors
+options:
+  name:
+    description:
+      - The snapshot name (QEMU calls it the tag). Required unless O(state=pruned).
+      - At most 255 bytes in UTF-8; spaces and non-ASCII characters are fine, control characters are not.
+      - Names are matched exactly; QEMU's numeric snapshot ids are never used as names.
+    type: str
+  state:
+    description:
+      - V(present) saves the snapshot on every device in O(devices) unless all of them already have it
+        (unchanged). A snapshot that exists on only some of the devices is an inconsistency and an error, unless
+        O(force=true).
+      - V(absent) deletes the snapshot from every device that has it; unchanged when none has it.
+      - V(restored) loads the snapshot (RAM and disks) into the VM. It first checks that every device in
+        O(devices) has it and fails without touching the VM when one does not. It always reports changed.
+        A running VM keeps running after the load. A paused VM stays stopped; QEMU then reports its run state
+        as C(restore-vm) (resume it with C(cont) like a paused VM). If QEMU fails after it began restoring, the
+        VM is left stopped in C(restore-vm), not resumed, and the task fails saying so.
+      - V(pruned) applies retention to the snapshots whose names start with O(prefix) (see O(keep) and
+        O(max_age)) and deletes the others of that prefix. Snapshots whose names do not start with O(prefix)
+        are never deleted.
+    type: str
+    choices: [present, absent, restored, pruned]
+    default: present
+  devices:
+    description:
+      - The block nodes to snapshot, load or delete from, by format node name (the qcow2 node, as in
+        RV(qemu.vm.qemu_vm_info#module:block_nodes[].node_name)), not device ids and not file nodes.
+      - Default for V(present) and V(restored) is every writable node at the top of a device's chain. If one of
+        them cannot hold internal snapshots (a raw image, for example) the task fails naming it, before QEMU is
+        asked; list the other nodes here to leave it out of the snapshot deliberately.
+      - Default for V(absent), V(pruned) and for listing is every writable top-of-device node that can hold
+        snapshots.
+    type: list
+    elements: str
+  vmstate:
+    description:
+      - The node that stores the RAM state. Must be one of O(devices).
+      - Default for V(present) is the first of O(devices); for V(restored), the node that holds the state of
+        that snapshot.
+    type: str
+  force:
+    description:
+      - With O(state=present), replace an existing snapshot of that name (also a partial one): delete it from
+        the devices that have it, then save a new one. The task then always reports changed.
+    type: bool
+    default: false
+  prefix:
+    description:
+      - With O(state=pruned), required and not empty. Only snapshots whose names start with this string are
+        candidates for deletion; every other snapshot is left alone whatever its age.
+      - Give the snapshots you create names with a fixed prefix (for example V(backup-) followed by a date),
+        and prune with that prefix.
+    type: str
+  keep:
+    description:
+      - With O(state=pruned), the number of newest prefixed snapshots that are always kept.
+      - Without O(max_age), all older prefixed snapshots are deleted, so exactly O(keep) remain.
+      - With O(max_age), the newest O(keep) are kept whatever their age and, of the rest, only those older than
+        O(max_age) are deleted.
+      - V(0) together with no O(max_age) deletes every prefixed snapshot.
+    type: int
+  max_age:
+    description:
+      - With O(state=pruned), delete prefixed snapshots older than this age (creation date compared with the
+        host clock), except the newest O(keep).
+      - A number and a unit, V(s), V(m), V(h), V(d) or V(w), or a sum of them, for example V(14d), V(12h),
+        V(1d12h).
+    type: str
+extends_documentation_fragment:
+  - qemu.vm._connection
+  - qemu.vm._attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Reports what would be saved, deleted, loaded or pruned (RV(pruned), RV(kept)) without changing the VM.
+  diff_mode:
+    support: full
+    details:
+      - The names of the snapshots on the devices, before and after.
+notes:
+  - O(timeout) bounds each wait, including each snapshot job. A job that outlives it keeps running in QEMU; the
+    task fails saying so, and the next task of this collection on that VM waits for it and dismisses it.
+  - Saving stops the guest while its RAM is written (RV(downtime_ms)); internal snapshots do not shrink a qcow2
+    image when deleted.
+seealso:
+  - module: qemu.vm.qemu_snapshot_info
+  - module: qemu.vm.qemu_vm_info
+'''
+
+EXAMPLES = r'''
+- name: Snapshot the VM before an upgrade (RAM state and every writable disk)
+  qemu.vm.qemu_snapshot:
+    qmp: /run/qemu/web1/qmp.sock
+    name: before-upgrade
+
+- name: Roll back if the upgrade went wrong
+  qemu.vm.qemu_snapshot:
+    qmp: /run/qemu/web1/qmp.sock
+    name: before-upgrade
+    state: restored
+
+- name: Remove it once the upgrade is confirmed
+  qemu.vm.qemu_snapshot:
+    qmp: /run/qemu/web1/qmp.sock
+    name: before-upgrade
+    state: absent
+
+- name: Leave a raw scratch disk out of the snapshot, keep the RAM state on the system disk
+  qemu.vm.qemu_snapshot:
+    qmp: /run/qemu/db1/qmp.sock
+    name: nightly
+    devices: [system, data]
+    vmstate: system
+
+- name: Take a dated backup snapshot
+  qemu.vm.qemu_snapshot:
+    qmp: /run/qemu/web1/qmp.sock
+    name: "backup-{{ now(utc=true, fmt='%Y%m%dT%H%M%SZ') }}"
+
+- name: Keep the 7 newest backup snapshots, delete older ones (never touches other snapshots)
+  qemu.vm.qemu_snapshot:
+    qmp: /run/qemu/web1/qmp.sock
+    state: pruned
+    prefix: backup-
+    keep: 7
+  register: retention
+
+- name: Show what retention removed
+  ansible.builtin.debug:
+    msg: "deleted {{ retention.pruned }}, kept {{ retention.kept }}"
+
+- name: Delete backup snapshots older than 14 days, but always keep the 3 newest
+  qemu.vm.qemu_snapshot:
+    qmp: /run/qemu/web1/qmp.sock
+    state: pruned
+    prefix: backup-
+    max_age: 14d
+    keep: 3
+'''
+
+RETURN = r'''
+snapshot:
+  description:
+    - The snapshot saved, found, loaded or deleted, as seen on the node holding its RAM state (else its first
+      device). V(null) when there is none (O(state=absent) with nothing to delete, or in check mode before it
+      exists).
+  returned: when O(state) is not V(pruned)
+  type: dict
+  contains:
+    name:
+      description: The snapshot name (tag).
+      type: str
+      sample: before-upgrade
+    id:
+      description: QEMU's snapshot id in that image (ids may differ between images).
+      type: str
+      sample: '3'
+    vm_state_size:
+      description: Bytes of RAM state stored, 0 for a disk-only snapshot.
+      type: int
+      sample: 105261596
+    date:
+      description: When it was taken, ISO 8601 in UTC.
+      type: str
+      sample: '2024-05-01T10:20:30Z'
+    date_epoch:
+      description: When it was taken, seconds since the epoch.
+      type: int
+      sample: 1714558830
+    vm_clock:
+      description: The guest clock (seconds the VM had run) at the snapshot.
+      type: float
+      sample: 7.608
+    vmstate:
+      description: The node holding the RAM state, or V(null).
+      type: str
+      sample: disk0
+    devices:
+      description: The nodes that have this snapshot.
+      type: list
+      elements: str
+      sample: [disk0, disk1]
+    missing_devices:
+      description: Nodes of RV(devices) that lack it (non-empty only for a partial snapshot).
+      type: list
+      elements: str
+      sample: []
+    complete:
+      description: Whether every node of RV(devices) has it.
+      type: bool
+devices:
+  description: The nodes the task acted on (or looked at, when nothing was to be done).
+  returned: always
+  type: list
+  elements: str
+  sample: [disk0, disk1]
+vmstate:
+  description: The node the RAM state was (or would be) saved to or loaded from, V(null) when not applicable.
+  returned: always
+  type: str
+  sample: disk0
+method:
+  description: How QEMU was (or would be) asked, V(job) (QMP snapshot jobs) or V(hmp) (human-monitor-command).
+  returned: always
+  type: str
+  sample: job
+duration_ms:
+  description: Milliseconds spent saving, loading or deleting; 0 when nothing was done.
+  returned: always
+  type: int
+  sample: 412
+downtime_ms:
+  description: Milliseconds the guest CPUs were stopped, from QEMU's STOP and RESUME events; 0 when nothing was
+    done or the VM was already paused.
+  returned: always
+  type: int
+  sample: 187
+status:
+  description: The VM run state after the task, for example V(running), V(paused) or V(restore-vm).
+  returned: always
+  type: str
+  sample: running
+pruned:
+  description: Names of the prefixed snapshots deleted (in check mode, that would be deleted), oldest first.
+  returned: when O(state=pruned)
+  type: list
+  elements: str
+  sample: [backup-20240101T000000Z, backup-20240102T000000Z]
+kept:
+  description: Names of the prefixed snapshots kept, oldest first.
+  returned: when O(state=pruned)
+  type: list
+  elements: str
+  sample: [backup-20240103T000000Z]
+'''
+
+from ansible_collections.qemu.vm.plugins.module_utils._common import Stopwatch, build_module, qmp_session, run_module
+from ansible_collections.qemu.vm.plugins.module_utils._errors import VMStateError
+from ansible_collections.qemu.vm.plugins.module_utils._snapshot import (
+    SnapshotParameterError,
+    check_devices,
+    check_prefix,
+    check_run_state,
+    check_tag,
+    delete_snapshot,
+    load_snapshot,
+    parse_age,
+    plan_absent,
+    plan_present,
+    plan_pruned,
+    plan_restored,
+    read_view,
+    require_job_selection,
+    save_snapshot,
+    settle_earlier_jobs,
+    uses_jobs,
+)
+
+ARGUMENT_SPEC = dict(
+    name=dict(type='str'),
+    state=dict(type='str', default='present', choices=['present', 'absent', 'restored', 'pruned']),
+    devices=dict(type='list', elements='str'),
+    vmstate=dict(type='str'),
+    force=dict(type='bool', default=False),
+    prefix=dict(type='str'),
+    keep=dict(type='int'),
+    max_age=dict(type='str'),
+)
+
+#: The run-state check each state needs before it acts.
+RUN_STATE_ACTION = {'present': 'save', 'restored': 'load', 'absent': 'delete', 'pruned': 'delete'}
+
+
+def parse(params):
+    """Validate what needs no VM; returns the request. Raises SnapshotParameterError."""
+    state = params['state']
+    request = dict(state=state, name=None, force=params['force'], prefix=None, keep=None, max_age=None,
+                   devices=check_devices(params['devices']), vmstate=params['vmstate'])
+    if state == 'pruned':
+        if params['name'] is not None:
+            raise SnapshotParameterError('name is not used with state=pruned: give prefix (and keep and/or max_age)')
+        request['prefix'] = check_prefix(params['prefix'])
+        if params['keep'] is None and params['max_age'] is None:
+            raise SnapshotParameterError('state=pruned needs keep, max_age or both')
+        if params['keep'] is not None and params['keep'] < 0:
+            raise SnapshotParameterError('keep must be 0 or more, got {0}'.format(params['keep']))
+        request['keep'] = params['keep']
+        if params['max_age'] is not None:
+            request['max_age'] = parse_age(params['max_age'])
+    else:
+        request['name'] = check_tag(params['name'])
+        for option in ('prefix', 'keep', 'max_age'):
+            if params[option] is not None:
+                raise SnapshotParameterError('{0} is only used with state=pruned'.format(option))
+    if request['force'] and state != 'present':
+        raise SnapshotParameterError('force is only used with state=present')
+    if request['vmstate'] is not None:
+        if state in ('absent', 'pruned'):
+            raise SnapshotParameterError('vmstate is only used with state=present or state=restored')
+        if not request['vmstate']:
+            raise SnapshotParameterError('vmstate must be a node name; omit it for the default')
+    return request
+
+
+def decide(request, view):
+    state = request['state']
+    if state == 'present':
+        return plan_present(view, request['name'], request['devices'], request['vmstate'], request['force'])
+    if state == 'absent':
+        return plan_absent(view, request['name'], request['devices'])
+    if state == 'restored':
+        return plan_restored(view, request['name'], request['devices'], request['vmstate'])
+    return plan_pruned(view, request['prefix'], request['keep'], request['max_age'], request['devices'])
+
+
+def preflight(module, qmp, plan):
+    """The single place for checks right before a save or load touches the VM.
+
+    Runs in check mode too, so it must only read. Raise a QemuVMError to refuse.
+    (Issue 7 adds the dbus-vmstate helper check here.)
+    """
+    return None
+
+
+def take_snapshot(module, qmp, plan, name):
+    """The save step: the guest is stopped while QEMU writes its state.
+    (Issue 6 wraps this in freeze → save → thaw for quiesced snapshots.)"""
+    return save_snapshot(qmp, name, plan.vmstate, plan.devices, module.params['timeout'])
+
+
+def act(module, qmp, plan, request):
+    """Carry out the plan; returns the guest downtime in ms."""
+    timeout = module.params['timeout']
+    name = request['name']
+    downtime = 0
+    if plan.action in ('replace', 'delete'):
+        delete_snapshot(qmp, name, plan.delete_from, timeout)
+    if plan.action in ('save', 'replace'):
+        downtime += take_snapshot(module, qmp, plan, name)['downtime_ms']
+    if plan.action == 'load':
+        downtime += load_snapshot(qmp, name, plan.vmstate, plan.devices, timeout)['downtime_ms']
+    for snap in plan.pruned:
+        delete_snapshot(qmp, snap['name'], snap['devices'], timeout)
+    return downtime
+
+
+def verify(view, plan, request):
+    """Re-read after acting: what QEMU said it did must be what the images show."""
+    name = request['name']
+    if plan.action in ('save', 'replace'):
+        missing = [d for d in plan.devices if view.record(name, d) is None]
+        if missing:
+            raise VMStateError('QEMU reported snapshot {0!r} saved, but {1} do not have it'.format(name, missing))
+    if plan.action == 'delete' or plan.action == 'prune':
+        names = [name] if plan.action == 'delete' else [s['name'] for s in plan.pruned]
+        left = [n for n in names if view.holders(n, plan.devices)]
+        if left:
+            raise VMStateError('QEMU reported snapshots {0} deleted, but they are still there'.format(left))
+
+
+def run(module):
+    try:
+        request = parse(module.params)
+    except SnapshotParameterError as exc:
+        module.fail_json(msg=str(exc))
+    timeout = module.params['timeout']
+    with qmp_session(module) as qmp:
+        settle_earlier_jobs(qmp, timeout, dismiss=not module.check_mode)
+        view = read_view(qmp)
+        try:
+            plan = decide(request, view)
+            require_job_selection(qmp, view, request['devices'], request['vmstate'])
+        except SnapshotParameterError as exc:
+            module.fail_json(msg=str(exc))
+        status = qmp.run_state()
+        if request['state'] == 'restored' or plan.changed:
+            check_run_state(status, RUN_STATE_ACTION[request['state']])
+        before = view.names(plan.devices)
+        result = dict(changed=plan.changed or request['state'] == 'restored', devices=plan.devices,
+                      vmstate=plan.vmstate, method='job' if uses_jobs(qmp) else 'hmp',
+                      duration_ms=0, downtime_ms=0, status=status)
+        if plan.action in ('save', 'replace', 'load'):
+            preflight(module, qmp, plan)
+        after = list(before)
+        if plan.changed and not module.check_mode:
+            watch = Stopwatch()
+            result['downtime_ms'] = act(module, qmp, plan, request)
+            result['duration_ms'] = watch.ms
+            view = read_view(qmp)
+            verify(view, plan, request)
+            after = view.names(plan.devices)
+            result['status'] = qmp.run_state()
+        elif module.check_mode:
+            after = predicted_names(before, plan, request)
+    if request['state'] == 'pruned':
+        result['pruned'] = [s['name'] for s in plan.pruned]
+        result['kept'] = [s['name'] for s in plan.kept]
+    else:
+        result['snapshot'] = report_snapshot(view, plan, request, module.check_mode)
+    if module._diff:
+        result['diff'] = {'before': {'snapshots': before}, 'after': {'snapshots': after}}
+    return result
+
+
+def predicted_names(before, plan, request):
+    if plan.action in ('save', 'replace'):
+        return [n for n in before if n != request['name']] + [request['name']]
+    if plan.action == 'delete':
+        return [n for n in before if n != request['name']]
+    if plan.action == 'prune':
+        gone = set(s['name'] for s in plan.pruned)
+        return [n for n in before if n not in gone]
+    return list(before)
+
+
+def report_snapshot(view, plan, request, check_mode):
+    if plan.action == 'delete' or (plan.action == 'replace' and check_mode):
+        return plan.snapshot
+    if plan.action == 'save' and check_mode:
+        return None
+    return view.summary(request['name'], plan.devices)
+
+
+def main():
+    module = build_module(
+        ARGUMENT_SPEC, requires=('qmp',), supports_check_mode=True,
+        required_if=[
+            ('state', 'present', ('name',)),
+            ('state', 'absent', ('name',)),
+            ('state', 'restored', ('name',)),
+            ('state', 'pruned', ('prefix',)),
+        ],
+    )
+    run_module(module, run)
+
+
+if __name__ == '__main__':
+    main()
