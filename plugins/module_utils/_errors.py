@@ -78,7 +78,7 @@ class AgentNotRespondingError(QemuVMError):
         super(AgentNotRespondingError, self).__init__(
             'guest agent on {0} did not answer guest-sync-delimited within {1:g} s: '
             'QEMU accepted the connection, but the agent inside the guest is not running, '
-            'not installed, or still booting'.format(address, seconds))
+            'not installed, or still booting'.format(address, round(seconds, 1)))
 
     def details(self):
         return {'socket': str(self.address)}
