@@ -109,7 +109,7 @@ class Bus(object):
     def helper(self, helper_id, state=b'', name=None, timeout=10, **flags):
         """Start a helper with Id `helper_id` and current state `state`; wait until it is on the bus.
 
-        flags: do_not_queue, no_id_property, save_error (see vmstate_helper.py).
+        flags: do_not_queue, no_id_property, save_error, hang (see vmstate_helper.py).
         """
         helper = Helper(self, helper_id, state, name or 'h{0}'.format(len(self.helpers)), flags)
         self.helpers.append(helper)

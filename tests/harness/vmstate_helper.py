@@ -81,6 +81,8 @@ class Helper(object):
                              ('no object at {0}'.format(path),))
         if iface == PROPS and member == 'GetAll':
             self.log(call='GetAll')
+            if self.args.hang:
+                return None
             wanted = msg.body[0] if msg.body else ''
             if self.args.no_id_property or wanted not in ('', NAME):
                 return new_method_return(msg, 'a{sv}', ({},))
@@ -141,6 +143,7 @@ def main(argv=None):
                         help='request the name with DO_NOT_QUEUE (wrong: QEMU cannot see a non-owner)')
     parser.add_argument('--no-id-property', action='store_true', help='do not expose the Id property')
     parser.add_argument('--save-error', action='store_true', help='answer Save with an error')
+    parser.add_argument('--hang', action='store_true', help='never answer Properties.GetAll (a wedged helper)')
     args = parser.parse_args(argv)
 
     def _stop(_signum, _frame):

@@ -18,6 +18,7 @@ from harness.guest import VM
 from ansible_collections.qemu.vm.plugins.module_utils._dbus_vmstate import (
     DBusBusError,
     DBusVMStateError,
+    check_helpers,
     preflight_dbus_vmstate,
 )
 from ansible_collections.qemu.vm.plugins.module_utils._errors import JobError
@@ -384,3 +385,17 @@ def test_preflight_without_object_and_with_dead_bus(vm, tmp_path):
             preflight_dbus_vmstate(qmp)
     assert OBJECT in str(caught.value) and dead.address in str(caught.value)
     assert_alive(vm)
+
+
+def test_wedged_and_id_less_helpers_are_reported_not_waited_for(bus):
+    good = bus.helper('net0')
+    wedged = bus.helper('wedged', hang=True)
+    nameless = bus.helper('nameless', no_id_property=True)
+    checked = check_helpers(bus.address, None, 30)
+    by_name = {h['name']: h for h in checked['helpers']}
+    assert by_name[good.unique_name] == {'name': good.unique_name, 'id': 'net0', 'included': True}
+    assert by_name[wedged.unique_name]['id'] is None and 'did not answer' in by_name[wedged.unique_name]['error']
+    assert by_name[nameless.unique_name]['id'] is None and not by_name[nameless.unique_name]['included']
+    assert checked['problems'] == []
+    assert sorted(w.split()[1] for w in checked['warnings']) == sorted([wedged.unique_name, nameless.unique_name])
+    assert wedged.calls('GetAll')
