@@ -16,7 +16,7 @@ description:
   - When O(qga) is given, also reports whether the guest agent answers, its version and which commands it enables.
     An agent that does not answer is reported (RV(agent.available=false)), not a failure.
 author:
-  - qemu.vm contributors
+  - qemu.vm maintainers (@qemu-vm)
 options: {}
 extends_documentation_fragment:
   - qemu.vm._connection

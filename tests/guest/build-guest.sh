@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Build the tiny test guest used by the system tests (tests/harness/guest.py).
 #
 # Output, in ${QEMU_VM_CACHE:-<repo>/.cache}/guest/:

@@ -74,7 +74,7 @@ def run_module(module, args, check=False, diff=False, timeout=300, env=None):
     if marker < 0:
         raise AssertionError('no module result in ansible output:\n{0}\n{1}'.format(out, proc.stderr))
     header = out[:marker].rsplit('\n', 1)[-1]
-    body, _ = json.JSONDecoder().raw_decode(out[marker + 4:].lstrip())
+    body = json.JSONDecoder().raw_decode(out[marker + 4:].lstrip())[0]
     result = ModuleResult(body)
     if 'FAILED!' in header or 'UNREACHABLE!' in header:
         result['failed'] = True

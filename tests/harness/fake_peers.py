@@ -36,7 +36,7 @@ class PeerConnection(object):
             if not chunk:
                 raise EOFError('client closed')
             self.received += chunk
-        head, _, self.received = self.received.partition(marker)
+        head, _marker, self.received = self.received.partition(marker)
         return head + marker
 
     def read_request(self, timeout=10):
@@ -106,7 +106,7 @@ class FakePeer(object):
         self._server.settimeout(0.1)
         while not self._stop.is_set():
             try:
-                sock, _ = self._server.accept()
+                sock = self._server.accept()[0]
             except socket.timeout:
                 continue
             except OSError:

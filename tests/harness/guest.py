@@ -69,7 +69,7 @@ def ensure_guest():
     with _guest_lock:
         if _guest_images is None:
             res = subprocess.run(['bash', BUILD_SCRIPT], stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, universal_newlines=True)
+                                 stderr=subprocess.STDOUT, universal_newlines=True, check=False)
             if res.returncode != 0:
                 raise VMError('build-guest.sh failed (rc=%d):\n%s' % (res.returncode, res.stdout))
             cache_root = os.environ.get('QEMU_VM_CACHE') or os.path.join(REPO_ROOT, '.cache')
@@ -341,7 +341,7 @@ class VM(object):
             else:
                 cmd = [QEMU_IMG, 'create', '-q', '-f', disk['format'], disk['path'], disk['size']]
             res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                 universal_newlines=True)
+                                 universal_newlines=True, check=False)
             if res.returncode != 0:
                 raise VMError('%s failed: %s' % (' '.join(cmd), res.stdout))
 

@@ -142,7 +142,7 @@ def test_agent_errors_are_classified(error_class, desc, expected):
         with QGASession(peer.path, timeout=5) as qga:
             with pytest.raises(expected) as caught:
                 qga.execute('guest-x')
-    assert type(caught.value) is expected
+    assert caught.type is expected
     assert caught.value.desc == desc
     if expected is errors.GuestFrozenError:
         assert 'frozen' in str(caught.value) and 'thaw' in str(caught.value)

@@ -83,7 +83,7 @@ def test_job_ids_are_unique():
     monitor = FakeMonitor()
     with FakePeer(monitor) as peer:
         with QMPSession(peer.path, timeout=5) as qmp:
-            ids = {qmp.run_job('snapshot-save', {'tag': 't'})['id'] for _ in range(3)}
+            ids = {qmp.run_job('snapshot-save', {'tag': 't'})['id'] for _attempt in range(3)}
     assert len(ids) == 3
 
 
