@@ -41,16 +41,29 @@ MAX_TAG_BYTES = 255
 
 #: Run states in which a snapshot can be saved.
 SAVE_STATES = ('running', 'paused')
-#: Run states in which one can be loaded: restore-vm is where a paused VM is left after a
-#: load, and where a failed load leaves any VM; loading a good snapshot is the way out.
+#: Run states in which one can be loaded: restore-vm is where a failed load leaves a VM that
+#: was running; loading a good snapshot is the way out.
 LOAD_STATES = ('running', 'paused', 'restore-vm')
 #: Run states in which the disks are not ours to write (handed over by migration).
 NO_DELETE_STATES = ('inmigrate', 'postmigrate', 'finish-migrate')
 
 SNAPSHOT_JOB_PREFIX = JOB_ID_PREFIX + 'snapshot-'
 
+_STATE_HINTS = {
+    'inmigrate': ' (waiting for an incoming migration)',
+    'postmigrate': ' (migrated away)',
+    'finish-migrate': ' (finishing a migration)',
+    'shutdown': ' (the guest has shut down)',
+    'suspended': ' (the guest is suspended; wake it first)',
+    'guest-panicked': ' (the guest kernel panicked)',
+    'internal-error': ' (QEMU hit an internal error)',
+    'io-error': ' (stopped on a disk I/O error)',
+    'prelaunch': ' (started with -S and never run)',
+}
+
 _AGE_PART = re.compile(r'([0-9]+)([smhdw])')
 _AGE_UNITS = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 604800}
+_JOB_ID = re.compile(re.escape(SNAPSHOT_JOB_PREFIX) + r'[A-Za-z0-9-]+')
 _CONTROL = re.compile(u'[\u0000-\u001f\u007f]')
 
 
@@ -253,17 +266,17 @@ def check_run_state(status, action):
     if action == 'save' and status not in SAVE_STATES:
         if status == 'restore-vm':
             raise VMStateError(
-                'the VM is in run state restore-vm: it is stopped after a snapshot load (a paused VM stays '
-                'there after a successful load; a failed load leaves a half-restored guest there). Load a '
-                'snapshot with state=restored, or resume the VM with cont, before saving a new snapshot')
-        raise VMStateError('cannot save a snapshot while the VM is in run state {0}: it must be running or '
-                           'paused'.format(status))
+                'the VM is in run state restore-vm: a snapshot load failed and left it stopped, possibly '
+                'half-restored. Load a good snapshot with state=restored (or resume it with cont if you '
+                'accept its state) before saving a new snapshot')
+        raise VMStateError('cannot save a snapshot while the VM is in run state {0}{1}: it must be running or '
+                           'paused'.format(status, _STATE_HINTS.get(status, '')))
     if action == 'load' and status not in LOAD_STATES:
-        raise VMStateError('cannot load a snapshot while the VM is in run state {0}: it must be running or '
-                           'paused'.format(status))
+        raise VMStateError('cannot load a snapshot while the VM is in run state {0}{1}: it must be running or '
+                           'paused'.format(status, _STATE_HINTS.get(status, '')))
     if action == 'delete' and status in NO_DELETE_STATES:
-        raise VMStateError('cannot delete snapshots while the VM is in run state {0}: its disks belong to '
-                           'a migration'.format(status))
+        raise VMStateError('cannot delete snapshots while the VM is in run state {0}{1}: its disks belong to '
+                           'a migration'.format(status, _STATE_HINTS.get(status, '')))
 
 
 def choose_devices(view, devices, purpose):
@@ -445,30 +458,37 @@ def save_snapshot(qmp, tag, vmstate, devices, timeout):
     """
     if uses_jobs(qmp):
         return _job(qmp, 'snapshot-save', {'tag': tag, 'vmstate': vmstate, 'devices': list(devices)}, timeout)
-    return _hmp(qmp, 'savevm', tag, timeout)
+    return hmp_command(qmp, 'savevm', tag, timeout)
 
 
 def load_snapshot(qmp, tag, vmstate, devices, timeout):
-    """Load `tag`. A failure after QEMU began restoring leaves the VM in restore-vm, not resumed."""
+    """Load `tag`. A failure after QEMU began restoring leaves the VM stopped (run state
+    restore-vm when it was running), possibly half-restored, and it is not resumed."""
     try:
         if uses_jobs(qmp):
             return _job(qmp, 'snapshot-load', {'tag': tag, 'vmstate': vmstate, 'devices': list(devices)}, timeout)
-        return _hmp(qmp, 'loadvm', tag, timeout)
+        return hmp_command(qmp, 'loadvm', tag, timeout)
     except (JobError, CommandError) as exc:
+        reason = getattr(exc, 'error', None) or getattr(exc, 'desc', None) or str(exc)
         status = qmp.run_state()
-        if status != 'restore-vm':
-            raise
-        raise VMStateError(
-            'loading snapshot {0!r} failed: {1}. QEMU had already stopped the VM to restore it, so it is left '
-            'in run state restore-vm and was NOT resumed: its memory and disks may be half-restored. Load a '
-            'good snapshot with state=restored; resume it (cont) only if you accept a possibly corrupt '
-            'guest'.format(tag, getattr(exc, 'error', None) or getattr(exc, 'desc', None) or exc))
+        if status == 'restore-vm':
+            raise VMStateError(
+                'loading snapshot {0!r} failed: {1}. QEMU had already stopped the VM to restore it, so it is left '
+                'in run state restore-vm and was NOT resumed: its memory and disks may be half-restored. Load a '
+                'good snapshot with state=restored; resume it (cont) only if you accept a possibly corrupt '
+                'guest'.format(tag, reason))
+        if status == 'paused':
+            raise VMStateError(
+                'loading snapshot {0!r} failed: {1}. The VM stays paused; if QEMU had begun restoring, its memory '
+                'and disks may be half-restored: load a good snapshot with state=restored before resuming '
+                'it'.format(tag, reason))
+        raise
 
 
 def delete_snapshot(qmp, tag, devices, timeout):
     if uses_jobs(qmp):
         return _job(qmp, 'snapshot-delete', {'tag': tag, 'devices': list(devices)}, timeout)
-    return _hmp(qmp, 'delvm', tag, timeout)
+    return hmp_command(qmp, 'delvm', tag, timeout)
 
 
 _DOING = {'snapshot-save': 'saving', 'snapshot-load': 'loading', 'snapshot-delete': 'deleting'}
@@ -478,11 +498,17 @@ def _job(qmp, command, arguments, timeout):
     try:
         info = qmp.run_job(command, arguments, timeout=timeout)
     except QemuTimeoutError as exc:
-        raise QemuTimeoutError(
-            '{0} snapshot {1!r}'.format(_DOING[command], arguments['tag']), timeout,
-            '{0}. A job QEMU accepted keeps running: the next qemu.vm.qemu_snapshot task on this VM waits for it '
-            'to conclude and dismisses it'.format(exc))
+        raise QemuTimeoutError('{0} snapshot {1!r}'.format(_DOING[command], arguments['tag']), timeout,
+                               _timeout_note(command, str(exc)))
     return {'method': 'job', 'downtime_ms': stopped_ms(info.get('events', []))}
+
+
+def _timeout_note(command, message):
+    if 'concluded later and was dismissed' in message:
+        return 'the {0} job concluded later and was dismissed'.format(command)
+    job = _JOB_ID.search(message)
+    return ('QEMU keeps running the {0} job{1}: the next qemu.vm.qemu_snapshot task on this VM waits for it to '
+            'conclude and dismisses it'.format(command, ' ' + job.group(0) if job else ''))
 
 
 def hmp_quote(tag):
@@ -490,7 +516,8 @@ def hmp_quote(tag):
     return '"{0}"'.format(tag.replace('\\', '\\\\').replace('"', '\\"'))
 
 
-def _hmp(qmp, verb, tag, timeout):
+def hmp_command(qmp, verb, tag, timeout):
+    """HMP savevm/loadvm/delvm of `tag`; HMP answers errors as text, which become CommandError."""
     line = '{0} {1}'.format(verb, hmp_quote(tag))
     with qmp.events('STOP', 'RESUME') as watcher:
         try:

@@ -36,9 +36,10 @@ options:
       - V(absent) deletes the snapshot from every device that has it; unchanged when none has it.
       - V(restored) loads the snapshot (RAM and disks) into the VM. It first checks that every device in
         O(devices) has it and fails without touching the VM when one does not. It always reports changed.
-        A running VM keeps running after the load. A paused VM stays stopped; QEMU then reports its run state
-        as C(restore-vm) (resume it with C(cont) like a paused VM). If QEMU fails after it began restoring, the
-        VM is left stopped in C(restore-vm), not resumed, and the task fails saying so.
+        The VM keeps its run state, running or paused. If QEMU fails after it began restoring, the VM is left
+        stopped in run state C(restore-vm), possibly half-restored, not resumed, and the task fails saying so;
+        loading a good snapshot is the way out (V(restored) accepts a VM in C(restore-vm), and leaves it stopped
+        there after a successful load; resume it with C(cont)).
       - V(pruned) applies retention to the snapshots whose names start with O(prefix) (see O(keep) and
         O(max_age)) and deletes the others of that prefix. Snapshots whose names do not start with O(prefix)
         are never deleted.
@@ -64,7 +65,7 @@ options:
     type: str
   force:
     description:
-      - With O(state=present), replace an existing snapshot of that name (also a partial one): delete it from
+      - With O(state=present), replace an existing snapshot of that name (also a partial one); delete it from
         the devices that have it, then save a new one. The task then always reports changed.
     type: bool
     default: false
@@ -241,7 +242,7 @@ downtime_ms:
   type: int
   sample: 187
 status:
-  description: The VM run state after the task, for example V(running), V(paused) or V(restore-vm).
+  description: The VM run state after the task, for example V(running) or V(paused).
   returned: always
   type: str
   sample: running
