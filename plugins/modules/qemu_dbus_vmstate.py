@@ -14,7 +14,7 @@ description:
     With it, QEMU saves the state of helper processes (network, TPM-like or device helpers) that implement the
     C(org.qemu.VMState1) D-Bus interface into internal snapshots and the migration stream, and gives it back to them
     when the snapshot is loaded or the migration arrives.
-  - Idempotent: the object's C(addr) and C(id-list) are read back with C(qom-get). When only O(id_list) differs it is
+  - The module is idempotent. The object's C(addr) and C(id-list) are read back with C(qom-get). When only O(id_list) differs it is
     changed in place with C(qom-set). QEMU connects to the bus only when the object is created, so a different
     O(addr) (or removing the id-list altogether) deletes and re-creates the object; RV(recreated) says so.
   - Reports the helpers on the bus, the queued owners of the name C(org.qemu.VMState1) and each one's C(Id), read with
@@ -34,7 +34,7 @@ options:
     default: present
   object_id:
     description:
-      - The QOM id of the object (C(-object dbus-vmstate,id=...)). QEMU allows one C(dbus-vmstate) object per VM:
+      - The QOM id of the object (C(-object dbus-vmstate,id=...)). QEMU allows one C(dbus-vmstate) object per VM;
         if the VM has one with another id, O(state=present) fails and names it.
       - A letter, then letters, digits, V(-), V(.) or V(_).
     type: str

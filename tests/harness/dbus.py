@@ -52,8 +52,8 @@ def _read_line(proc, timeout, what):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise BusError('{0} printed nothing within {1} s (got {2!r})'.format(what, timeout, buf))
-        ready, _, _ = select.select([fd], [], [], remaining)
-        if not ready:
+        readable = select.select([fd], [], [], remaining)[0]
+        if not readable:
             continue
         chunk = os.read(fd, 4096)
         if not chunk:

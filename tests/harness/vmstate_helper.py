@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """A real org.qemu.VMState1 helper for the tests, on jeepney (pure Python).
 
 It connects to a D-Bus bus, requests the name ``org.qemu.VMState1`` (queued, unless

@@ -56,14 +56,14 @@ def test_clean_bus_has_no_problems():
 
 def test_duplicates_without_id_list_would_abort_qemu():
     helpers = [helper(':1.3', 'dup'), helper(':1.4', 'other'), helper(':1.5', 'dup')]
-    problems, _ = dv.find_problems(helpers, [])
+    problems = dv.find_problems(helpers, [])[0]
     assert kinds(problems) == [('duplicate_id', 'dup', [':1.3', ':1.5'])]
     assert 'aborts' in problems[0]['message']
 
 
 def test_duplicates_with_id_list_lose_state_silently():
     helpers = [helper(':1.3', 'dup'), helper(':1.5', 'dup'), helper(':1.6', 'x'), helper(':1.7', 'x')]
-    problems, _ = dv.find_problems(helpers, ['dup'])
+    problems = dv.find_problems(helpers, ['dup'])[0]
     # 'x' is not in the id-list: QEMU ignores those helpers, so their duplicates do not matter.
     assert kinds(problems) == [('duplicate_id', 'dup', [':1.3', ':1.5'])]
     assert 'only the first one (:1.3)' in problems[0]['message']
@@ -71,20 +71,20 @@ def test_duplicates_with_id_list_lose_state_silently():
 
 def test_missing_helper_is_named_with_strays():
     helpers = [helper(':1.3', 'net0')]
-    problems, _ = dv.find_problems(helpers, ['net0', 'ghost'])
+    problems = dv.find_problems(helpers, ['net0', 'ghost'])[0]
     assert kinds(problems) == [('missing_helper', 'ghost', [])]
     assert "'ghost'" in problems[0]['message'] and 'DO_NOT_QUEUE' not in problems[0]['message']
-    problems, _ = dv.find_problems(helpers, ['net0', 'ghost'], strays={'ghost': [':1.9']})
+    problems = dv.find_problems(helpers, ['net0', 'ghost'], strays={'ghost': [':1.9']})[0]
     assert kinds(problems) == [('missing_helper', 'ghost', [':1.9'])]
     assert ':1.9' in problems[0]['message'] and 'DO_NOT_QUEUE' in problems[0]['message']
 
 
 def test_invalid_ids():
     long_id = 'l' * 300
-    problems, _ = dv.find_problems([helper(':1.3', long_id), helper(':1.4', '')], None)
+    problems = dv.find_problems([helper(':1.3', long_id), helper(':1.4', '')], None)[0]
     assert kinds(problems) == [('invalid_id', long_id, [':1.3']), ('invalid_id', '', [':1.4'])]
     # With an id-list, the entry is what is wrong (reported once), whether or not a helper has it.
-    problems, _ = dv.find_problems([helper(':1.3', long_id)], [long_id])
+    problems = dv.find_problems([helper(':1.3', long_id)], [long_id])[0]
     assert kinds(problems) == [('invalid_id_list_entry', long_id, [':1.3'])]
     assert "'llllllll" in problems[0]['message'] and '300 bytes long' in problems[0]['message']
     # A long Id outside the id-list is ignored by QEMU.
@@ -106,7 +106,7 @@ def test_included_follows_qemu():
 def test_error_family():
     assert issubclass(dv.DBusVMStateError, VMStateError) and issubclass(dv.DBusVMStateError, QemuVMError)
     assert issubclass(dv.DBusBusError, dv.DBusVMStateError)
-    problems, _ = dv.find_problems([helper(':1.3', 'a'), helper(':1.4', 'a')], None)
+    problems = dv.find_problems([helper(':1.3', 'a'), helper(':1.4', 'a')], None)[0]
     exc = dv.DBusVMStateError(dv.problems_message(problems, 'dv0', 'unix:path=/b', 'a snapshot'),
                               object_id='dv0', addr='unix:path=/b', problems=problems, helpers=[])
     assert str(exc).startswith("the dbus-vmstate object 'dv0' (bus unix:path=/b) is not safe for a snapshot")
@@ -139,7 +139,7 @@ class SilentBus(object):
 
     def serve(self):
         try:
-            conn, _ = self.server.accept()
+            conn = self.server.accept()[0]
         except OSError:
             return
         self.conns.append(conn)
@@ -185,8 +185,7 @@ def params(addr='unix:path=/b', id_list=None):
 
 
 def plan_for(current, wanted_params):
-    commands, recreated = module.plan(current, module.wanted_object(wanted_params, current))
-    return [(name, args) for name, args in commands], recreated
+    return module.plan(current, module.wanted_object(wanted_params, current))
 
 
 def test_plan_add_and_nothing_to_do():
