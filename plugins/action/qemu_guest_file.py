@@ -1,0 +1,86 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qemu.vm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin for qemu.vm.qemu_guest_file: `src` is read on the controller, like ansible.builtin.copy.
+
+The file is found like copy's src (role/play files/ directories), decrypted when it is
+vault-encrypted, transferred to a temporary directory on the managed host and handed
+to the module there as a managed-host path. When the module runs on the controller
+itself (local connection, no become) the file is read where it is, without a copy.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ansible.errors import AnsibleActionFail, AnsibleError
+from ansible.module_utils.common.text.converters import to_text
+from ansible.module_utils.parsing.convert_bool import boolean
+from ansible.plugins.action import ActionBase
+
+MODULE = 'qemu.vm.qemu_guest_file'
+INTERNAL = ('_original_src',)
+
+
+class ActionModule(ActionBase):
+
+    TRANSFERS_FILES = True
+
+    def run(self, tmp=None, task_vars=None):
+        if task_vars is None:
+            task_vars = {}
+        result = super(ActionModule, self).run(tmp, task_vars)
+        del tmp  # tmp no longer has any effect
+
+        args = dict(self._task.args)
+        for name in INTERNAL:
+            if args.get(name) is not None:
+                raise AnsibleActionFail('Invalid parameter specified: "{0}"'.format(name))
+        try:
+            remote_src = boolean(args.get('remote_src', False), strict=True)
+        except TypeError as exc:
+            raise AnsibleActionFail('remote_src: {0}'.format(to_text(exc)))
+        src = args.get('src')
+        local_source = (src is not None and not remote_src and args.get('content') is None
+                        and args.get('state', 'present') == 'present')
+        try:
+            if local_source:
+                result.update(self._run_with_local_source(args, src, task_vars))
+            else:
+                # Nothing to send from the controller; the module validates everything else.
+                result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))
+        finally:
+            self._remove_tmp_path(self._connection._shell.tmpdir)
+        return result
+
+    def _run_with_local_source(self, args, src, task_vars):
+        try:
+            found = self._find_needle('files', src)
+        except AnsibleError as exc:
+            raise AnsibleActionFail('src {0}: {1}'.format(src, to_text(exc)))
+        if os.path.isdir(found):
+            raise AnsibleActionFail('src {0} is a directory: qemu.vm.qemu_guest_file copies one file'.format(src))
+        try:
+            real = self._loader.get_real_file(found, decrypt=True)
+        except AnsibleError as exc:
+            raise AnsibleActionFail('src {0}: {1}'.format(src, to_text(exc)))
+        try:
+            args['_original_src'] = src
+            args['remote_src'] = True
+            if self._module_runs_here():
+                args['src'] = os.path.abspath(real)
+            else:
+                shell = self._connection._shell
+                remote = shell.join_path(shell.tmpdir, 'qemu-guest-file-source')
+                self._transfer_file(real, remote)
+                self._fixup_perms2((shell.tmpdir, remote))
+                args['src'] = remote
+            return self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars)
+        finally:
+            self._loader.cleanup_tmp_file(real)
+
+    def _module_runs_here(self):
+        """Whether the module runs on the controller as the controller's user, so it can read src in place."""
+        if getattr(self._connection, 'transport', None) != 'local':
+            return False
+        return not self._play_context.become and getattr(self._connection, 'become', None) is None

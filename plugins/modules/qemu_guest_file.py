@@ -1,0 +1,481 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) qemu.vm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: qemu_guest_file
+short_description: Copy files into and out of a QEMU guest through the guest agent, byte-exact and idempotent
+version_added: 0.1.0
+description:
+  - Puts a file into the guest (O(state=present)) from O(content) or from O(src), copies a guest file to the managed
+    host (O(state=fetched)), or deletes a guest file (O(state=absent)), through the QEMU guest agent socket.
+    The guest needs no network and no SSH.
+  - Data streams in large chunks (O(chunk_size)) with the agent's C(guest-file-open), C(guest-file-read),
+    C(guest-file-write) and C(guest-file-close) commands. Memory use is bounded by the chunk size, not by the file
+    size, and guest file handles are closed on every path, failures included.
+  - Idempotent by SHA-256. With O(state=present) a guest file of a different size is replaced without reading it;
+    one of the same size is compared by checksum, computed in the guest with C(sha256sum) through C(guest-exec)
+    when the agent offers it and the guest has the tool, else by streaming the file and hashing it on the managed
+    host. O(state=fetched) always streams the guest file and hashes it while writing; the task is unchanged when
+    O(dest) already holds the same bytes.
+  - No half-written files. When the agent offers C(guest-exec), O(state=present) writes a temporary file in the
+    same guest directory, sets its owner, group and mode, and renames it over O(path) with C(mv). Without
+    C(guest-exec) the file is written in place, so a failure part way (a full disk, a lost connection) leaves a
+    truncated file behind; the task then fails and says so, and running it again repairs the file.
+  - The agent's file commands are not available on many RHEL-family guests, which block them in the agent
+    configuration; the module then fails with an error naming the blocked commands.
+  - Guest-side tools run through C(guest-exec) are C(stat), C(readlink), C(sha256sum), C(mv), C(rm), C(chmod) and
+    C(chown), as found in coreutils or busybox.
+author:
+  - qemu.vm contributors
+options:
+  path:
+    description:
+      - Absolute path of the file in the guest.
+      - A symbolic link is followed; the file it points to is written (a dangling link is an error).
+    type: str
+    required: true
+  state:
+    description:
+      - V(present) makes the guest file hold O(content) or the bytes of O(src).
+      - V(fetched) copies the guest file to O(dest) on the managed host. To bring it to the controller, chain
+        M(ansible.builtin.fetch) after this task.
+      - V(absent) deletes the guest file. The agent has no delete command, so this needs C(guest-exec) (C(rm) in
+        the guest); when the agent does not offer it, the task fails naming the missing command, unless the file
+        is already absent.
+    type: str
+    choices: [present, fetched, absent]
+    default: present
+  content:
+    description:
+      - The text to put in the guest file, written as UTF-8. Use O(src) for binary data.
+      - Mutually exclusive with O(src). Only with O(state=present).
+    type: str
+  src:
+    description:
+      - A file whose bytes go into the guest file. Only with O(state=present).
+      - By default it is on the controller and found like the O(ansible.builtin.copy#module:src) of
+        M(ansible.builtin.copy) (relative paths look in the role's or play's C(files/) directory, vault-encrypted
+        files are decrypted); the action plugin transfers it to the managed host first. When the task runs on the
+        controller itself (C(connection=local) without become) it is read in place, without a copy.
+      - With O(remote_src=true) it is a file on the managed host.
+    type: path
+  remote_src:
+    description:
+      - Whether O(src) is on the managed host (V(true)) rather than on the controller.
+    type: bool
+    default: false
+  dest:
+    description:
+      - With O(state=fetched), where to put the guest file on the managed host. Required then.
+      - When O(dest) is an existing directory, the file goes into it under the guest file's name.
+      - The file is written to a temporary file in the same directory and renamed over O(dest).
+    type: path
+  chunk_size:
+    description:
+      - Bytes moved per agent command, with a unit (V(8M), V(512K)) or as a number of bytes.
+      - Memory use on the managed host is a few times this size (base64 and JSON encoding), whatever the file size.
+      - At most 48 MiB, the largest read the agent accepts. Writes use at most 48 MiB minus 4 KiB per command,
+        because the agent refuses a request over 64 MiB of JSON, and 48 MiB is 64 MiB in base64.
+    type: bytes
+    default: 8388608
+  mode:
+    description:
+      - With O(state=present), the permissions of the guest file, in octal (V('0644'), V('0755')). Symbolic modes are
+        not supported for guest files.
+      - With O(state=fetched), the permissions of O(dest), in any form M(ansible.builtin.file) accepts.
+      - Without O(mode), a replaced guest file keeps its permissions, and a new one gets V(0666) minus the umask of
+        the agent (usually V(0644)). Without C(guest-exec) a new file gets the mode the agent creates files with,
+        which is V(0666) for qemu-ga 7.2 whatever its umask.
+      - Guest attributes are set with C(chmod) and C(chown) through C(guest-exec); when the agent does not offer it, a
+        task that sets O(mode), O(owner) or O(group) with O(state=present) fails.
+    type: raw
+  owner:
+    description:
+      - Owner (name or uid) of the guest file with O(state=present), of O(dest) with O(state=fetched).
+      - Without O(owner), a replaced guest file keeps its owner, and a new one belongs to the user the agent runs as.
+    type: str
+  group:
+    description:
+      - Group (name or gid) of the guest file with O(state=present), of O(dest) with O(state=fetched).
+    type: str
+extends_documentation_fragment:
+  - qemu.vm._connection
+  - qemu.vm._attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Changes nothing in the guest or on the managed host, and reports whether a change would happen.
+      - The comparison is real, so it reads as much of the guest file as the real run would (all of it for
+        O(state=fetched)).
+      - A controller O(src) is still transferred to the managed host (not into the guest) to be compared.
+  diff_mode:
+    support: full
+    details:
+      - A text diff, like M(ansible.builtin.copy), when both sides are text (UTF-8, no NUL byte) and at most 104448
+        bytes; binary and larger files are reported as skipped. Owner, group and mode changes are shown too.
+requirements:
+  - The guest agent (C(qemu-ga)) running in the guest with its file commands enabled.
+  - For atomic replacement, O(mode), O(owner), O(group), O(state=absent) and fast checksums, C(guest-exec) enabled
+    in the agent and a POSIX guest.
+notes:
+  - O(qga) is required; O(qmp) is accepted and ignored.
+  - Under emulation (TCG) the agent is the bottleneck (a few MB/s); with KVM it moves tens to hundreds of MB/s. The
+    results RV(duration_ms) and RV(mb_per_s) tell what a transfer achieved.
+  - While the guest filesystems are frozen the agent refuses file commands; the task fails and says how to thaw.
+seealso:
+  - module: ansible.builtin.copy
+  - module: ansible.builtin.fetch
+  - module: qemu.vm.qemu_guest_fsfreeze
+'''
+
+EXAMPLES = r'''
+- name: Put a configuration file into the guest
+  qemu.vm.qemu_guest_file:
+    qga: /run/qemu/web1/qga.sock
+    path: /etc/motd
+    content: |
+      Managed by Ansible through the QEMU guest agent.
+    mode: '0644'
+
+- name: Copy a tarball from the controller into the guest, in 32 MiB chunks
+  qemu.vm.qemu_guest_file:
+    qga: /run/qemu/web1/qga.sock
+    src: files/app-1.2.tar.gz
+    path: /opt/app-1.2.tar.gz
+    chunk_size: 32M
+    owner: app
+    group: app
+  register: copied
+
+- name: Show how fast it went
+  ansible.builtin.debug:
+    msg: "{{ copied.transferred }} bytes in {{ copied.duration_ms }} ms ({{ copied.mb_per_s }} MB/s)"
+
+- name: Copy a file that is already on the hypervisor
+  qemu.vm.qemu_guest_file:
+    qga: /run/qemu/web1/qga.sock
+    src: /srv/images/seed.img
+    remote_src: true
+    path: /var/lib/seed.img
+
+- name: Copy a guest log to the hypervisor
+  qemu.vm.qemu_guest_file:
+    qga: /run/qemu/web1/qga.sock
+    path: /var/log/app.log
+    state: fetched
+    dest: /var/tmp/web1-app.log
+
+- name: And from there to the controller
+  ansible.builtin.fetch:
+    src: /var/tmp/web1-app.log
+    dest: logs/
+    flat: false
+
+- name: Delete a file in the guest
+  qemu.vm.qemu_guest_file:
+    qga: /run/qemu/web1/qga.sock
+    path: /tmp/seed.img
+    state: absent
+'''
+
+RETURN = r'''
+guest_path:
+  description: The guest path, O(path) as given.
+  returned: always
+  type: str
+  sample: /etc/motd
+guest_target:
+  description: The file actually written when O(path) is a symbolic link.
+  returned: when O(path) is a symbolic link and O(state=present)
+  type: str
+dest_path:
+  description: The file on the managed host, with the guest file name added when O(dest) is a directory.
+  returned: when O(state=fetched)
+  type: str
+  sample: /var/tmp/web1-app.log
+state:
+  description: The state requested.
+  returned: always
+  type: str
+checksum:
+  description:
+    - SHA-256 (hex) of the file, as the guest file now is (O(state=present)) or as fetched (O(state=fetched)).
+    - In check mode with O(state=present), the checksum the guest file would have.
+  returned: when O(state) is V(present) or V(fetched)
+  type: str
+  sample: 3b1f4d0e1f0c8e2a6c1f9a2b6d4e8f0a1b2c3d4e5f60718293a4b5c6d7e8f901
+size:
+  description: Size of the file in bytes (of the source for O(state=present), of the guest file for O(state=fetched)).
+  returned: when O(state) is V(present) or V(fetched)
+  type: int
+  sample: 1048576
+transferred:
+  description:
+    - File bytes moved through the agent by this task, in either direction, including bytes read only to compare
+      checksums and, in diff mode, to show a diff.
+    - V(0) when the guest computed the checksum itself or nothing had to move.
+  returned: always
+  type: int
+  sample: 1048576
+duration_ms:
+  description: Milliseconds the task spent with the agent, from connecting to done.
+  returned: always
+  type: int
+  sample: 1250
+mb_per_s:
+  description: RV(transferred) per second of RV(duration_ms), in MB/s (10^6 bytes); V(0) when nothing moved.
+  returned: always
+  type: float
+  sample: 52.4
+compared_by:
+  description:
+    - How O(state=present) decided whether the guest file already held the data.
+    - V(missing) (no file), V(size) (sizes differ, not read), V(sha256sum) (the guest's sha256sum through
+      C(guest-exec)), V(stream) (read through the agent and hashed on the managed host).
+  returned: when O(state=present)
+  type: str
+  sample: sha256sum
+atomic:
+  description:
+    - Whether the new content was written to a temporary file and renamed over O(path) (V(true)), or written in place
+      because the agent offers no C(guest-exec) (V(false)).
+  returned: when O(state=present) and the content was written
+  type: bool
+'''
+
+import os
+import tempfile
+
+from ansible.module_utils.common.text.converters import to_native
+
+from ansible_collections.qemu.vm.plugins.module_utils._common import Stopwatch, build_module, qga_session, run_module
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file import (
+    DEFAULT_CHUNK,
+    DIFF_MAX_BYTES,
+    Desired,
+    GuestFiles,
+    GuestFileError,
+    Source,
+    check_chunk_size,
+    check_guest_path,
+    check_id,
+    ensure_absent,
+    ensure_present,
+    parse_mode,
+    sha256_file,
+    throughput,
+)
+
+ARGUMENT_SPEC = dict(
+    path=dict(type='str', required=True),
+    state=dict(type='str', default='present', choices=['present', 'fetched', 'absent']),
+    content=dict(type='str', no_log=True),
+    src=dict(type='path'),
+    remote_src=dict(type='bool', default=False),
+    dest=dict(type='path'),
+    chunk_size=dict(type='bytes', default=DEFAULT_CHUNK),
+    mode=dict(type='raw'),
+    owner=dict(type='str'),
+    group=dict(type='str'),
+    # Set by the action plugin: the src the user wrote, before it was transferred.
+    _original_src=dict(type='str'),
+)
+
+
+def validate(module):
+    """Input checks the argument spec cannot express; the first problem fails the task."""
+    p = module.params
+    state = p['state']
+    problems = []
+    try:
+        check_guest_path(p['path'])
+    except ValueError as exc:
+        problems.append(str(exc))
+    try:
+        check_chunk_size(p['chunk_size'])
+    except ValueError as exc:
+        problems.append(str(exc))
+    if state == 'present':
+        if p['dest'] is not None:
+            problems.append('dest is only used with state=fetched; state=present writes path in the guest')
+        if p['content'] is None and p['src'] is None:
+            problems.append('state=present needs content or src')
+        try:
+            parse_mode(p['mode'])
+        except ValueError as exc:
+            problems.append(str(exc))
+    else:
+        for name in ('content', 'src'):
+            if p[name] is not None:
+                problems.append('{0} is only used with state=present'.format(name))
+    if state == 'fetched' and not p['dest']:
+        problems.append('state=fetched needs dest, the file to write on the managed host')
+    if state == 'absent':
+        for name in ('dest', 'mode', 'owner', 'group'):
+            if p[name] is not None:
+                problems.append('{0} is not used with state=absent'.format(name))
+    for name in ('owner', 'group'):
+        try:
+            check_id(p[name], name)
+        except ValueError as exc:
+            problems.append(str(exc))
+    if problems:
+        module.fail_json(msg='; '.join(problems))
+
+
+def make_source(module):
+    p = module.params
+    if p['content'] is not None:
+        return Source(data=p['content'].encode('utf-8'), label='content')
+    return Source(path=p['src'], label=p['_original_src'] or p['src'])
+
+
+def fetch_dest(module):
+    """The local file to write: dest, or dest/<guest file name> when dest is a directory."""
+    dest = module.params['dest']
+    if os.path.isdir(dest):
+        name = module.params['path'].replace('\\', '/').rstrip('/').rsplit('/', 1)[-1]
+        dest = os.path.join(dest, name)
+    if os.path.isdir(dest):
+        module.fail_json(msg='dest {0} is a directory'.format(dest))
+    if os.path.lexists(dest) and not os.path.isfile(dest):
+        module.fail_json(msg='dest {0} exists and is not a regular file'.format(dest))
+    parent = os.path.dirname(os.path.abspath(dest))
+    if not os.path.isdir(parent):
+        module.fail_json(msg='dest directory {0} does not exist on the managed host'.format(parent))
+    return dest
+
+
+class _DiffKeeper(object):
+    """Keeps the first bytes of a stream, for a diff of small files."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.parts = []
+        self.size = 0
+
+    def add(self, data):
+        if self.size <= self.limit:
+            self.parts.append(data[:self.limit + 1 - self.size])
+        self.size += len(data)
+
+    def data(self):
+        return b''.join(self.parts) if self.size <= self.limit else None
+
+
+def _text(data):
+    if data is None or b'\0' in data:
+        return None
+    try:
+        return data.decode('utf-8')
+    except UnicodeDecodeError:
+        return None
+
+
+def fetch(module, guest):
+    path = module.params['path']
+    dest = fetch_dest(module)
+    before = sha256_file(dest) if os.path.exists(dest) else None
+    keeper = _DiffKeeper(DIFF_MAX_BYTES) if module._diff else None
+    if module.check_mode:
+        digest, size = guest.read_stream(path, keeper.add if keeper else None)
+        changed = digest != before
+    else:
+        fd, tmp = tempfile.mkstemp(prefix='.{0}.'.format(os.path.basename(dest)[:200]), suffix='.qemu-vm.tmp',
+                                   dir=os.path.dirname(os.path.abspath(dest)))
+        try:
+            with os.fdopen(fd, 'wb') as handle:
+                if keeper is None:
+                    sink = handle.write
+                else:
+                    def sink(data):
+                        keeper.add(data)
+                        handle.write(data)
+                digest, size = guest.read_stream(path, sink)
+            changed = digest != before
+            if changed:
+                module.atomic_move(tmp, dest)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    # Not 'path'/'dest': AnsibleModule would overwrite size and state with the stat of that file.
+    result = {'changed': changed, 'guest_path': path, 'state': 'fetched', 'dest_path': dest, 'checksum': digest,
+              'size': size}
+    if module._diff and changed:
+        result['diff'] = _fetch_diff(dest, path, before is not None, keeper)
+    p = module.params
+    if p['owner'] is not None or p['group'] is not None or p['mode'] is not None:
+        attributes_changed = False
+        if os.path.exists(dest):
+            attributes_changed = module.set_owner_if_different(dest, p['owner'], False)
+            attributes_changed = module.set_group_if_different(dest, p['group'], attributes_changed)
+            attributes_changed = module.set_mode_if_different(dest, p['mode'], attributes_changed)
+        else:
+            attributes_changed = True  # check mode: dest is not there yet
+        result['changed'] = result['changed'] or attributes_changed
+    return result
+
+
+def _fetch_diff(dest, path, existed, keeper):
+    entry = {'before_header': dest, 'after_header': '{0} (guest)'.format(path)}
+    after = keeper.data()
+    if after is None:
+        entry['src_larger'] = DIFF_MAX_BYTES
+        return entry
+    before = b''
+    if existed:
+        if os.path.getsize(dest) > DIFF_MAX_BYTES:
+            entry['dst_larger'] = DIFF_MAX_BYTES
+            return entry
+        with open(dest, 'rb') as handle:
+            before = handle.read()
+    if _text(before) is None:
+        entry['dst_binary'] = 1
+    elif _text(after) is None:
+        entry['src_binary'] = 1
+    else:
+        entry['before'] = _text(before)
+        entry['after'] = _text(after)
+    return entry
+
+
+def run(module):
+    p = module.params
+    clock = Stopwatch()
+    source = make_source(module) if p['state'] == 'present' else None
+    with qga_session(module) as qga:
+        guest = GuestFiles(qga, check_chunk_size(p['chunk_size']))
+        if p['state'] == 'present':
+            desired = Desired(p['path'], parse_mode(p['mode']), p['owner'], p['group'])
+            result = ensure_present(guest, source, desired, module.check_mode, module._diff)
+        elif p['state'] == 'absent':
+            result = ensure_absent(guest, p['path'], module.check_mode, module._diff)
+        else:
+            try:
+                result = fetch(module, guest)
+            except OSError as exc:
+                raise GuestFileError(p['path'], 'cannot write dest {0} on the managed host: {1}'.format(
+                    p['dest'], to_native(exc)))
+    for warning in guest.warnings:
+        module.warn(warning)
+    moved = guest.read_bytes + guest.written_bytes
+    result['transferred'] = moved
+    result['duration_ms'] = clock.ms
+    result['mb_per_s'] = throughput(moved, result['duration_ms'])
+    return result
+
+
+def main():
+    module = build_module(ARGUMENT_SPEC, requires=('qga',), supports_check_mode=True,
+                          mutually_exclusive=[('content', 'src')])
+    validate(module)
+    run_module(module, run)
+
+
+if __name__ == '__main__':
+    main()
