@@ -121,10 +121,14 @@ class QGASession(ClientSession):
         self._pending = []
         super(QGASession, self).close()
 
+    @staticmethod
+    def freeze_command_timeout(timeout):
+        return max(timeout, FREEZE_TIMEOUT)
+
     def command_timeout(self, command, arguments=None):
         """The per-command bound: `timeout`, longer for freezing and for big transfers."""
         if command in FREEZE_COMMANDS:
-            return max(self.timeout, FREEZE_TIMEOUT)
+            return self.freeze_command_timeout(self.timeout)
         arguments = arguments or {}
         if command == 'guest-file-read':
             return self.timeout + arguments.get('count', 4096) / SLOWEST_BYTES_PER_SECOND

@@ -1,0 +1,200 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qemu.vm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# This module_utils is PRIVATE to the qemu.vm collection: it can change at any time.
+"""Freeze → snapshot → thaw in one process, and a guard that thaws if that process dies.
+
+The frozen window is the snapshot job plus the two agent round trips: the QMP and QGA
+sessions are opened before the freeze and the guard process is started (and has
+imported everything it needs) before the freeze as well.
+
+The guard is a detached Python process holding the read end of a pipe whose write end
+only the module holds. It thaws the guest when
+  - the pipe reaches EOF without a "done" line (the module died: SIGKILL, OOM, lost controller), or
+  - `freeze_timeout` passes after the module said "frozen" without saying "done".
+The module says "done" only after guest-fsfreeze-status confirmed the thaw.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+import time
+
+from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, QemuVMError, VMStateError
+from ansible_collections.qemu.vm.plugins.module_utils._qga import QGASession
+
+QUIESCE_MODES = ('off', 'preferred', 'required')
+#: How long the guard may take to start; it imports the transport before the freeze.
+GUARD_START_SECONDS = 15.0
+#: How long the guard keeps trying to thaw (the agent may be busy right after a crash).
+GUARD_THAW_SECONDS = 60.0
+
+
+class QuiesceError(VMStateError):
+    """quiesce=required and the guest could not be frozen; no snapshot was taken."""
+
+
+class FreezeGuard(object):
+    """The detached thaw guard. start() before freezing; frozen() right after; done() after the thaw."""
+
+    def __init__(self, qga_address, freeze_timeout, timeout):
+        self.qga_address = qga_address
+        self.freeze_timeout = freeze_timeout
+        self.timeout = timeout
+        self._proc = None
+
+    def start(self):
+        env = dict(os.environ)
+        # The module's own import path (AnsiballZ payload included): the guard imports
+        # everything before it says "ready", so removing the payload later is harmless.
+        env['PYTHONPATH'] = os.pathsep.join(p for p in sys.path if p)
+        code = 'from ansible_collections.qemu.vm.plugins.module_utils._quiesce import guard_main; guard_main()'
+        self._proc = subprocess.Popen(
+            [sys.executable, '-c', code, str(self.qga_address), repr(self.freeze_timeout), repr(self.timeout)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            close_fds=True, start_new_session=True, env=env)
+        ready, _w, _x = select.select([self._proc.stdout], [], [], GUARD_START_SECONDS)
+        line = self._proc.stdout.readline() if ready else b''
+        if line.strip() != b'ready':
+            self._proc.kill()
+            self._proc.wait()
+            raise VMStateError('the thaw guard process did not start within {0:g} s; not freezing the guest'.format(
+                GUARD_START_SECONDS))
+        self._proc.stdout.close()
+        return self
+
+    def _say(self, word):
+        try:
+            self._proc.stdin.write(word + b'\n')
+            self._proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+
+    def frozen(self):
+        self._say(b'frozen')
+
+    def done(self):
+        """The guest is confirmed thawed: release the guard without it doing anything."""
+        if self._proc is not None:
+            self._say(b'done')
+            self._proc.stdin.close()
+            self._proc.wait()
+            self._proc = None
+
+    def abandon(self):
+        """Leave the guard armed: closing our end makes it thaw now."""
+        if self._proc is not None:
+            self._proc.stdin.close()
+            self._proc = None
+
+
+def guard_main():
+    """Entry point of the guard process (see FreezeGuard)."""
+    qga_address = sys.argv[1]
+    freeze_timeout = float(sys.argv[2])
+    timeout = float(sys.argv[3])
+    # Import-time work is done; tell the module we are armed, then detach from its output.
+    sys.stdout.write('ready\n')
+    sys.stdout.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    # Until the module says "frozen", allow for the freeze command itself.
+    deadline = time.monotonic() + QGASession.freeze_command_timeout(timeout) + freeze_timeout
+    pending = b''
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        readable, _w, _x = select.select([0], [], [], remaining)
+        if not readable:
+            break
+        chunk = os.read(0, 64)
+        if not chunk:
+            break  # EOF without "done": the module is gone
+        pending += chunk
+        if b'done' in pending:
+            return
+        if b'frozen' in pending:
+            deadline = time.monotonic() + freeze_timeout
+            pending = pending.replace(b'frozen', b'')
+    _thaw_until(qga_address, timeout, time.monotonic() + GUARD_THAW_SECONDS)
+
+
+def _thaw_until(qga_address, timeout, give_up_at):
+    while time.monotonic() < give_up_at:
+        try:
+            with QGASession(qga_address, timeout=min(timeout, 10.0)) as qga:
+                qga.execute('guest-fsfreeze-thaw')
+                if qga.execute('guest-fsfreeze-status') == 'thawed':
+                    return True
+        except QemuVMError:
+            time.sleep(0.5)
+    return False
+
+
+def thaw_and_confirm(qga):
+    """Thaw, then read the status back; raises VMStateError if the guest is still frozen."""
+    qga.execute('guest-fsfreeze-thaw')
+    status = qga.execute('guest-fsfreeze-status')
+    if status != 'thawed':
+        raise VMStateError('guest-fsfreeze-thaw returned but guest-fsfreeze-status says {0!r}'.format(status))
+
+
+def quiesced(qga_address, mode, timeout, freeze_timeout, save, warn):
+    """Run save(bound) with the guest's filesystems frozen around it.
+
+    mode 'required': any failure to freeze raises QuiesceError before a snapshot is taken.
+    mode 'preferred': such a failure takes the snapshot crash-consistent and says why.
+    save(bound) is called with the bound for the job: `freeze_timeout` while frozen, else
+    `timeout`. Returns (save result, report).
+    """
+    report = {'quiesced': False, 'frozen_ms': 0}
+
+    def cannot_quiesce(reason):
+        if mode == 'required':
+            raise QuiesceError('quiesce=required, but {0}; no snapshot was taken'.format(reason))
+        report['quiesce_reason'] = reason
+        warn('snapshot taken without quiescing the guest (crash-consistent): {0}'.format(reason))
+
+    try:
+        qga = QGASession(qga_address, timeout=timeout)
+        qga.open()
+    except QemuVMError as exc:
+        cannot_quiesce('the guest agent is not usable: {0}'.format(exc))
+        return save(timeout), report
+
+    try:
+        state = qga.command_state('guest-fsfreeze-freeze')
+        if state != 'enabled':
+            cannot_quiesce('the guest agent has guest-fsfreeze-freeze {0}'.format(state))
+            return save(timeout), report
+        if qga.execute('guest-fsfreeze-status') == 'frozen':
+            warn('the guest filesystems were already frozen (an earlier run died?): thawed them before the snapshot')
+            thaw_and_confirm(qga)
+        guard = FreezeGuard(qga_address, freeze_timeout, timeout).start()
+        frozen_at = None
+        try:
+            try:
+                report['frozen_filesystems'] = qga.execute('guest-fsfreeze-freeze')
+                frozen_at = time.monotonic()
+                guard.frozen()
+            except CommandError as exc:
+                # The agent thaws everything itself when a freeze fails.
+                cannot_quiesce('guest-fsfreeze-freeze failed: {0}'.format(exc.desc))
+            report['quiesced'] = frozen_at is not None and report['frozen_filesystems'] > 0
+            if frozen_at is not None and not report['quiesced']:
+                cannot_quiesce('the guest has no freezable filesystems')
+            result = save(freeze_timeout if report['quiesced'] else timeout)
+        finally:
+            # Thaw on every path once the freeze was sent: it may have frozen even if we saw an error.
+            thaw_and_confirm(qga)
+            if frozen_at is not None:
+                report['frozen_ms'] = int(round((time.monotonic() - frozen_at) * 1000))
+            guard.done()
+    finally:
+        qga.close()
+    return result, report
