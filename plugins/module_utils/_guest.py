@@ -192,14 +192,15 @@ MIN_SUBSETS = ('agent', 'os', 'hostname', 'fsfreeze')
 
 
 def resolve_gather_subset(requested):
-    """The set of subsets to gather, from gather_subset as Ansible's setup reads it.
+    """The subsets to gather, in a stable order, from gather_subset as Ansible's setup reads it.
 
-    `all`, `min`, subset names, and `!name` to exclude (`!all` leaves `min`). A
-    list of only exclusions starts from `all`. `agent` is always gathered.
-    Raises ValueError naming an unknown entry.
+    `all`, `min`, subset names, and `!name` to leave one out. A list of only
+    exclusions starts from `all`; `!all` starts from `min`. `agent` is always
+    gathered. Raises ValueError naming an unknown entry.
     """
     valid = set(SUBSET_NAMES) | set(['all', 'min'])
     include, exclude = set(), set()
+    exclude_all = False
     for raw in requested or ['all']:
         entry = str(raw).strip()
         negate = entry.startswith('!')
@@ -207,15 +208,17 @@ def resolve_gather_subset(requested):
         if name not in valid:
             raise ValueError('gather_subset: unknown subset {0!r}; valid: {1}'.format(
                 entry, ', '.join(['all', 'min'] + list(SUBSET_NAMES))))
-        if name == 'all':
-            names = set(SUBSET_NAMES) - (set(MIN_SUBSETS) if negate else set())
-        elif name == 'min':
-            names = set(MIN_SUBSETS)
+        if negate:
+            if name == 'all':
+                exclude_all = True
+            else:
+                exclude.update(MIN_SUBSETS if name == 'min' else [name])
         else:
-            names = set([name])
-        (exclude if negate else include).update(names)
-    if not include:
-        include = set(SUBSET_NAMES)
+            include.update(SUBSET_NAMES if name == 'all' else MIN_SUBSETS if name == 'min' else [name])
+    if exclude_all:
+        include.update(MIN_SUBSETS)
+    elif not include:
+        include.update(SUBSET_NAMES)
     selected = (include - exclude) | set(['agent'])
     return [name for name in SUBSET_NAMES if name in selected]
 
@@ -487,8 +490,15 @@ class GuestPower(object):
         try:
             self._ask_agent(state, spec, before)
         except (AgentNotRespondingError, CommandError, QemuTimeoutError) as exc:
-            if not self.force or self.check_mode:
+            if not self.force:
                 raise
+            if self.check_mode:
+                res.warnings.append('force: the agent cannot {0} the guest ({1}); would press the ACPI power '
+                                    'button (system_powerdown), then quit QEMU'.format(
+                                        'power off' if state == 'poweroff' else 'halt', exc))
+                res.method = 'acpi'
+                res.state_after = REACHED[state]
+                return
             if self._started is None:
                 self._started = time.monotonic()
             self._escalate(state, str(exc))
