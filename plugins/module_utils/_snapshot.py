@@ -197,7 +197,7 @@ class SnapshotView(object):
                 best = found.get(record['name'])
                 if best is None or record['_order'] > best:
                     found[record['name']] = record['_order']
-        return [name for name, _ in sorted(found.items(), key=lambda item: (item[1], item[0]))]
+        return [item[0] for item in sorted(found.items(), key=lambda item: (item[1], item[0]))]
 
     def state_node(self, tag, scope):
         """The node of `scope` that holds the RAM state of `tag`, or None."""

@@ -20,7 +20,7 @@ description:
   - O(state=pruned) applies a retention policy to the snapshots whose names start with O(prefix), and never
     looks at any other snapshot.
 author:
-  - qemu.vm contributors
+  - qemu.vm maintainers (@qemu-vm)
 options:
   name:
     description:

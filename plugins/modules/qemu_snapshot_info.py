@@ -15,7 +15,7 @@ description:
   - Snapshots are sorted by date, oldest first, with their size, date and guest clock.
   - Works in any run state and changes nothing.
 author:
-  - qemu.vm contributors
+  - qemu.vm maintainers (@qemu-vm)
 options:
   name:
     description:

@@ -142,7 +142,7 @@ class FakeQemu52(object):
     def cmd_human_monitor_command(self, conn, request, args):
         line = args['command-line']
         self.hmp_lines.append(line)
-        verb, _, rest = line.partition(' ')
+        verb, _space, rest = line.partition(' ')
         if self.fail_next_hmp is not None:
             text, self.fail_next_hmp = self.fail_next_hmp, None
             conn.reply(request, text)
