@@ -15,7 +15,7 @@ description:
   - Each attempt reconnects, so a socket QEMU has not created yet, or an agent that restarts, is found too.
   - Also answers on a guest whose filesystems are frozen (the agent still answers pings then).
 author:
-  - qemu.vm contributors
+  - qemu.vm maintainers (@qemu-vm)
 options: {}
 extends_documentation_fragment:
   - qemu.vm._connection

@@ -18,7 +18,7 @@ description:
     from a frozen guest.
   - Talks to the agent only; the guest is not changed.
 author:
-  - qemu.vm contributors
+  - qemu.vm maintainers (@qemu-vm)
 options:
   gather_subset:
     description:

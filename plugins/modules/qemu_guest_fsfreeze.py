@@ -21,7 +21,7 @@ description:
   - When freezing fails, the agent thaws every filesystem it had frozen itself; the module checks that
     (and thaws if needed) before it reports the agent's reason.
 author:
-  - qemu.vm contributors
+  - qemu.vm maintainers (@qemu-vm)
 options:
   state:
     description:

@@ -23,7 +23,7 @@ description:
     O(state=suspended_ram) and O(state=suspended_hybrid), a running guest for O(state=running).
     O(state=reboot) always reboots.
 author:
-  - qemu.vm contributors
+  - qemu.vm maintainers (@qemu-vm)
 options:
   state:
     description:
@@ -53,7 +53,7 @@ options:
       - B(Destructive.) With O(state=poweroff) or O(state=halt), when the guest does not comply within O(timeout)
         (the agent does not answer, refuses, or the guest does not go down), press the virtual ACPI power button
         (QMP C(system_powerdown)); when the guest ignores that too for O(timeout), end QEMU with QMP C(quit),
-        which is like pulling the plug: guest data not yet on disk is lost, and the QEMU process exits.
+        which is like pulling the plug; guest data not yet on disk is lost, and the QEMU process exits.
       - Needs O(qmp). Each escalation step is reported as a warning and in RV(method).
     type: bool
     default: false

@@ -53,8 +53,8 @@ def test_freeze_blocks_guest_writes_until_thaw(guest):
     vm = guest
     args = {'qga': vm.qga_path, 'state': 'frozen'}
     # Start the writer before freezing: while frozen the agent runs no guest-exec.
-    rc, _, err = vm.guest_exec(['sh', '-c', '(%s) </dev/null >/dev/null 2>&1 &' % WRITER])
-    assert rc == 0, err
+    started = vm.guest_exec(['sh', '-c', '(%s) </dev/null >/dev/null 2>&1 &' % WRITER])
+    assert started[0] == 0, started
     wait_for(lambda: ('done', '2') in writer_lines(vm), 30, 'the writer to start writing')
 
     check = run_module('qemu_guest_fsfreeze', args, check=True, diff=True)
@@ -100,8 +100,8 @@ def test_freeze_blocks_guest_writes_until_thaw(guest):
         assert not again['changed'] and not again.failed, again['output']
         assert (again['status'], again['count']) == ('thawed', 0)
 
-    rc, out, _ = vm.guest_exec(['cat', '/data/writes'])
-    assert rc == 0 and blocked.encode() + b'\n' in out
+    written = vm.guest_exec(['cat', '/data/writes'])
+    assert written[0] == 0 and blocked.encode() + b'\n' in written[1]
 
 
 PLAYBOOK = """

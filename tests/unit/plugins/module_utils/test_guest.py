@@ -35,7 +35,7 @@ class FakeAgent(object):
         self.blocked = set(blocked)
         self.sent = []
         names = commands if commands is not None else (
-            list(FROZEN_ALLOWED) + [c for _, c, _ in guest.FACT_SUBSETS] + [
+            list(FROZEN_ALLOWED) + [entry[1] for entry in guest.FACT_SUBSETS] + [
                 'guest-fsfreeze-freeze', 'guest-fsfreeze-freeze-list', 'guest-shutdown', 'guest-suspend-ram'])
         self.commands = list(dict.fromkeys(names))
 
@@ -224,7 +224,7 @@ def test_facts_of_a_frozen_guest():
     assert set(s['reason'] for s in facts['skipped']) == set(['frozen'])
     assert len(facts['skipped']) == len(guest.SUBSET_NAMES) - 2
     # nothing but the allowed commands was sent to the frozen agent
-    assert set(c for c, _ in agent.sent) <= set(FROZEN_ALLOWED)
+    assert set(sent[0] for sent in agent.sent) <= set(FROZEN_ALLOWED)
 
 
 # -- power decisions -----------------------------------------------------------------------
@@ -271,7 +271,7 @@ class AgentContext(object):
 def power(qmp, agent=None, check_mode=False, **kwargs):
     opener = AgentContext(agent if agent is not None else FakeAgent())
     return guest.GuestPower(qmp, opener, 'qga.sock', 5.0, check_mode=check_mode,
-                            wait_for_agent=lambda address, timeout: 0.1, **kwargs), opener
+                            wait_for_agent=lambda address, timeout: 0.1, **kwargs)
 
 
 @pytest.mark.parametrize('state, status', [
@@ -279,11 +279,11 @@ def power(qmp, agent=None, check_mode=False, **kwargs):
     ('suspended_ram', 'suspended'), ('suspended_hybrid', 'suspended'), ('running', 'running'),
 ])
 def test_power_already_there_is_unchanged_without_asking_the_agent(state, status):
-    control, opener = power(FakeMonitor(status))
+    control = power(FakeMonitor(status))
     result = control.ensure(state).as_dict()
     assert not result['changed'] and result['state_before'] == result['state_after'] == status
     assert (result['method'], result['duration_ms']) == ('none', 0)
-    assert opener.opened == 0
+    assert control.open_qga.opened == 0
 
 
 @pytest.mark.parametrize('state, status, words', [
@@ -294,39 +294,39 @@ def test_power_already_there_is_unchanged_without_asking_the_agent(state, status
     ('running', 'shutdown', 'does not start guests'),
 ])
 def test_power_refuses_states_the_agent_cannot_act_in(state, status, words):
-    control, opener = power(FakeMonitor(status))
+    control = power(FakeMonitor(status))
     with pytest.raises(VMStateError) as caught:
         control.ensure(state)
     assert words in str(caught.value)
-    assert opener.opened == 0
+    assert control.open_qga.opened == 0
 
 
 def test_suspend_refused_when_qemu_cannot_wake_it():
     for monitor, words in ((FakeMonitor('running', machine={'wakeup-suspend-support': False}), 'wakeup-suspend-support'),
                            (FakeMonitor('running', commands=('query-current-machine',)), 'no system_wakeup')):
-        control, opener = power(monitor, check_mode=True)
+        control = power(monitor, check_mode=True)
         with pytest.raises(VMStateError) as caught:
             control.ensure('suspended_hybrid')
-        assert words in str(caught.value) and opener.opened == 0
+        assert words in str(caught.value) and control.open_qga.opened == 0
 
 
 def test_power_check_mode_predicts_without_acting():
     agent = FakeAgent()
-    control, _ = power(FakeMonitor('running'), agent, check_mode=True)
+    control = power(FakeMonitor('running'), agent, check_mode=True)
     result = control.ensure('suspended_ram').as_dict()
     assert result['changed'] and (result['state_before'], result['state_after']) == ('running', 'suspended')
-    assert [c for c, _ in agent.sent if c.startswith('guest-suspend')] == []
+    assert [sent for sent in agent.sent if sent[0].startswith('guest-suspend')] == []
 
 
 def test_power_check_mode_with_force_predicts_the_escalation():
-    control, _ = power(FakeMonitor('running'), AgentNotRespondingError('qga.sock', 3), check_mode=True, force=True)
+    control = power(FakeMonitor('running'), AgentNotRespondingError('qga.sock', 3), check_mode=True, force=True)
     result = control.ensure('poweroff')
     assert result.changed and result.method == 'acpi' and result.state_after == 'shutdown'
     assert 'would press the ACPI power button' in result.warnings[0]
 
 
 def test_power_without_force_reports_the_silent_agent():
-    control, _ = power(FakeMonitor('running'), AgentNotRespondingError('qga.sock', 3))
+    control = power(FakeMonitor('running'), AgentNotRespondingError('qga.sock', 3))
     with pytest.raises(AgentNotRespondingError):
         control.ensure('poweroff')
 
