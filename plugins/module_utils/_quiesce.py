@@ -168,13 +168,14 @@ def quiesced(qga_address, mode, timeout, freeze_timeout, save, warn):
         return save(timeout), report
 
     try:
+        # First: while frozen, the agent lists the freeze command itself as disabled.
+        if qga.execute('guest-fsfreeze-status') == 'frozen':
+            warn('the guest filesystems were already frozen (an earlier run died?): thawed them before the snapshot')
+            thaw_and_confirm(qga)
         state = qga.command_state('guest-fsfreeze-freeze')
         if state != 'enabled':
             cannot_quiesce('the guest agent has guest-fsfreeze-freeze {0}'.format(state))
             return save(timeout), report
-        if qga.execute('guest-fsfreeze-status') == 'frozen':
-            warn('the guest filesystems were already frozen (an earlier run died?): thawed them before the snapshot')
-            thaw_and_confirm(qga)
         guard = FreezeGuard(qga_address, freeze_timeout, timeout).start()
         frozen_at = None
         try:

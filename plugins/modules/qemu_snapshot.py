@@ -91,6 +91,29 @@ options:
       - A number and a unit, V(s), V(m), V(h), V(d) or V(w), or a sum of them, for example V(14d), V(12h),
         V(1d12h).
     type: str
+  quiesce:
+    description:
+      - With O(state=present), freeze the guest filesystems through the guest agent (O(qga)) around the snapshot,
+        so that the disks hold what the guest's applications flushed, not a crash-consistent image.
+      - Freeze, snapshot and thaw happen in this one task over already open QMP and agent sessions, so the
+        filesystems stay frozen for the snapshot job plus a few milliseconds (RV(frozen_ms)).
+      - The guest is thawed on every path (success, job error, timeout, exception) and the thaw is confirmed with
+        C(guest-fsfreeze-status). A guest found already frozen (an earlier run died) is thawed first, with a warning.
+      - If the task's process dies while the guest is frozen (killed, controller lost), a small guard process it
+        started on the host thaws the guest right away, and at the latest O(freeze_timeout) after the freeze.
+      - V(required) fails the task, taking no snapshot, when the guest cannot be frozen (agent not answering,
+        freeze disabled or failing).
+      - V(preferred) takes the snapshot crash-consistent in that case and says so: RV(quiesced=false) with
+        RV(quiesce_reason), and a warning. It never falls back silently.
+    type: str
+    choices: ["off", preferred, required]
+    default: "off"
+  freeze_timeout:
+    description:
+      - With O(quiesce), the longest the guest filesystems may stay frozen, in seconds. The snapshot job must
+        finish within it, or the guest is thawed and the task fails.
+    type: float
+    default: 60
 extends_documentation_fragment:
   - qemu.vm._connection
   - qemu.vm._attributes
@@ -137,6 +160,14 @@ EXAMPLES = r'''
     name: nightly
     devices: [system, data]
     vmstate: system
+
+- name: Back up with the guest filesystems frozen for the snapshot only
+  qemu.vm.qemu_snapshot:
+    qmp: /run/qemu/web1/qmp.sock
+    qga: /run/qemu/web1/qga.sock
+    name: "backup-{{ '%Y%m%dT%H%M%SZ' | strftime(utc=true) }}"
+    quiesce: required
+    freeze_timeout: 30
 
 - name: Take a dated backup snapshot
   qemu.vm.qemu_snapshot:
@@ -246,6 +277,26 @@ status:
   returned: always
   type: str
   sample: running
+quiesced:
+  description: Whether the guest filesystems were frozen for the snapshot.
+  returned: when O(quiesce) is not V(off)
+  type: bool
+  sample: true
+quiesce_reason:
+  description: Why the snapshot was taken without freezing, with O(quiesce=preferred).
+  returned: when RV(quiesced=false) after a snapshot was taken with O(quiesce=preferred)
+  type: str
+  sample: "the guest agent is not usable: guest agent on /run/qemu/web1/qga.sock did not answer ..."
+frozen_ms:
+  description: Milliseconds from the agent's reply to the freeze to its reply to the thaw; V(0) when not frozen.
+  returned: when O(quiesce) is not V(off)
+  type: int
+  sample: 212
+frozen_filesystems:
+  description: The number of filesystems the guest agent froze.
+  returned: when the guest was frozen
+  type: int
+  sample: 2
 pruned:
   description: Names of the prefixed snapshots deleted (in check mode, that would be deleted), oldest first.
   returned: when O(state=pruned)
@@ -261,7 +312,9 @@ kept:
 '''
 
 from ansible_collections.qemu.vm.plugins.module_utils._common import Stopwatch, build_module, qmp_session, run_module
+from ansible_collections.qemu.vm.plugins.module_utils._dbus_vmstate import preflight_dbus_vmstate
 from ansible_collections.qemu.vm.plugins.module_utils._errors import VMStateError
+from ansible_collections.qemu.vm.plugins.module_utils._quiesce import QUIESCE_MODES, quiesced
 from ansible_collections.qemu.vm.plugins.module_utils._snapshot import (
     SnapshotParameterError,
     check_devices,
@@ -291,6 +344,8 @@ ARGUMENT_SPEC = dict(
     prefix=dict(type='str'),
     keep=dict(type='int'),
     max_age=dict(type='str'),
+    quiesce=dict(type='str', default='off', choices=list(QUIESCE_MODES)),
+    freeze_timeout=dict(type='float', default=60.0),
 )
 
 #: The run-state check each state needs before it acts.
@@ -343,18 +398,33 @@ def preflight(module, qmp, plan):
     """The single place for checks right before a save or load touches the VM.
 
     Runs in check mode too, so it must only read. Raise a QemuVMError to refuse.
-    (Issue 7 adds the dbus-vmstate helper check here.)
+    A VM with a dbus-vmstate object gets its helpers checked, so a snapshot never
+    crashes QEMU (duplicate Ids) or fails with a vague error (missing helper).
     """
-    return None
+    operation = 'loading a snapshot' if plan.action == 'load' else 'saving a snapshot'
+    report = preflight_dbus_vmstate(qmp, timeout=module.params['timeout'], operation=operation)
+    for warning in (report or {}).get('warnings', []):
+        module.warn(warning)
+    return report
 
 
-def take_snapshot(module, qmp, plan, name):
-    """The save step: the guest is stopped while QEMU writes its state.
-    (Issue 6 wraps this in freeze → save → thaw for quiesced snapshots.)"""
-    return save_snapshot(qmp, name, plan.vmstate, plan.devices, module.params['timeout'])
+def take_snapshot(module, qmp, plan, name, quiesce_report):
+    """The save step: the guest is stopped while QEMU writes its state; with quiesce,
+    its filesystems are frozen around that (freeze → save → thaw, see _quiesce)."""
+    params = module.params
+
+    def save(bound):
+        return save_snapshot(qmp, name, plan.vmstate, plan.devices, bound)
+
+    if params['quiesce'] == 'off':
+        return save(params['timeout'])
+    result, report = quiesced(params['qga'], params['quiesce'], params['timeout'], params['freeze_timeout'],
+                              save, module.warn)
+    quiesce_report.update(report)
+    return result
 
 
-def act(module, qmp, plan, request):
+def act(module, qmp, plan, request, quiesce_report):
     """Carry out the plan; returns the guest downtime in ms."""
     timeout = module.params['timeout']
     name = request['name']
@@ -362,7 +432,7 @@ def act(module, qmp, plan, request):
     if plan.action in ('replace', 'delete'):
         delete_snapshot(qmp, name, plan.delete_from, timeout)
     if plan.action in ('save', 'replace'):
-        downtime += take_snapshot(module, qmp, plan, name)['downtime_ms']
+        downtime += take_snapshot(module, qmp, plan, name, quiesce_report)['downtime_ms']
     if plan.action == 'load':
         downtime += load_snapshot(qmp, name, plan.vmstate, plan.devices, timeout)['downtime_ms']
     for snap in plan.pruned:
@@ -389,6 +459,13 @@ def run(module):
         request = parse(module.params)
     except SnapshotParameterError as exc:
         module.fail_json(msg=str(exc))
+    if module.params['quiesce'] != 'off':
+        if request['state'] != 'present':
+            module.fail_json(msg='quiesce is only used with state=present')
+        if not module.params['qga']:
+            module.fail_json(msg='quiesce={0} needs qga, the guest agent socket'.format(module.params['quiesce']))
+    if module.params['freeze_timeout'] <= 0:
+        module.fail_json(msg='freeze_timeout must be a positive number of seconds')
     timeout = module.params['timeout']
     with qmp_session(module) as qmp:
         settle_earlier_jobs(qmp, timeout, dismiss=not module.check_mode)
@@ -405,12 +482,16 @@ def run(module):
         result = dict(changed=plan.changed or request['state'] == 'restored', devices=plan.devices,
                       vmstate=plan.vmstate, method='job' if uses_jobs(qmp) else 'hmp',
                       duration_ms=0, downtime_ms=0, status=status)
+        if module.params['quiesce'] != 'off':
+            result.update(quiesced=False, frozen_ms=0)
         if plan.action in ('save', 'replace', 'load'):
             preflight(module, qmp, plan)
         after = list(before)
         if plan.changed and not module.check_mode:
             watch = Stopwatch()
-            result['downtime_ms'] = act(module, qmp, plan, request)
+            quiesce_report = {}
+            result['downtime_ms'] = act(module, qmp, plan, request, quiesce_report)
+            result.update(quiesce_report)
             result['duration_ms'] = watch.ms
             view = read_view(qmp)
             verify(view, plan, request)
