@@ -28,13 +28,14 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # Make `ansible_collections.qemu.vm` importable and `qemu.vm.*` resolvable.
 COLLECTION_ENV := ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS_DIR) PYTHONPATH=$(COLLECTIONS_DIR)
 
-.PHONY: help venv deps guest collection test units system sanity lint demo clean distclean
+.PHONY: help venv deps guest collection test units system molecule sanity lint demo clean distclean
 
 help:
 	@echo "make demo        boot a throwaway VM and run playbooks/demo.yml against it"
-	@echo "make test        deps venv guest collection, then units system sanity lint"
+	@echo "make test        deps venv guest collection, then units system molecule sanity lint"
 	@echo "make units       pytest tests/unit"
 	@echo "make system      pytest tests/system (boots real VMs)"
+	@echo "make molecule    the qemu.vm.backup role's molecule scenario (boots a real VM)"
 	@echo "make sanity      ansible-test sanity on a clean copy under build/sanity"
 	@echo "make lint        ansible-lint --profile production"
 	@echo "make venv|deps|guest|collection   the individual setup steps"
@@ -74,12 +75,12 @@ collection:
 # Runs every suite even when an earlier one fails, then fails if any failed.
 test: deps venv guest collection
 	@failed=""; \
-	for suite in units system sanity lint; do \
+	for suite in units system molecule sanity lint; do \
 		echo "===== make $$suite ====="; \
 		$(MAKE) $$suite || failed="$$failed $$suite"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "FAILED:$$failed"; exit 1; fi; \
-	echo "All suites passed: units system sanity lint"
+	echo "All suites passed: units system molecule sanity lint"
 
 # pytest exits 5 when it collects no tests; that fails the target as well.
 units: venv collection
@@ -87,6 +88,9 @@ units: venv collection
 
 system: venv collection
 	$(COLLECTION_ENV) $(VENV_BIN)/python -m pytest tests/system
+
+molecule: venv collection
+	cd roles/backup && PATH=$(VENV_BIN):$$PATH $(VENV_BIN)/molecule test
 
 # ansible-test needs the collection under ansible_collections/<ns>/<name>/ and
 # its own content root, so sanity runs on a fresh copy of the files git knows

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,14 +58,30 @@ def main() -> int:
             print('demo: booting VM in %s' % workdir, flush=True)
             vm.start(timeout=60)
             print('demo: VM is up, QMP %s, guest agent %s' % (vm.qmp_path, vm.qga_path), flush=True)
-            command = [
+            info = [
                 find_ansible_playbook(),
                 str(REPO / 'playbooks' / 'demo.yml'),
                 '-e', 'qemu_vm_demo_qmp=%s' % vm.qmp_path,
                 '-e', 'qemu_vm_demo_qga=%s' % vm.qga_path,
             ]
-            print('demo: running %s' % ' '.join(command), flush=True)
-            result = subprocess.run(command, cwd=str(REPO), env=playbook_env(), check=False)
+            # The backup playbook twice: the second run shows retention (keep 1) and a clean preflight.
+            backup = [
+                find_ansible_playbook(),
+                str(REPO / 'playbooks' / 'backup.yml'),
+                '-e', 'backup_name=qemu-vm-demo',
+                '-e', 'backup_qmp=%s' % vm.qmp_path,
+                '-e', 'backup_qga=%s' % vm.qga_path,
+                '-e', 'backup_quiesce=required',
+                '-e', 'backup_keep=1',
+            ]
+            result = None
+            for label, command in (('info', info), ('backup #1', backup), ('backup #2', backup)):
+                if label == 'backup #2':
+                    time.sleep(1)  # backup names carry the time to the second
+                print('demo: %s: %s' % (label, ' '.join(command)), flush=True)
+                result = subprocess.run(command, cwd=str(REPO), env=playbook_env(), check=False)
+                if result.returncode != 0:
+                    break
         finally:
             print('demo: stopping VM', flush=True)
             vm.stop()
