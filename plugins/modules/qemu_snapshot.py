@@ -103,7 +103,7 @@ options:
         started on the host thaws the guest right away, and at the latest O(freeze_timeout) after the freeze.
       - V(required) fails the task, taking no snapshot, when the guest cannot be frozen (agent not answering,
         freeze disabled or failing).
-      - V(preferred) takes the snapshot crash-consistent in that case and says so: RV(quiesced=false) with
+      - V(preferred) takes the snapshot crash-consistent in that case and says so, with RV(quiesced=false),
         RV(quiesce_reason), and a warning. It never falls back silently.
     type: str
     choices: ["off", preferred, required]

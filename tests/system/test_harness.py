@@ -27,7 +27,7 @@ def test_guest_exec_reads_data_disk(vm):
 def test_guest_exec_reports_failure_and_stdin(vm):
     code, out, err = vm.guest_exec(['sh', '-c', 'cat; echo oops >&2; exit 3'], input=b'in\n')
     assert (code, out, err) == (3, b'in\n', b'oops\n')
-    code, out, _ = vm.guest_exec(['id', '-u', 'alice'])
+    code, out, _err = vm.guest_exec(['id', '-u', 'alice'])
     assert (code, out) == (0, b'1000\n')
 
 
@@ -77,7 +77,7 @@ def test_extra_disks_are_attached(vm_factory):
     assert nodes['disk2']['drv'] == 'raw'
     assert nodes['disk2']['ro'] is True
     assert nodes['disk1']['ro'] is False
-    code, out, _ = machine.guest_exec(['sh', '-c', 'cat /sys/block/vdb/size /sys/block/vdc/ro'])
+    code, out, _err = machine.guest_exec(['sh', '-c', 'cat /sys/block/vdb/size /sys/block/vdc/ro'])
     assert (code, out) == (0, b'32768\n1\n')
 
 
