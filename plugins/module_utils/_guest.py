@@ -528,8 +528,8 @@ class GuestPower(object):
                 pending = qga.send_no_reply(spec.command, spec.arguments)
                 how = self._confirm_agent_gone(state, qga, pending) if self.wait else self._listen_briefly(pending)
         res.confirmed_by = how
-        if how is None:  # wait=false
-            res.state_after = self.qemu_state() if self.qmp is not None and how != 'exited' else 'unknown'
+        if how is None:  # wait=false: not confirmed, report what QEMU shows right now
+            res.state_after = self.qemu_state() if self.qmp is not None else 'unknown'
             res.duration_ms = self._elapsed_ms()
             return
         if state == 'reboot':

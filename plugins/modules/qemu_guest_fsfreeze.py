@@ -171,6 +171,9 @@ def run(module):
         after = fsfreeze_status(qga)
         result['status'] = after
         result['diff']['after'] = {'status': after}
+        if state == 'frozen' and result['count'] == 0 and after == 'thawed':
+            raise VMStateError('the guest agent found no filesystem it can freeze (guest-fsfreeze-freeze '
+                               'froze 0); the guest was not frozen')
         if after != wanted:
             raise VMStateError('{0} returned {1}, but guest-fsfreeze-status now reports {2!r}'.format(
                 'guest-fsfreeze-freeze' if state == 'frozen' else 'guest-fsfreeze-thaw', result['count'], after))
