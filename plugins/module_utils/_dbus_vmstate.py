@@ -257,6 +257,10 @@ def bus_socket_addresses(address):
 class BusClient(object):
     """A small blocking D-Bus client on jeepney's wire format, every wait bounded.
 
+    Not jeepney.io.blocking.open_dbus_connection: its DBusConnection sends Hello and
+    waits for the reply with no timeout, so a wedged bus would hang the task. Message
+    building, parsing and authentication are jeepney's; only the bounded I/O is ours.
+
     `with BusClient(address, timeout) as bus: bus.call(...)`. The bound is one deadline
     for the whole session; `call` can take a smaller one.
     """
