@@ -19,7 +19,6 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 MODULE = 'qemu.vm.qemu_guest_file'
-INTERNAL = ('_original_src',)
 
 
 class ActionModule(ActionBase):
@@ -33,9 +32,6 @@ class ActionModule(ActionBase):
         del tmp  # tmp no longer has any effect
 
         args = dict(self._task.args)
-        for name in INTERNAL:
-            if args.get(name) is not None:
-                raise AnsibleActionFail('Invalid parameter specified: "{0}"'.format(name))
         try:
             remote_src = boolean(args.get('remote_src', False), strict=True)
         except TypeError as exc:
@@ -65,7 +61,6 @@ class ActionModule(ActionBase):
         except AnsibleError as exc:
             raise AnsibleActionFail('src {0}: {1}'.format(src, to_text(exc)))
         try:
-            args['_original_src'] = src
             args['remote_src'] = True
             if self._module_runs_here():
                 args['src'] = os.path.abspath(real)
@@ -75,9 +70,17 @@ class ActionModule(ActionBase):
                 self._transfer_file(real, remote)
                 self._fixup_perms2((shell.tmpdir, remote))
                 args['src'] = remote
-            return self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars)
+            result = self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars)
         finally:
             self._loader.cleanup_tmp_file(real)
+        # Diffs name the file the user gave, not the copy the module read.
+        diffs = result.get('diff')
+        if isinstance(diffs, dict):
+            diffs = [diffs]
+        for entry in diffs or []:
+            if isinstance(entry, dict) and entry.get('after_header') == args['src']:
+                entry['after_header'] = src
+        return result
 
     def _module_runs_here(self):
         """Whether the module runs on the controller as the controller's user, so it can read src in place."""

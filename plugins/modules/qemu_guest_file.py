@@ -30,7 +30,7 @@ description:
   - Guest-side tools run through C(guest-exec) are C(stat), C(readlink), C(sha256sum), C(mv), C(rm), C(chmod) and
     C(chown), as found in coreutils or busybox.
 author:
-  - qemu.vm contributors
+  - qemu.vm maintainers (@qemu-vm)
 options:
   path:
     description:
@@ -282,8 +282,6 @@ ARGUMENT_SPEC = dict(
     mode=dict(type='raw'),
     owner=dict(type='str'),
     group=dict(type='str'),
-    # Set by the action plugin: the src the user wrote, before it was transferred.
-    _original_src=dict(type='str'),
 )
 
 
@@ -332,7 +330,7 @@ def make_source(module):
     p = module.params
     if p['content'] is not None:
         return Source(data=p['content'].encode('utf-8'), label='content')
-    return Source(path=p['src'], label=p['_original_src'] or p['src'])
+    return Source(path=p['src'])
 
 
 def fetch_dest(module):

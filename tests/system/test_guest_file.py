@@ -13,11 +13,12 @@ import base64
 import hashlib
 import os
 import re
+import subprocess
 import textwrap
 
 import pytest
 
-from harness.ansible import run_module, run_playbook
+from harness.ansible import BIN, ansible_env, run_module, run_playbook
 
 MIB = 1024 * 1024
 FILE_COMMANDS = ('guest-file-open', 'guest-file-read', 'guest-file-write', 'guest-file-close')
@@ -46,7 +47,7 @@ def guest_sha(vm, path):
 
 def guest_stat(vm, path):
     """(size, mode, owner, group) of a guest file, or None when it does not exist."""
-    code, out, _ = vm.guest_exec(['stat', '-c', '%s %a %U %G', path])
+    code, out, _err = vm.guest_exec(['stat', '-c', '%s %a %U %G', path])
     if code != 0:
         return None
     size, mode, owner, group = out.decode().split()
@@ -230,7 +231,7 @@ def test_new_file_gets_umask_mode_and_replaced_file_keeps_its_attributes(vm, qga
     created = run_module('qemu_guest_file', dict(qga, path='/data/plain.txt', content='one\n'))
     assert created.changed
     assert guest_stat(vm, '/data/plain.txt') == (4, '644', 'root', 'root')
-    code, _, err = vm.guest_exec(['sh', '-c', 'chown alice:staff /data/plain.txt && chmod 0604 /data/plain.txt'])
+    code, _out, err = vm.guest_exec(['sh', '-c', 'chown alice:staff /data/plain.txt && chmod 0604 /data/plain.txt'])
     assert code == 0, err
     replaced = run_module('qemu_guest_file', dict(qga, path='/data/plain.txt', content='two!\n'))
     assert replaced.changed and replaced['atomic'] is True
@@ -292,15 +293,14 @@ def test_absent_four_steps(vm, qga):
 
 
 def test_symlink_is_followed(vm, qga):
-    code, _, err = vm.guest_exec(['ln', '-s', 'hello.txt', '/data/link'])
+    code, _out, err = vm.guest_exec(['ln', '-s', 'hello.txt', '/data/link'])
     assert code == 0, err
     result = run_module('qemu_guest_file', dict(qga, path='/data/link', content='through the link\n'))
     assert result.changed and result['guest_target'] == '/data/hello.txt'
     assert guest_cat(vm, '/data/hello.txt') == b'through the link\n'
-    code, out, _ = vm.guest_exec(['readlink', '/data/link'])
-    assert out == b'hello.txt\n'
+    assert vm.guest_exec(['readlink', '/data/link']) == (0, b'hello.txt\n', b'')
 
-    code, _, err = vm.guest_exec(['ln', '-s', 'nowhere', '/data/dangling'])
+    code, _out, err = vm.guest_exec(['ln', '-s', 'nowhere', '/data/dangling'])
     assert code == 0, err
     dangling = failure(dict(qga, path='/data/dangling', content='x' * 20))
     assert 'dangling symbolic link' in dangling['msg']
@@ -316,6 +316,15 @@ def test_src_from_controller_in_a_playbook(vm, tmp_path):
     files.mkdir()
     payload = random_file(files, 'payload.bin', 2 * MIB + 3)
     expected = sha256_of(payload)
+    secret = files / 'secret.txt'
+    secret.write_text('the plain secret\n')
+    password = tmp_path / 'vault-password'
+    password.write_text('test-password\n')
+    vault = subprocess.run([os.path.join(BIN, 'ansible-vault'), 'encrypt', '--vault-password-file', str(password),
+                            str(secret)], env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           universal_newlines=True, check=False)
+    assert vault.returncode == 0, vault.stdout
+    assert secret.read_text().startswith('$ANSIBLE_VAULT')
     playbook = tmp_path / 'play.yml'
     playbook.write_text(textwrap.dedent('''\
         - name: Copy from the controller into the guest
@@ -340,15 +349,22 @@ def test_src_from_controller_in_a_playbook(vm, tmp_path):
               become_method: ansible.builtin.su
               register: transferred
 
+            - name: Vault-encrypted src is decrypted, like ansible.builtin.copy does
+              qemu.vm.qemu_guest_file:
+                src: secret.txt
+                path: /data/secret.txt
+                mode: '0600'
+
             - name: Show the results
               ansible.builtin.debug:
                 msg: "RESULT {{{{ in_place.checksum }}}} {{{{ transferred.checksum }}}} {{{{ transferred.size }}}}"
         ''').format(qga=vm.qga_path))
 
-    first = run_playbook(str(playbook), args=('-vvv',))
+    vault_args = ('--vault-password-file', str(password))
+    first = run_playbook(str(playbook), args=('-vvv',) + vault_args)
     assert first.returncode == 0, first.stdout
     assert 'RESULT {0} {0} {1}'.format(expected, 2 * MIB + 3) in first.stdout
-    assert 'changed=2' in first.stdout, first.stdout
+    assert 'changed=3' in first.stdout, first.stdout
     # The local connection logs every transfer: only the become task put payload.bin on the managed host.
     puts = re.findall(r'PUT (\S+) TO (\S+)', first.stdout)
     assert [(frm, to.rsplit('/', 1)[-1]) for frm, to in puts if 'payload' in frm] == \
@@ -357,8 +373,10 @@ def test_src_from_controller_in_a_playbook(vm, tmp_path):
     assert not any(os.path.exists(os.path.dirname(to)) for frm, to in puts if 'payload' in frm)
     assert guest_sha(vm, '/data/in-place.bin') == expected
     assert guest_sha(vm, '/data/transferred.bin') == expected
+    assert guest_cat(vm, '/data/secret.txt') == b'the plain secret\n'
+    assert guest_stat(vm, '/data/secret.txt')[1] == '600'
 
-    second = run_playbook(str(playbook))
+    second = run_playbook(str(playbook), args=vault_args)
     assert second.returncode == 0, second.stdout
     assert 'changed=0' in second.stdout, second.stdout
 
@@ -423,7 +441,7 @@ def test_clear_errors_leave_the_guest_untouched(vm, qga, tmp_path):
 
 def test_full_guest_filesystem_fails_cleanly(vm, qga, tmp_path):
     """ENOSPC part way: clear error, the old file intact, no temporary file, no handle left open."""
-    code, _, err = vm.guest_exec(['sh', '-c', 'mkdir -p /mnt/small && mount -t tmpfs -o size=2m tmpfs /mnt/small '
+    code, _out, err = vm.guest_exec(['sh', '-c', 'mkdir -p /mnt/small && mount -t tmpfs -o size=2m tmpfs /mnt/small '
                                               '&& echo old > /mnt/small/target'])
     assert code == 0, err
     src = random_file(tmp_path, 'three.bin', 3 * MIB)
