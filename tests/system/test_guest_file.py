@@ -441,8 +441,8 @@ def test_clear_errors_leave_the_guest_untouched(vm, qga, tmp_path):
 
 def test_full_guest_filesystem_fails_cleanly(vm, qga, tmp_path):
     """ENOSPC part way: clear error, the old file intact, no temporary file, no handle left open."""
-    code, _out, err = vm.guest_exec(['sh', '-c', 'mkdir -p /mnt/small && mount -t tmpfs -o size=2m tmpfs /mnt/small '
-                                              '&& echo old > /mnt/small/target'])
+    script = 'mkdir -p /mnt/small && mount -t tmpfs -o size=2m tmpfs /mnt/small && echo old > /mnt/small/target'
+    code, _out, err = vm.guest_exec(['sh', '-c', script])
     assert code == 0, err
     src = random_file(tmp_path, 'three.bin', 3 * MIB)
     result = failure(dict(qga, path='/mnt/small/target', src=src, chunk_size='1M'))

@@ -74,8 +74,8 @@ class FakeAgent(object):
                 if isinstance(error, Exception):
                     raise error
                 raise CommandError(command, 'GenericError', error)
-        return getattr(self, '_' + command.replace('-', '_'))(**dict((k.replace('-', '_'), v)
-                                                                    for k, v in arguments.items()))
+        handler = getattr(self, '_' + command.replace('-', '_'))
+        return handler(**dict((k.replace('-', '_'), v) for k, v in arguments.items()))
 
     # -- guest-file-* -----------------------------------------------------------------------
 
@@ -165,7 +165,7 @@ class FakeAgent(object):
             self.modes[args[1]] = int(args[0], 8)
             return 0, b'', b''
         if tool == 'chown':
-            owner, _, group = args[0].partition(':')
+            owner, _colon, group = args[0].partition(':')
             uid, gid = self.owners.get(args[1], (0, 0))
             self.owners[args[1]] = (int(owner) if owner else uid, int(group) if group else gid)
             return 0, b'', b''
@@ -345,8 +345,8 @@ def test_atomic_replace_keeps_attributes_and_cleans_up_on_failure():
     present(agent, b'newer')
     assert (agent.modes['/data/f'], agent.owners['/data/f']) == (0o604, (1000, 50))
 
-    agent.fail_on = {'guest-file-write': (agent.calls.count('guest-file-write') + 1, 'failed to write to file: '
-                                                                                       'No space left on device')}
+    next_write = agent.calls.count('guest-file-write') + 1
+    agent.fail_on = {'guest-file-write': (next_write, 'failed to write to file: No space left on device')}
     with pytest.raises(gf.GuestFileError) as caught:
         present(agent, b'newest!')
     assert 'is unchanged' in str(caught.value) and caught.value.reason == 'no_space'
