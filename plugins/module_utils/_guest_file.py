@@ -311,11 +311,16 @@ class GuestFiles(object):
             raise error
 
     def exec_unavailable(self):
-        """None when guest-exec can be used, else the error saying why not (not raised)."""
+        """None when guest-exec can be used, else the error saying why not (not raised).
+
+        A frozen guest is raised at once: nothing at all can be done until it is thawed.
+        """
         if self._exec_error is False:
             self._exec_error = None
             for name in EXEC_COMMANDS:
                 error = command_unavailable(self.qga, name)
+                if isinstance(error, GuestFrozenError):
+                    raise error
                 if error is not None:
                     self._exec_error = error
                     break
@@ -791,7 +796,12 @@ def ensure_present(guest, source, desired, check_mode=False, diff_mode=False):
         if use_exec:
             written_sum, size = _replace_atomically(guest, source, target, current, desired)
         else:
-            written_sum, size = guest.write_stream(target, source)
+            try:
+                written_sum, size = guest.write_stream(target, source)
+            except QemuVMError as exc:
+                raise GuestFileError(path, '{0}; {1} was being written in place (the agent offers no usable '
+                                           'guest-exec), so it may now be incomplete: run the task again'.format(
+                                               exc, target), reason=getattr(exc, 'reason', None))
         result['atomic'] = use_exec
         if src_sum is not None and written_sum != src_sum:
             raise GuestFileError(path, 'the source {0} changed while it was copied (SHA-256 {1} before, {2} while '

@@ -118,14 +118,17 @@ attributes:
     details:
       - A text diff, like M(ansible.builtin.copy), when both sides are text (UTF-8, no NUL byte) and at most 104448
         bytes; binary and larger files are reported as skipped. Owner, group and mode changes are shown too.
+      - O(content) is C(no_log), so Ansible masks the new text in the diff; a diff against O(src) shows it.
 requirements:
   - The guest agent (C(qemu-ga)) running in the guest with its file commands enabled.
   - For atomic replacement, O(mode), O(owner), O(group), O(state=absent) and fast checksums, C(guest-exec) enabled
     in the agent and a POSIX guest.
 notes:
   - O(qga) is required; O(qmp) is accepted and ignored.
-  - Under emulation (TCG) the agent is the bottleneck (a few MB/s); with KVM it moves tens to hundreds of MB/s. The
-    results RV(duration_ms) and RV(mb_per_s) tell what a transfer achieved.
+  - The agent in the guest sets the pace (base64 over a virtio-serial port); under emulation (TCG) it moves only a
+    few MB/s. The results RV(duration_ms) and RV(mb_per_s) tell what a transfer achieved.
+  - Peak memory on the managed host is about seven times O(chunk_size) (the base64 text and the JSON copies made
+    by the protocol library), around 80 MB with the default.
   - While the guest filesystems are frozen the agent refuses file commands; the task fails and says how to thaw.
 seealso:
   - module: ansible.builtin.copy
@@ -450,7 +453,11 @@ def run(module):
         guest = GuestFiles(qga, check_chunk_size(p['chunk_size']))
         if p['state'] == 'present':
             desired = Desired(p['path'], parse_mode(p['mode']), p['owner'], p['group'])
-            result = ensure_present(guest, source, desired, module.check_mode, module._diff)
+            try:
+                result = ensure_present(guest, source, desired, module.check_mode, module._diff)
+            except OSError as exc:
+                raise GuestFileError(p['path'], 'cannot read src {0} on the managed host: {1}'.format(
+                    p['src'], to_native(exc)))
         elif p['state'] == 'absent':
             result = ensure_absent(guest, p['path'], module.check_mode, module._diff)
         else:

@@ -20,7 +20,12 @@ import tracemalloc
 import pytest
 
 from ansible_collections.qemu.vm.plugins.module_utils import _guest_file as gf
-from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandDisabledError, CommandError, ConnectionLostError
+from ansible_collections.qemu.vm.plugins.module_utils._errors import (
+    CommandDisabledError,
+    CommandError,
+    ConnectionLostError,
+    GuestFrozenError,
+)
 
 MIB = 1024 * 1024
 
@@ -43,6 +48,7 @@ class FakeAgent(object):
         self.calls = []
         self.writes = []
         self.reconnects = 0
+        self.frozen = False
         self.hashers = {}
         self._exec = {}
 
@@ -126,7 +132,7 @@ class FakeAgent(object):
         del self.handles[handle]
 
     def _guest_fsfreeze_status(self):
-        return 'thawed'
+        return 'frozen' if self.frozen else 'thawed'
 
     # -- guest-exec ---------------------------------------------------------------------------
 
@@ -329,6 +335,12 @@ def test_present_without_exec_streams_and_writes_in_place():
     with pytest.raises(gf.GuestFileError) as caught:
         present(agent, b'new', mode=0o600)
     assert 'guest-exec' in str(caught.value)
+    agent.fail_on = {'guest-file-write': (agent.calls.count('guest-file-write') + 1, 'failed to write to file: '
+                                          'No space left on device')}
+    with pytest.raises(gf.GuestFileError) as caught:
+        present(agent, b'newer')
+    assert 'may now be incomplete' in str(caught.value) and caught.value.reason == 'no_space'
+    assert agent.handles == {}
 
 
 def test_present_check_mode_writes_nothing():
@@ -372,6 +384,19 @@ def test_missing_directory_and_directory_errors():
     with pytest.raises(gf.GuestFileError) as caught:
         gf.ensure_absent(guest, '/data')
     assert caught.value.reason == 'directory'
+
+
+@pytest.mark.parametrize('state', ['present', 'absent'])
+def test_frozen_guest_says_how_to_thaw(state):
+    agent = FakeAgent({'/data/f': b'x'}, blocked=gf.FILE_COMMANDS + gf.EXEC_COMMANDS)
+    agent.frozen = True
+    guest = gf.GuestFiles(agent, 4096)
+    with pytest.raises(GuestFrozenError) as caught:
+        if state == 'present':
+            gf.ensure_present(guest, gf.Source(data=b'y'), gf.Desired('/data/f'))
+        else:
+            gf.ensure_absent(guest, '/data/f')
+    assert 'thaw' in str(caught.value)
 
 
 def test_absent_without_exec():
