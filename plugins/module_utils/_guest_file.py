@@ -711,7 +711,10 @@ class Desired(object):
 
 
 def _inspect_target(guest, path):
-    """(target path, GuestStat or None, use_exec) for a file we are about to write."""
+    """(target path, GuestStat or None, the GuestToolMissingError when stat cannot run) for a file to write.
+
+    Follows a symbolic link to its file; fails for a missing parent directory, a directory or a non-file.
+    """
     try:
         current = guest.stat(path)
     except GuestToolMissingError as exc:
@@ -785,7 +788,7 @@ def ensure_present(guest, source, desired, check_mode=False, diff_mode=False):
     if target != path:
         result['guest_target'] = target
     if diff_mode and changed:
-        result['diff'] = _present_diff(guest, source, target, current, content_changed, attribute_changes, desired)
+        result['diff'] = _present_diff(guest, source, target, current, content_changed, attribute_changes)
 
     if check_mode or not changed:
         result['checksum'] = src_sum or source.sha256()
@@ -848,7 +851,7 @@ def _apply_attributes(guest, path, owner, group, mode):
         guest.chmod(path, mode)
 
 
-def _present_diff(guest, source, target, current, content_changed, attribute_changes, desired):
+def _present_diff(guest, source, target, current, content_changed, attribute_changes):
     diffs = []
     if content_changed:
         entry = {'before_header': target, 'after_header': source.label}
