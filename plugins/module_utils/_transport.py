@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
 import re
 import socket
@@ -40,6 +41,25 @@ try:
 except ImportError:
     qmp_lib = None
     QMP_IMPORT_ERROR = traceback.format_exc()
+
+if qmp_lib is not None:
+    class _Client(qmp_lib.QMPClient):
+        """QMPClient without the per-message debug strings.
+
+        qemu.qmp's message hooks log str(message), indented JSON, even when debug logging
+        is off: for a 48 MiB guest-file chunk that is another 64 MiB string to build.
+        The hooks are meant for subclasses; ours format only when someone listens.
+        """
+
+        def _cb_outbound(self, msg):
+            if self.logger.isEnabledFor(logging.DEBUG):
+                return super(_Client, self)._cb_outbound(msg)
+            return msg
+
+        def _cb_inbound(self, msg):
+            if self.logger.isEnabledFor(logging.DEBUG):
+                return super(_Client, self)._cb_inbound(msg)
+            return msg
 
 _HOST_PORT = re.compile(r'^\[?(?P<host>[^\[\]/]+?)\]?:(?P<port>[0-9]{1,5})$')
 
@@ -210,7 +230,7 @@ class ClientSession(object):
 
     def _new_client(self, **attributes):
         def make():
-            client = qmp_lib.QMPClient('qemu.vm', **attributes)
+            client = _Client('qemu.vm', **attributes)
             # The default listener would queue (and keep in its history) every event
             # forever and cannot be removed: make it refuse them. Ours are scoped.
             client.events.event_filter = _refuse_event
