@@ -23,7 +23,7 @@ description:
     would crash or fail at the next snapshot or migration, see the notes. M(qemu.vm.qemu_snapshot) runs the same checks
     before it saves or loads a snapshot of a VM that has a C(dbus-vmstate) object.
 author:
-  - qemu.vm contributors
+  - qemu.vm maintainers (@qemu-vm)
 options:
   state:
     description:
