@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import os
 import posixpath
@@ -458,6 +459,20 @@ class GuestFiles(object):
         except CommandError as exc:
             raise _explain(exc, path, 'close')
 
+    @contextlib.contextmanager
+    def closing(self, handle, path):
+        """Close `handle` on every path: normally (errors reported) when the block succeeds,
+        quietly when it fails, so the first error is the one the user sees."""
+        try:
+            yield handle
+        except BaseException:
+            self.close_quietly(handle)
+            raise
+        self.close(handle, path)
+
+    def opened(self, path, mode):
+        return self.closing(self.open(path, mode), path)
+
     def close_quietly(self, handle):
         """Close a handle on a failure path; reconnect once if the session was lost."""
         for attempt in (1, 2):
@@ -484,8 +499,7 @@ class GuestFiles(object):
             if exc.reason == 'missing':
                 return None
             raise
-        ok = False
-        try:
+        with self.closing(handle, path):
             try:
                 self.qga.execute('guest-file-read', {'handle': handle, 'count': 1})
                 size = self.qga.execute('guest-file-seek', {'handle': handle, 'offset': 0, 'whence': 'end'})['position']
@@ -493,12 +507,6 @@ class GuestFiles(object):
                 raise
             except CommandError as exc:
                 raise _explain(exc, path, 'read')
-            ok = True
-        finally:
-            if ok:
-                self.close(handle, path)
-            else:
-                self.close_quietly(handle)
         return GuestStat(size, None, None, None, None, None, 'file')
 
     def read_stream(self, path, sink=None, limit=None):
@@ -507,12 +515,10 @@ class GuestFiles(object):
         With `limit`, stops after more than `limit` bytes and returns (None, bytes read so far).
         """
         self.require('guest-file-open', 'guest-file-read', 'guest-file-close')
-        handle = self.open(path, 'rb')
         hasher = hashlib.sha256()
         size = 0
         count = self.chunk_size if limit is None else min(self.chunk_size, limit + 1)
-        ok = False
-        try:
+        with self.opened(path, 'rb') as handle:
             while True:
                 try:
                     reply = self.qga.execute('guest-file-read', {'handle': handle, 'count': count})
@@ -535,16 +541,9 @@ class GuestFiles(object):
                     self.read_bytes += got
                     del data
                 if limit is not None and size > limit:
-                    ok = True
                     return None, size
                 if eof:
                     break
-            ok = True
-        finally:
-            if ok:
-                self.close(handle, path)
-            else:
-                self.close_quietly(handle)
         return hasher.hexdigest(), size
 
     def read_small(self, path, limit):
@@ -567,38 +566,29 @@ class GuestFiles(object):
         view = memoryview(buf)
         hasher = hashlib.sha256()
         size = 0
-        with source.open() as reader:
-            handle = self.open(path, 'wb')
-            ok = False
-            try:
-                while True:
-                    count = _fill(reader, view)
-                    if not count:
-                        break
-                    part = view[:count]
-                    hasher.update(part)
-                    text = binascii.b2a_base64(part, newline=False).decode('ascii')
-                    part.release()
-                    try:
-                        reply = self.qga.execute('guest-file-write', {'handle': handle, 'buf-b64': text})
-                    except (CommandNotFoundError, CommandDisabledError, GuestFrozenError):
-                        raise
-                    except CommandError as exc:
-                        raise _explain(exc, path, 'write')
-                    del text
-                    if reply.get('count') != count:
-                        raise GuestFileError(path, 'short write to {0} in the guest: {1} of {2} bytes written '
-                                                   '(is the guest filesystem full?)'.format(path, reply.get('count'), count))
-                    size += count
-                    self.written_bytes += count
-                    if count < len(view):
-                        break
-                ok = True
-            finally:
-                if ok:
-                    self.close(handle, path)
-                else:
-                    self.close_quietly(handle)
+        with source.open() as reader, self.opened(path, 'wb') as handle:
+            while True:
+                count = _fill(reader, view)
+                if not count:
+                    break
+                part = view[:count]
+                hasher.update(part)
+                text = binascii.b2a_base64(part, newline=False).decode('ascii')
+                part.release()
+                try:
+                    reply = self.qga.execute('guest-file-write', {'handle': handle, 'buf-b64': text})
+                except (CommandNotFoundError, CommandDisabledError, GuestFrozenError):
+                    raise
+                except CommandError as exc:
+                    raise _explain(exc, path, 'write')
+                del text
+                if reply.get('count') != count:
+                    raise GuestFileError(path, 'short write to {0} in the guest: {1} of {2} bytes written '
+                                               '(is the guest filesystem full?)'.format(path, reply.get('count'), count))
+                size += count
+                self.written_bytes += count
+                if count < len(view):
+                    break
         return hasher.hexdigest(), size
 
     def checksum(self, path, size, use_exec):
