@@ -28,7 +28,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # Make `ansible_collections.qemu.vm` importable and `qemu.vm.*` resolvable.
 COLLECTION_ENV := ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS_DIR) PYTHONPATH=$(COLLECTIONS_DIR)
 
-.PHONY: help venv deps guest collection test units system molecule sanity lint demo clean distclean
+.PHONY: help venv deps guest collection test units system molecule sanity lint demo bench clean distclean
 
 help:
 	@echo "make demo        boot a throwaway VM and run playbooks/demo.yml against it"
@@ -38,6 +38,7 @@ help:
 	@echo "make molecule    the qemu.vm.backup role's molecule scenario (boots a real VM)"
 	@echo "make sanity      ansible-test sanity on a clean copy under build/sanity"
 	@echo "make lint        ansible-lint --profile production"
+	@echo "make bench       benchmarks against baselines (~15 min, not part of make test): bench/results.md"
 	@echo "make venv|deps|guest|collection   the individual setup steps"
 	@echo "make clean       remove build outputs (distclean: also .venv and .cache)"
 
@@ -118,10 +119,20 @@ lint: venv collection
 demo: deps venv guest collection
 	$(COLLECTION_ENV) $(VENV_BIN)/python tests/demo/run-demo.py
 
+# --- benchmarks ---------------------------------------------------------------
+
+# Not part of `make test`: timings are reported, never asserted. BENCH_RUNS rounds per
+# figure (medians); BENCH_ARGS passes more options to bench/run.py (e.g. --only 1,4).
+BENCH_RUNS ?= 5
+BENCH_ARGS ?=
+
+bench: venv guest collection
+	$(COLLECTION_ENV) $(VENV_BIN)/python bench/run.py --runs $(BENCH_RUNS) $(BENCH_ARGS)
+
 # --- cleanup ----------------------------------------------------------------
 
 clean:
-	rm -rf build tests/output .pytest_cache .ansible qemu-vm-*.tar.gz
+	rm -rf build tests/output bench/output .pytest_cache .ansible qemu-vm-*.tar.gz
 	find . \( -path ./.venv -o -path ./.git -o -path ./.cache \) -prune \
 		-o -name __pycache__ -type d -prune -exec rm -rf {} +
 

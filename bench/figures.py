@@ -1,0 +1,358 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qemu.vm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The four figures of make bench, each with its baselines measured in the same run.
+
+Every function takes a started harness VM (or starts its own peer), runs `runs`
+interleaved rounds and returns a dict of raw samples; bench/run.py turns them into the
+table. No assertions on times here: a figure that misses its target is reported, not failed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+from harness.ansible import BIN, REPO, ansible_env, run_playbook  # pylint: disable=import-error
+from tools import (
+    DOWNTIME_MS,
+    FROZEN_MS,
+    MIB,
+    AgentTap,
+    HostAgent,
+    median,
+    random_file,
+    run_module_process,
+)
+
+from ansible_collections.qemu.vm.plugins.module_utils._qga import MAX_FILE_CHUNK, QGASession
+from ansible_collections.qemu.vm.plugins.module_utils._qmp import QMPSession, stopped_ms
+
+#: guest-file-write's largest chunk: the agent refuses JSON tokens over 64 MiB, and a full
+#: 48 MiB chunk is exactly 64 MiB of base64 (see _guest_file.MAX_WRITE_CHUNK).
+MAX_WRITE = MAX_FILE_CHUNK - 4096
+GUEST_DIR = '/tmp/bench'
+
+
+def log(message):
+    print('[bench {0}] {1}'.format(time.strftime('%H:%M:%S'), message), flush=True)
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as handle:
+        for block in iter(lambda: handle.read(8 * MIB), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _rotate(items, index):
+    index %= len(items)
+    return items[index:] + items[:index]
+
+
+# -- figure 1: frozen window ---------------------------------------------------------------------------
+
+
+def snapshot_names(vm):
+    names = set()
+    for node in vm.qmp('query-named-block-nodes', flat=True):
+        for snap in (node.get('image') or {}).get('snapshots', []) or []:
+            names.add(snap['name'])
+    return sorted(names)
+
+
+def delete_snapshots(vm):
+    for name in snapshot_names(vm):
+        vm.qmp('human-monitor-command', **{'command-line': 'delvm "{0}"'.format(name)})
+
+
+def floor_freeze(vm, qga_path, tag):
+    """The floor: freeze, snapshot-save job, thaw over sockets opened beforehand.
+
+    Returns (ms from the freeze reply to the thaw reply as this script saw them, ms the
+    VM was stopped for the save from QEMU's STOP/RESUME events).
+    """
+    job = 'bench-floor-{0}'.format(tag)
+
+    def concluded(event):
+        data = event.get('data', {})
+        return data.get('id') == job and data.get('status') == 'concluded'
+
+    with QMPSession(vm.qmp_path, timeout=120) as qmp, QGASession(qga_path, timeout=120) as qga:
+        with qmp.events('JOB_STATUS_CHANGE', 'STOP', 'RESUME') as watcher:
+            qga.execute('guest-fsfreeze-freeze')
+            frozen = time.perf_counter()
+            try:
+                qmp.execute('snapshot-save', {'job-id': job, 'tag': tag, 'vmstate': 'disk0', 'devices': ['disk0']})
+                watcher.wait(concluded, 120, what='snapshot-save')
+            finally:
+                qga.execute('guest-fsfreeze-thaw')
+                thawed = time.perf_counter()
+            downtime = stopped_ms(watcher.seen)
+        errors = [j.get('error') for j in qmp.execute('query-jobs') if j.get('id') == job and j.get('error')]
+        qmp.execute('job-dismiss', {'id': job})
+    if errors:
+        raise RuntimeError('floor snapshot-save failed: {0}'.format(errors[0]))
+    return (thawed - frozen) * 1000.0, downtime
+
+
+def _freeze_status(vm):
+    return vm.qga('guest-fsfreeze-status')
+
+
+def frozen_window(vm, runs, workdir):
+    """Figure 1: the backup role's frozen_ms vs the floor script and the naive three-task play."""
+    tap_dir = tempfile.mkdtemp(prefix='qvm-tap-')
+    tap = AgentTap(vm.qga_path, os.path.join(tap_dir, 'qga.sock')).start()
+    samples = {'role_frozen_ms': [], 'role_downtime_ms': [], 'role_tap_ms': [], 'role_wall_s': [], 'floor_ms': [],
+               'floor_downtime_ms': [], 'floor_tap_ms': [], 'naive_tap_ms': [], 'naive_wall_s': []}
+
+    def floor(index):
+        tap.reset()
+        window, downtime = floor_freeze(vm, tap.path, 'bench-floor-{0}'.format(index))
+        samples['floor_ms'].append(window)
+        samples['floor_downtime_ms'].append(downtime)
+        samples['floor_tap_ms'].append(tap.window_ms())
+
+    def role(index):
+        tap.reset()
+        started = time.perf_counter()
+        proc = run_playbook(os.path.join(REPO, 'playbooks', 'backup.yml'), {
+            'backup_qmp': vm.qmp_path, 'backup_qga': tap.path, 'backup_name': 'bench',
+            'backup_quiesce': 'required', 'backup_prefix': 'bench-role-{0}-'.format(index)})
+        samples['role_wall_s'].append(time.perf_counter() - started)
+        found = FROZEN_MS.findall(proc.stdout)
+        downtime = DOWNTIME_MS.findall(proc.stdout)
+        if proc.returncode != 0 or len(found) != 1 or len(downtime) != 1:
+            raise RuntimeError('playbooks/backup.yml failed (rc={0}):\n{1}'.format(proc.returncode, proc.stdout[-4000:]))
+        samples['role_frozen_ms'].append(int(found[0]))
+        samples['role_downtime_ms'].append(int(downtime[0]))
+        samples['role_tap_ms'].append(tap.window_ms())
+
+    def naive(index):
+        tap.reset()
+        started = time.perf_counter()
+        proc = run_playbook(os.path.join(REPO, 'bench', 'naive-freeze.yml'), {
+            'bench_qmp': vm.qmp_path, 'bench_qga': tap.path, 'bench_tag': 'bench-naive-{0}'.format(index)})
+        samples['naive_wall_s'].append(time.perf_counter() - started)
+        if proc.returncode != 0:
+            raise RuntimeError('bench/naive-freeze.yml failed (rc={0}):\n{1}'.format(proc.returncode, proc.stdout[-4000:]))
+        samples['naive_tap_ms'].append(tap.window_ms())
+
+    try:
+        # Warm-up (not counted): the first save into a fresh overlay allocates its snapshot area.
+        floor_freeze(vm, vm.qga_path, 'bench-warmup')
+        delete_snapshots(vm)
+        for index in range(runs):
+            for method in _rotate([floor, role, naive], index):
+                method(index)
+                delete_snapshots(vm)
+                if _freeze_status(vm) != 'thawed':
+                    raise RuntimeError('the guest was left frozen by the {0} run'.format(method.__name__))
+            log('fig 1 round {0}/{1}: floor {2:.0f} ms, role frozen_ms {3} (tap {4:.0f} ms), naive {5:.0f} ms'.format(
+                index + 1, runs, samples['floor_tap_ms'][-1], samples['role_frozen_ms'][-1],
+                samples['role_tap_ms'][-1], samples['naive_tap_ms'][-1]))
+    finally:
+        tap.stop()
+        shutil.rmtree(tap_dir, ignore_errors=True)
+    return samples
+
+
+# -- figure 2: throughput --------------------------------------------------------------------------------
+
+
+def guest_scratch(vm, size_mib):
+    """A tmpfs of `size_mib` MiB at GUEST_DIR in the guest (the guest's / is a RAM disk with no room limit set)."""
+    code, _out, err = vm.guest_exec(['sh', '-c', 'mkdir -p {0} && (mountpoint -q {0} || mount -t tmpfs -o size={1}m '
+                                                 'tmpfs {0})'.format(GUEST_DIR, size_mib)])
+    if code != 0:
+        raise RuntimeError('cannot mount a tmpfs at {0} in the guest: {1}'.format(GUEST_DIR, err))
+
+
+def guest_rm(vm, *paths):
+    vm.guest_exec(['rm', '-f', '--'] + list(paths))
+
+
+def floor_put(qga, path, data, chunk):
+    """Bare guest-file-write loop: open, chunks of `chunk` bytes, close. MB/s (10**6 B/s)."""
+    view = memoryview(data)
+    started = time.perf_counter()
+    handle = qga.execute('guest-file-open', {'path': path, 'mode': 'wb'})
+    for offset in range(0, len(data), chunk):
+        text = binascii.b2a_base64(view[offset:offset + chunk], newline=False).decode('ascii')
+        qga.execute('guest-file-write', {'handle': handle, 'buf-b64': text})
+    qga.execute('guest-file-close', {'handle': handle})
+    return len(data) / 1e6 / (time.perf_counter() - started)
+
+
+def floor_get(qga, path, chunk, expected):
+    """Bare guest-file-read loop until EOF, each reply decoded. MB/s (10**6 B/s)."""
+    size = 0
+    started = time.perf_counter()
+    handle = qga.execute('guest-file-open', {'path': path, 'mode': 'rb'})
+    while True:
+        reply = qga.execute('guest-file-read', {'handle': handle, 'count': chunk})
+        size += len(base64.b64decode(reply['buf-b64']))
+        if reply.get('eof') or not reply.get('count'):
+            break
+    qga.execute('guest-file-close', {'handle': handle})
+    elapsed = time.perf_counter() - started
+    if size != expected:
+        raise RuntimeError('floor read {0} bytes of {1}, expected {2}'.format(size, path, expected))
+    return size / 1e6 / elapsed
+
+
+def file_throughput(vm, runs, workdir, size=64 * MIB, small=MIB, small_chunk=4096):
+    """Figure 2: qemu_guest_file put/get of a `size` random file vs the bare 48 MiB loop, and 4 KiB chunks."""
+    guest_scratch(vm, 1200)
+    src = random_file(os.path.join(workdir, 'random-64m.bin'), size)
+    src_sum = _sha256(src)
+    with open(src, 'rb') as handle:
+        data = handle.read()
+    small_data = data[:small]
+    get_src = GUEST_DIR + '/get-source'
+    dest = os.path.join(workdir, 'fetched-64m.bin')
+    samples = {'size': size, 'module_put_mbps': [], 'module_put_wall_s': [], 'module_put_rss_kib': [],
+               'floor_put_mbps': [], 'module_get_mbps': [], 'module_get_wall_s': [], 'module_get_rss_kib': [],
+               'floor_get_mbps': [], 'small_size': small, 'small_chunk': small_chunk, 'chunk4k_put_mbps': [],
+               'chunk4k_get_mbps': []}
+
+    with QGASession(vm.qga_path, timeout=120) as qga:
+        floor_put(qga, get_src, data, MAX_WRITE)  # the file every get reads (also a warm-up)
+
+    def module_put(index):
+        path = '{0}/module-put-{1}'.format(GUEST_DIR, index)
+        result, wall, rss = run_module_process('qemu_guest_file', {
+            'qga': vm.qga_path, 'path': path, 'src': src, 'remote_src': True})
+        if result.get('checksum') != src_sum or not result.get('changed'):
+            raise RuntimeError('qemu_guest_file put wrote something else: {0}'.format(result))
+        samples['module_put_mbps'].append(result['mb_per_s'])
+        samples['module_put_wall_s'].append(wall)
+        samples['module_put_rss_kib'].append(rss)
+        guest_rm(vm, path)
+
+    def bare_put(index):
+        path = '{0}/floor-put-{1}'.format(GUEST_DIR, index)
+        with QGASession(vm.qga_path, timeout=120) as qga:
+            samples['floor_put_mbps'].append(floor_put(qga, path, data, MAX_WRITE))
+        guest_rm(vm, path)
+
+    def module_get(index):
+        del index
+        result, wall, rss = run_module_process('qemu_guest_file', {
+            'qga': vm.qga_path, 'path': get_src, 'state': 'fetched', 'dest': dest})
+        if result.get('checksum') != src_sum or _sha256(dest) != src_sum:
+            raise RuntimeError('qemu_guest_file get fetched something else: {0}'.format(result))
+        samples['module_get_mbps'].append(result['mb_per_s'])
+        samples['module_get_wall_s'].append(wall)
+        samples['module_get_rss_kib'].append(rss)
+        os.unlink(dest)
+
+    def bare_get(index):
+        del index
+        with QGASession(vm.qga_path, timeout=120) as qga:
+            samples['floor_get_mbps'].append(floor_get(qga, get_src, MAX_FILE_CHUNK, size))
+
+    for index in range(runs):
+        for method in _rotate([module_get, bare_get], index):
+            method(index)
+        log('fig 2 get round {0}/{1}: module {2:.2f} MB/s, floor {3:.2f} MB/s'.format(
+            index + 1, runs, samples['module_get_mbps'][-1], samples['floor_get_mbps'][-1]))
+    for index in range(runs):
+        for method in _rotate([module_put, bare_put], index):
+            method(index)
+        log('fig 2 put round {0}/{1}: module {2:.2f} MB/s, floor {3:.2f} MB/s'.format(
+            index + 1, runs, samples['module_put_mbps'][-1], samples['floor_put_mbps'][-1]))
+    small_path = GUEST_DIR + '/small'
+    with QGASession(vm.qga_path, timeout=120) as qga:
+        for index in range(runs):
+            samples['chunk4k_put_mbps'].append(floor_put(qga, small_path, small_data, small_chunk))
+            samples['chunk4k_get_mbps'].append(floor_get(qga, small_path, small_chunk, small))
+    log('fig 2 4 KiB chunks ({0} MiB file): put {1:.2f} MB/s, get {2:.2f} MB/s'.format(
+        small // MIB, median(samples['chunk4k_put_mbps']), median(samples['chunk4k_get_mbps'])))
+    guest_rm(vm, get_src, small_path)
+    return samples
+
+
+# -- figure 3: peak RSS ---------------------------------------------------------------------------------------
+
+
+def peak_rss(workdir, size=1024 * MIB, vm=None):
+    """Figure 3: peak RSS of the module process putting and fetching a `size` file.
+
+    The peer is qemu-ga running natively on this host (HostAgent) unless `vm` is given:
+    the TCG guest's agent takes ~12 minutes to parse a 1 GiB put (see results.md).
+    """
+    src = random_file(os.path.join(workdir, 'random-1g.bin'), size)
+    src_sum = _sha256(src)
+    dest = os.path.join(workdir, 'fetched-1g.bin')
+    agent = None
+    agent_dir = None
+    if vm is None:
+        agent_dir = tempfile.mkdtemp(prefix='qvm-ga-')
+        agent = HostAgent(agent_dir).start()
+        qga, path, peer = agent.socket, os.path.join(agent.files, 'big'), 'qemu-ga on the host'
+    else:
+        guest_scratch(vm, 1200)
+        qga, path, peer = vm.qga_path, GUEST_DIR + '/big', 'qemu-ga in the TCG guest'
+    samples = {'size': size, 'peer': peer}
+    try:
+        result, wall, rss = run_module_process('qemu_guest_file', {
+            'qga': qga, 'path': path, 'src': src, 'remote_src': True})
+        if result.get('checksum') != src_sum:
+            raise RuntimeError('the 1 GiB put wrote something else: {0}'.format(result))
+        samples.update(put_rss_kib=rss, put_wall_s=wall, put_mbps=result['mb_per_s'])
+        log('fig 3 put {0} MiB: peak RSS {1:.1f} MiB, {2:.1f} MB/s'.format(size // MIB, rss / 1024.0, result['mb_per_s']))
+        result, wall, rss = run_module_process('qemu_guest_file', {
+            'qga': qga, 'path': path, 'state': 'fetched', 'dest': dest})
+        if result.get('checksum') != src_sum or _sha256(dest) != src_sum:
+            raise RuntimeError('the 1 GiB get fetched something else: {0}'.format(result))
+        samples.update(get_rss_kib=rss, get_wall_s=wall, get_mbps=result['mb_per_s'])
+        log('fig 3 get {0} MiB: peak RSS {1:.1f} MiB, {2:.1f} MB/s'.format(size // MIB, rss / 1024.0, result['mb_per_s']))
+    finally:
+        if os.path.exists(dest):
+            os.unlink(dest)
+        if agent is not None:
+            agent.stop()
+            shutil.rmtree(agent_dir, ignore_errors=True)
+        elif vm is not None:
+            guest_rm(vm, path)
+    return samples
+
+
+# -- figure 4: per-task overhead ----------------------------------------------------------------------------------
+
+
+def _adhoc(module, args):
+    argv = [os.path.join(BIN, 'ansible'), 'localhost', '-i', 'localhost,', '-c', 'local', '-m', module]
+    if args:
+        argv += ['-a', args]
+    started = time.perf_counter()
+    proc = subprocess.run(argv, env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, check=False)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0 or 'SUCCESS' not in proc.stdout:
+        raise RuntimeError('ansible -m {0} failed (rc={1}):\n{2}'.format(module, proc.returncode, proc.stdout[-3000:]))
+    return wall
+
+
+def task_overhead(vm, runs):
+    """Figure 4: wall time of ad-hoc qemu_guest_facts vs ansible.builtin.ping, interleaved."""
+    facts = ('qemu.vm.qemu_guest_facts', 'qga={0}'.format(vm.qga_path))
+    ping = ('ansible.builtin.ping', None)
+    samples = {'facts_s': [], 'ping_s': []}
+    _adhoc(*ping)  # warm-up: byte-compiled caches, page cache
+    _adhoc(*facts)
+    for index in range(runs):
+        for name, (module, args) in _rotate([('ping_s', ping), ('facts_s', facts)], index):
+            samples[name].append(_adhoc(module, args))
+        log('fig 4 round {0}/{1}: ping {2:.2f} s, qemu_guest_facts {3:.2f} s'.format(
+            index + 1, runs, samples['ping_s'][-1], samples['facts_s'][-1]))
+    return samples
