@@ -26,6 +26,7 @@ class QMPSession(ClientSession):
     def __init__(self, address, timeout=30.0, lock=True, runner=None):
         super(QMPSession, self).__init__(address, timeout, lock, runner)
         self._commands = None
+        self._stale_jobs_dismissed = False
 
     def _open(self, deadline):
         sock = connect_socket(self.address, deadline.remaining())
@@ -101,7 +102,10 @@ class QMPSession(ClientSession):
         (dismiss_stale_jobs).
         """
         bound = self.timeout if timeout is None else timeout
-        self.dismiss_stale_jobs()
+        if not self._stale_jobs_dismissed:
+            # Once per session: after that every job of ours is dismissed by run_job itself,
+            # and this round trip stays out of windows callers time (a frozen guest's).
+            self.dismiss_stale_jobs()
         job_id = '{0}{1}-{2}'.format(JOB_ID_PREFIX, command, uuid.uuid4().hex[:12])
         args = dict(arguments)
         args['job-id'] = job_id
@@ -146,6 +150,7 @@ class QMPSession(ClientSession):
                  if job.get('id', '').startswith(JOB_ID_PREFIX) and job.get('status') == 'concluded']
         for job_id in stale:
             self._dismiss(job_id)
+        self._stale_jobs_dismissed = True
         return stale
 
 

@@ -136,9 +136,14 @@ def _thaw_until(qga_address, timeout, give_up_at):
     return False
 
 
-def thaw_and_confirm(qga):
-    """Thaw, then read the status back; raises VMStateError if the guest is still frozen."""
+def thaw_and_confirm(qga, on_thawed=None):
+    """Thaw, then read the status back; raises VMStateError if the guest is still frozen.
+
+    on_thawed() is called as soon as the thaw reply arrives (the end of the frozen window).
+    """
     qga.execute('guest-fsfreeze-thaw')
+    if on_thawed is not None:
+        on_thawed()
     status = qga.execute('guest-fsfreeze-status')
     if status != 'thawed':
         raise VMStateError('guest-fsfreeze-thaw returned but guest-fsfreeze-status says {0!r}'.format(status))
@@ -192,9 +197,10 @@ def quiesced(qga_address, mode, timeout, freeze_timeout, save, warn):
             result = save(freeze_timeout if report['quiesced'] else timeout)
         finally:
             # Thaw on every path once the freeze was sent: it may have frozen even if we saw an error.
-            thaw_and_confirm(qga)
-            if frozen_at is not None:
-                report['frozen_ms'] = int(round((time.monotonic() - frozen_at) * 1000))
+            def thawed():
+                if frozen_at is not None:  # freeze reply -> thaw reply
+                    report['frozen_ms'] = int(round((time.monotonic() - frozen_at) * 1000))
+            thaw_and_confirm(qga, thawed)
             guard.done()
     finally:
         qga.close()

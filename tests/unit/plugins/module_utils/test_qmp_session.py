@@ -188,3 +188,17 @@ def test_second_client_gives_up_with_busy_error_after_timeout():
             holder.wait()
     assert peer.path in str(caught.value)
     assert 'timeout=0.5' in str(caught.value)
+
+
+def test_stale_job_check_runs_once_per_session():
+    """Later jobs of a session start without the extra query-jobs round trip (it would sit
+    inside the frozen window of a quiesced snapshot)."""
+    monitor = FakeMonitor()
+    with FakePeer(monitor) as peer:
+        with QMPSession(peer.path, timeout=5) as qmp:
+            qmp.run_job('snapshot-save', {'tag': 'a'})
+            first = len(monitor.executed('query-jobs'))
+            qmp.run_job('snapshot-save', {'tag': 'b'})
+            second = len(monitor.executed('query-jobs')) - first
+    assert first == 2   # stale-job check + the job's own result
+    assert second == 1  # only the job's own result
