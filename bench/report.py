@@ -102,6 +102,9 @@ def _samples(values, fmt='{0:.0f}'):
 
 def _machine(results):
     m = results['machine']
+    runs = results['runs']
+    rounds = results.get('rounds') or {'fig1': runs * 2, 'fig2': runs, 'fig4': runs * 2}
+    spent = ', '.join('{0} {1:.0f} s'.format(k, v) for k, v in sorted(results['seconds'].items()))
     lines = [
         '- CPU: {0}, {1} cores; RAM {2} GiB; {3}, kernel {4}'.format(
             m['cpu'], m['cores'], m['ram_gib'], m['os'], m['kernel']),
@@ -112,8 +115,8 @@ def _machine(results):
                                                                         m['qemu_ga']),
         '- Commit {0}, measured {1}; load average {2} at start, {3} at the end (the machine is shared)'.format(
             m['commit'], m['date_utc'], m['load_average_at_start'], results.get('load_average_at_end')),
-        '- {0} rounds for figure 2, {1} for figures 1 and 4 (medians); figure 3 once each way; time spent: '
-        '{2}'.format(results['runs'], results['runs'] * 2, ', '.join('{0} {1:.0f} s'.format(k, v) for k, v in sorted(results['seconds'].items()))),
+        '- Rounds (medians over them): figure 1 {0}, figure 2 {1}, figure 4 {2}; figure 3 once each way; time '
+        'spent: {3}'.format(rounds.get('fig1'), rounds.get('fig2'), rounds.get('fig4'), spent),
     ]
     return '\n'.join(lines)
 
