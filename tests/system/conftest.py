@@ -17,7 +17,7 @@ _TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
 
-from harness.guest import VM, ensure_guest, kill_leftover_qemu, running_qemu_pids  # noqa: E402
+from harness.guest import VM, QMPCommandError, ensure_guest, kill_leftover_qemu, running_qemu_pids  # noqa: E402
 
 
 def _workdir(tmp_path, sub=None):
@@ -70,6 +70,17 @@ def vm_noagent(guest_images, tmp_path):
         yield machine
     finally:
         machine.stop()
+
+@pytest.fixture
+def guest(vm):
+    """The VM, thawed again whatever the test did (a frozen guest would block teardown)."""
+    yield vm
+    if vm.is_running():
+        try:
+            vm.qga('guest-fsfreeze-thaw', timeout=30)
+        except (OSError, QMPCommandError):
+            pass
+
 
 
 def pytest_sessionfinish(session, exitstatus):

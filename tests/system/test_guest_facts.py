@@ -5,22 +5,11 @@
 
 from __future__ import annotations
 
-import pytest
 
 from harness.ansible import run_module, run_playbook
-from harness.guest import QMPCommandError
 
 ALL = ['agent', 'os', 'hostname', 'network', 'filesystems', 'disks', 'users', 'timezone', 'time', 'vcpus', 'fsfreeze']
 
-
-@pytest.fixture
-def guest(vm):
-    yield vm
-    if vm.is_running():
-        try:
-            vm.qga('guest-fsfreeze-thaw', timeout=30)
-        except (OSError, QMPCommandError):
-            pass
 
 
 def facts(vm, check=False, **extra):

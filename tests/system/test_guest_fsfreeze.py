@@ -8,10 +8,7 @@ from __future__ import annotations
 import re
 import time
 
-import pytest
-
 from harness.ansible import run_module, run_playbook
-from harness.guest import QMPCommandError
 
 # A writer in the guest that announces each write on the serial console (which is not
 # frozen) before and after appending to /data (which is), so the host can see a write
@@ -19,16 +16,6 @@ from harness.guest import QMPCommandError
 WRITER = ('i=0; while [ $i -lt 3000 ]; do echo "writer attempt $i" > /dev/console; '
           'echo $i >> /data/writes; echo "writer done $i" > /dev/console; i=$((i+1)); sleep 0.1; done')
 
-
-@pytest.fixture
-def guest(vm):
-    """The VM, thawed again whatever the test did."""
-    yield vm
-    if vm.is_running():
-        try:
-            vm.qga('guest-fsfreeze-thaw', timeout=30)
-        except (OSError, QMPCommandError):
-            pass
 
 
 def freeze_status(vm):
