@@ -71,6 +71,7 @@ def vm_noagent(guest_images, tmp_path):
     finally:
         machine.stop()
 
+
 @pytest.fixture
 def guest(vm):
     """The VM, thawed again whatever the test did (a frozen guest would block teardown)."""
@@ -80,7 +81,6 @@ def guest(vm):
             vm.qga('guest-fsfreeze-thaw', timeout=30)
         except (OSError, QMPCommandError):
             pass
-
 
 
 def pytest_sessionfinish(session, exitstatus):

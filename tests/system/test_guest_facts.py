@@ -11,7 +11,6 @@ from harness.ansible import run_module, run_playbook
 ALL = ['agent', 'os', 'hostname', 'network', 'filesystems', 'disks', 'users', 'timezone', 'time', 'vcpus', 'fsfreeze']
 
 
-
 def facts(vm, check=False, **extra):
     args = {'qga': vm.qga_path}
     args.update(extra)

@@ -17,7 +17,6 @@ WRITER = ('i=0; while [ $i -lt 3000 ]; do echo "writer attempt $i" > /dev/consol
           'echo $i >> /data/writes; echo "writer done $i" > /dev/console; i=$((i+1)); sleep 0.1; done')
 
 
-
 def freeze_status(vm):
     return vm.qga('guest-fsfreeze-status')
 
