@@ -25,6 +25,7 @@ import sys
 import time
 
 from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, QemuVMError, VMStateError
+from ansible_collections.qemu.vm.plugins.module_utils._guest import freeze, fsfreeze_status, thaw
 from ansible_collections.qemu.vm.plugins.module_utils._qga import QGASession
 
 QUIESCE_MODES = ('off', 'preferred', 'required')
@@ -128,8 +129,8 @@ def _thaw_until(qga_address, timeout, give_up_at):
     while time.monotonic() < give_up_at:
         try:
             with QGASession(qga_address, timeout=min(timeout, 10.0)) as qga:
-                qga.execute('guest-fsfreeze-thaw')
-                if qga.execute('guest-fsfreeze-status') == 'thawed':
+                thaw(qga)
+                if fsfreeze_status(qga) == 'thawed':
                     return True
         except QemuVMError:
             time.sleep(0.5)
@@ -141,10 +142,10 @@ def thaw_and_confirm(qga, on_thawed=None):
 
     on_thawed() is called as soon as the thaw reply arrives (the end of the frozen window).
     """
-    qga.execute('guest-fsfreeze-thaw')
+    thaw(qga)
     if on_thawed is not None:
         on_thawed()
-    status = qga.execute('guest-fsfreeze-status')
+    status = fsfreeze_status(qga)
     if status != 'thawed':
         raise VMStateError('guest-fsfreeze-thaw returned but guest-fsfreeze-status says {0!r}'.format(status))
 
@@ -174,7 +175,7 @@ def quiesced(qga_address, mode, timeout, freeze_timeout, save, warn):
 
     try:
         # First: while frozen, the agent lists the freeze command itself as disabled.
-        if qga.execute('guest-fsfreeze-status') == 'frozen':
+        if fsfreeze_status(qga) == 'frozen':
             warn('the guest filesystems were already frozen (an earlier run died?): thawed them before the snapshot')
             thaw_and_confirm(qga)
         state = qga.command_state('guest-fsfreeze-freeze')
@@ -185,7 +186,7 @@ def quiesced(qga_address, mode, timeout, freeze_timeout, save, warn):
         frozen_at = None
         try:
             try:
-                report['frozen_filesystems'] = qga.execute('guest-fsfreeze-freeze')
+                report['frozen_filesystems'] = freeze(qga)
                 frozen_at = time.monotonic()
                 guard.frozen()
             except CommandError as exc:
