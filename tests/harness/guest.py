@@ -201,6 +201,9 @@ def qmp_command(path, cmd, args=None, timeout=30.0):
     """One QMP command on a fresh connection: greeting, qmp_capabilities, execute."""
     with _Stream(path, timeout) as stream:
         greeting = stream.read_message()
+        while 'event' in greeting and 'QMP' not in greeting:
+            # QEMU can send a new client events ahead of the greeting (see _transport.py)
+            greeting = stream.read_message()
         if 'QMP' not in greeting:
             raise VMError('unexpected QMP greeting: %r' % (greeting,))
         caps_id = _new_id()

@@ -142,6 +142,32 @@ def test_version_comes_from_the_greeting():
             assert not qmp.version_at_least(6, 0)
 
 
+def test_events_written_ahead_of_the_greeting_are_skipped():
+    # QEMU 7.2 did this in CI: a JOB_STATUS_CHANGE meant for the previous client came first
+    def monitor(conn):
+        conn.send(job_event('harness-job', 'pending', 1))
+        conn.send(job_event('harness-job', 'concluded', 2))
+        serve_qmp_handshake(conn, version=(7, 2, 0))
+        request = conn.read_request()
+        conn.reply(request, {'status': 'running', 'running': True, 'singlestep': False})
+
+    with FakePeer(monitor) as peer:
+        with QMPSession(peer.path, timeout=5) as qmp:
+            assert qmp.version_string == '7.2.0'
+            assert qmp.run_state() == 'running'
+
+
+def test_a_peer_that_never_greets_fails_the_handshake_clearly():
+    def not_a_monitor(conn):
+        conn.send({'return': {}})
+        time.sleep(1)
+
+    with FakePeer(not_a_monitor) as peer:
+        with pytest.raises(errors.ConnectionLostError) as caught:
+            QMPSession(peer.path, timeout=5).open()
+    assert 'QMP handshake failed' in str(caught.value)
+
+
 LOCK_HOLDER = textwrap.dedent('''
     import sys, time
     from ansible_collections.qemu.vm.plugins.module_utils._lock import SocketLock
