@@ -43,9 +43,9 @@ except ImportError:
     QMP_IMPORT_ERROR = traceback.format_exc()
 
 # QEMU can write events to a new QMP connection ahead of its greeting (seen in CI: a
-# JOB_STATUS_CHANGE first). The monitor still counts as negotiated from the previous
-# client until the greeting resets it, so events emitted in that moment reach the new
-# client first. Skip a bounded number of them; the connect deadline bounds the time.
+# JOB_STATUS_CHANGE first), most likely because the monitor still counts as negotiated
+# from its previous client until the greeting resets it. Skip a bounded number of
+# events; the connect deadline bounds the time.
 _MAX_EVENTS_BEFORE_GREETING = 64
 
 if qmp_lib is not None:
