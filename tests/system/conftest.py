@@ -20,15 +20,6 @@ if _TESTS_DIR not in sys.path:
 from harness.guest import VM, QMPCommandError, ensure_guest, kill_leftover_qemu, running_qemu_pids  # noqa: E402
 
 
-def _workdir(tmp_path, sub=None):
-    # Disks and logs live under tmp_path. Unix socket paths are limited to 107 bytes:
-    # when tmp_path is too long, VM puts its sockets in a short mkdtemp('qvm') dir under /tmp
-    # (removed by VM.stop()).
-    path = tmp_path if sub is None else tmp_path / sub
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 @pytest.fixture(scope='session')
 def guest_images():
     return ensure_guest()
@@ -42,7 +33,10 @@ def vm_factory(guest_images, tmp_path):
         kwargs.setdefault('images', guest_images)
         wait_agent = kwargs.pop('wait_agent', None)
         timeout = kwargs.pop('timeout', 60)
-        machine = VM(_workdir(tmp_path, 'vm%d' % len(vms)), **kwargs)
+        # Disks and logs live under tmp_path. Unix socket paths are limited to 107 bytes:
+        # when tmp_path is too long, VM puts its sockets in a short mkdtemp('qvm') dir under
+        # /tmp (removed by VM.stop()).
+        machine = VM(tmp_path / ('vm%d' % len(vms)), **kwargs)
         vms.append(machine)
         machine.start(wait_agent=wait_agent, timeout=timeout)
         return machine
@@ -53,23 +47,13 @@ def vm_factory(guest_images, tmp_path):
 
 
 @pytest.fixture
-def vm(guest_images, tmp_path):
-    machine = VM(_workdir(tmp_path), images=guest_images)
-    try:
-        machine.start()
-        yield machine
-    finally:
-        machine.stop()
+def vm(vm_factory):
+    return vm_factory()
 
 
 @pytest.fixture
-def vm_noagent(guest_images, tmp_path):
-    machine = VM(_workdir(tmp_path), agent=False, images=guest_images)
-    try:
-        machine.start()
-        yield machine
-    finally:
-        machine.stop()
+def vm_noagent(vm_factory):
+    return vm_factory(agent=False)
 
 
 @pytest.fixture
