@@ -20,6 +20,7 @@ QemuVMError
  +-- JobError               a QMP job concluded with an error
  +-- QemuTimeoutError       a bounded wait ran out
  +-- VMStateError           the VM is not in a state that allows the request
+ +-- ParameterError         a module parameter is invalid (names the parameter); nothing was changed
 
 No Ansible imports here: modules map this family to fail_json in _common.
 """
@@ -138,3 +139,17 @@ class QemuTimeoutError(QemuVMError):
 
 class VMStateError(QemuVMError):
     pass
+
+
+class ParameterError(QemuVMError, ValueError):
+    """A parameter is invalid; the message names it. Raised before anything changes.
+
+    Also a ValueError, so input checks that predate the family keep working.
+    """
+
+    def __init__(self, parameter, message):
+        self.parameter = parameter
+        super(ParameterError, self).__init__(message)
+
+    def details(self):
+        return {'parameter': self.parameter}
