@@ -20,6 +20,7 @@ import tempfile
 import time
 
 from ansible_collections.qemu.vm.plugins.module_utils._errors import SocketBusyError
+from ansible_collections.qemu.vm.plugins.module_utils._wait import Deadline
 
 _POLL_SECONDS = 0.05
 
@@ -48,7 +49,7 @@ class SocketLock(object):
 
     def acquire(self, timeout):
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-        deadline = time.monotonic() + timeout
+        deadline = Deadline(timeout)
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -58,7 +59,7 @@ class SocketLock(object):
                 if exc.errno not in (errno.EAGAIN, errno.EACCES):
                     os.close(fd)
                     raise
-            if time.monotonic() >= deadline:
+            if deadline.expired:
                 os.close(fd)
                 raise SocketBusyError(
                     self.address,
@@ -71,6 +72,3 @@ class SocketLock(object):
             fd, self._fd = self._fd, None
             os.close(fd)  # closing drops the flock
 
-    @property
-    def held(self):
-        return self._fd is not None

@@ -464,8 +464,6 @@ def run(module):
             module.fail_json(msg='quiesce is only used with state=present')
         if not module.params['qga']:
             module.fail_json(msg='quiesce={0} needs qga, the guest agent socket'.format(module.params['quiesce']))
-    if module.params['freeze_timeout'] <= 0:
-        module.fail_json(msg='freeze_timeout must be a positive number of seconds')
     timeout = module.params['timeout']
     with qmp_session(module) as qmp:
         settle_earlier_jobs(qmp, timeout, dismiss=not module.check_mode)
@@ -530,7 +528,7 @@ def report_snapshot(view, plan, request, check_mode):
 
 def main():
     module = build_module(
-        ARGUMENT_SPEC, requires=('qmp',), supports_check_mode=True,
+        ARGUMENT_SPEC, requires=('qmp',), durations=('freeze_timeout',), supports_check_mode=True,
         required_if=[
             ('state', 'present', ('name',)),
             ('state', 'absent', ('name',)),
