@@ -15,9 +15,9 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError, QemuVMError
+from ansible_collections.qemu.vm.plugins.module_utils._errors import AgentNotRespondingError, ParameterError, QemuTimeoutError, QemuVMError, VMStateError
 from ansible_collections.qemu.vm.plugins.module_utils._qga import QGASession
-from ansible_collections.qemu.vm.plugins.module_utils._qmp import QMPSession
+from ansible_collections.qemu.vm.plugins.module_utils._qmp import QMPSession, run_state_of
 from ansible_collections.qemu.vm.plugins.module_utils._transport import QMP_IMPORT_ERROR, parse_address
 from ansible_collections.qemu.vm.plugins.module_utils._wait import check_seconds
 
@@ -73,8 +73,21 @@ def run_module(module, run):
     try:
         result = run(module)
     except QemuVMError as exc:
+        exc = explain_silent_agent(module.params, exc)
         module.fail_json(msg=str(exc), error_type=type(exc).__name__, **exc.details())
     module.exit_json(**result)
+
+
+def explain_silent_agent(params, exc):
+    """An agent that did not answer while QMP can be asked: when the VM is not running, say that."""
+    if not isinstance(exc, (AgentNotRespondingError, QemuTimeoutError)) or not params.get('qmp') or not params.get('qga'):
+        return exc
+    state = run_state_of(params['qmp'], timeout=min(params['timeout'], 5.0))
+    if state in (None, 'running', 'gone'):
+        return exc
+    return VMStateError('the VM is not running (QEMU run state {0!r}), so its guest agent cannot answer until it runs '
+                        'again (QMP cont{1}): {2}'.format(
+                            state, '; for an I/O error, fix its cause first' if state == 'io-error' else '', exc))
 
 
 class Stopwatch(object):

@@ -39,6 +39,11 @@ def lock_path_for(address):
     return os.path.join(directory, '.qemu.vm-{0}.lock'.format(digest))
 
 
+def freeze_marker_path(address):
+    """File that says "a freeze of ours through this agent socket may not have been thawed yet"."""
+    return lock_path_for(address)[:-len('.lock')] + '.frozen'
+
+
 class SocketLock(object):
     """Exclusive flock for one socket, waited for at most `timeout` seconds."""
 
