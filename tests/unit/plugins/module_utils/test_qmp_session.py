@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -103,7 +104,9 @@ def test_job_timeout_is_clear_and_the_job_is_dismissed_once_it_concludes():
     with FakePeer(monitor) as peer:
         with QMPSession(peer.path, timeout=5) as qmp:
             with pytest.raises(errors.QemuTimeoutError) as caught:
-                qmp.run_job('snapshot-save', {'tag': 't'}, timeout=0.5, grace=3)
+                # grace is a bound, not a wait: run_job returns once the job concludes (1 s), so a
+                # generous one keeps this exact on a loaded machine.
+                qmp.run_job('snapshot-save', {'tag': 't'}, timeout=0.5, grace=30)
     assert 'snapshot-save job' in str(caught.value)
     assert 'concluded later and was dismissed' in str(caught.value)
     assert monitor.jobs == {}
@@ -119,14 +122,20 @@ def test_stale_concluded_jobs_of_ours_are_dismissed_but_not_foreign_ones():
 
 
 def test_monitor_held_by_another_client_times_out_with_a_hint():
+    release = threading.Event()
+
     def busy_monitor(conn):
-        time.sleep(2)  # accepted by the backlog, but no greeting: QEMU serves another client
+        release.wait(30)  # accepted by the backlog, but no greeting: QEMU serves another client
 
     with FakePeer(busy_monitor) as peer:
-        start = time.monotonic()
-        with pytest.raises(errors.QemuTimeoutError) as caught:
-            QMPSession(peer.path, timeout=0.5).open()
-        assert time.monotonic() - start < 1.5
+        try:
+            start = time.monotonic()
+            with pytest.raises(errors.QemuTimeoutError) as caught:
+                QMPSession(peer.path, timeout=0.5).open()
+            # It gave up at its own timeout, long before the holder lets go (a wide margin for a loaded machine).
+            assert time.monotonic() - start < 15
+        finally:
+            release.set()
     assert 'greeting' in str(caught.value)
     assert 'one QMP client at a time' in str(caught.value)
 
@@ -192,15 +201,20 @@ def test_second_client_waits_its_turn_within_timeout():
         conn.reply(request, {'status': 'running', 'running': True})
 
     with FakePeer(monitor) as peer:
-        holder = hold_lock(peer.path, 1.0)
+        holder = hold_lock(peer.path, 30)
+        # The holder lets go 1 s after we start waiting (killed: the kernel drops its flock).
+        release = threading.Timer(1.0, holder.kill)
         try:
             start = time.monotonic()
-            with QMPSession(peer.path, timeout=10) as qmp:
+            release.start()
+            with QMPSession(peer.path, timeout=20) as qmp:
                 assert qmp.run_state() == 'running'
             waited = time.monotonic() - start
         finally:
+            release.cancel()
+            holder.kill()
             holder.wait()
-    assert waited >= 0.5  # it really waited for the holder
+    assert waited >= 1.0  # it really waited for the holder
 
 
 def test_second_client_gives_up_with_busy_error_after_timeout():
