@@ -3,9 +3,10 @@
 
 antsibull-docs renders the plugin and role pages into build/docs/rst; Sphinx builds them
 with warnings as errors. The build runs offline, so there is no intersphinx: the few
-references into the Ansible documentation that antsibull-docs emits (builtin modules,
-common return values, configuration settings) are resolved below to their published
-addresses, and any other unresolved reference still fails the build.
+references into the Ansible documentation that antsibull-docs emits (plugins of other
+collections, common return values, ansible-core's configuration settings and their
+environment variables) are resolved below to their published addresses; any other
+unresolved reference, one to a page of this collection included, still fails the build.
 """
 
 from __future__ import annotations
@@ -41,25 +42,33 @@ ANSIBLE_LABELS = {
     'ansible_configuration_settings': 'reference_appendices/config.html',
     'action_plugins': 'plugins/action.html',
 }
-# ansible_collections.ansible.builtin.copy_module or ..._module__parameter-src
-BUILTIN_LABEL = re.compile(r'^ansible_collections\.ansible\.builtin\.(\w+?)_(module|lookup|filter|test)(?:__(.+))?$')
+# Plugins of other collections: ansible_collections.ansible.builtin.copy_module[__parameter-src]
+PLUGIN_LABEL = re.compile(r'^ansible_collections\.(\w+)\.(\w+)\.(\w+?_[a-z]+)(?:__(.+))?$')
+
+
+def ansible_docs_uri(node):
+    """The docs.ansible.com address of a reference into the Ansible docs, else None."""
+    domain, kind, target = node.get('refdomain'), node.get('reftype'), node.get('reftarget', '')
+    if domain != 'std':
+        return None
+    if kind == 'envvar' and target.startswith('ANSIBLE_'):
+        # ansible-core's own settings (pipelining, cache plugin options of inventory plugins).
+        return ANSIBLE_DOCS + ANSIBLE_LABELS['ansible_configuration_settings']
+    if kind != 'ref':
+        return None
+    if target in ANSIBLE_LABELS:
+        return ANSIBLE_DOCS + ANSIBLE_LABELS[target]
+    match = PLUGIN_LABEL.match(target)
+    if not match or (match.group(1), match.group(2)) == ('qemu', 'vm'):
+        return None
+    namespace, name, page, anchor = match.groups()
+    uri = '%scollections/%s/%s/%s.html' % (ANSIBLE_DOCS, namespace, name, page)
+    return uri + '#' + anchor if anchor else uri
 
 
 def resolve_ansible_label(app, env, node, contnode):
-    """Link labels of the Ansible documentation to docs.ansible.com; leave others unresolved."""
-    if node.get('refdomain') != 'std' or node.get('reftype') != 'ref':
-        return None
-    target = node.get('reftarget', '')
-    uri = None
-    if target in ANSIBLE_LABELS:
-        uri = ANSIBLE_DOCS + ANSIBLE_LABELS[target]
-    else:
-        match = BUILTIN_LABEL.match(target)
-        if match:
-            name, kind, anchor = match.groups()
-            uri = '%scollections/ansible/builtin/%s_%s.html' % (ANSIBLE_DOCS, name, kind)
-            if anchor:
-                uri += '#' + anchor
+    """Link references into the Ansible docs to docs.ansible.com; leave others unresolved."""
+    uri = ansible_docs_uri(node)
     if uri is None:
         return None
     reference = nodes.reference('', '', internal=False, refuri=uri)
