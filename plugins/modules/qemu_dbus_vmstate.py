@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: qemu_dbus_vmstate
 short_description: Manage a QEMU VM's dbus-vmstate object, which keeps D-Bus helpers' state in snapshots and migration
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Adds, updates or removes the VM's C(dbus-vmstate) object through QMP (C(object-add), C(qom-set), C(object-del)).
     With it, QEMU saves the state of helper processes (network, TPM-like or device helpers) that implement the

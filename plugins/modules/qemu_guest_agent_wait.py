@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: qemu_guest_agent_wait
 short_description: Wait until a guest's QEMU guest agent answers
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Waits until the guest agent on O(qga) answers the C(guest-sync-delimited) handshake and a C(guest-ping),
     for example after the VM was started, rebooted or woken up, and fails when it did not within O(timeout).

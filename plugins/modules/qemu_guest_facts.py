@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: qemu_guest_facts
 short_description: Gather facts about a guest through the QEMU guest agent
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Asks the guest agent about the guest and returns the answers as the C(qemu_guest) fact
     (RV(ansible_facts.qemu_guest)) agent version and commands, OS, host name, network interfaces,

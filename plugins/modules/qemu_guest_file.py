@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: qemu_guest_file
 short_description: Copy files into and out of a QEMU guest through the guest agent, byte-exact and idempotent
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Puts a file into the guest (O(state=present)) from O(content) or from O(src), copies a guest file to the managed
     host (O(state=fetched)), or deletes a guest file (O(state=absent)), through the QEMU guest agent socket.

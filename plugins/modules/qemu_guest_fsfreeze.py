@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: qemu_guest_fsfreeze
 short_description: Freeze or thaw a guest's filesystems through the QEMU guest agent
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Freezes the guest's filesystems (C(guest-fsfreeze-freeze), or C(guest-fsfreeze-freeze-list) for O(mountpoints)),
     so that a disk snapshot taken meanwhile is consistent, or thaws them again (C(guest-fsfreeze-thaw)).

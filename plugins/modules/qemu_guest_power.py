@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: qemu_guest_power
 short_description: Power off, halt, reboot, suspend or wake a guest through its agent and QMP
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Asks the guest, through its agent, to power off, halt, reboot or suspend (C(guest-shutdown),
     C(guest-suspend-ram), C(guest-suspend-disk), C(guest-suspend-hybrid)), and wakes a suspended guest

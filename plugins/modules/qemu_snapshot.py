@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: qemu_snapshot
 short_description: Save, delete, load and prune internal snapshots of a running QEMU VM
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Manages internal snapshots (RAM state plus every disk, stored inside the qcow2 images) of a running or
     paused QEMU VM through its QMP monitor, like C(savevm) / C(loadvm) / C(delvm), but idempotent.

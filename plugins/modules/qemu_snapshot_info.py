@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: qemu_snapshot_info
 short_description: List the internal snapshots of a QEMU VM as one view across its disks
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Reads the internal snapshots of every writable disk of a VM through its QMP monitor and groups them by name,
     so that a snapshot present on all disks (loadable) is told apart from one present on only some (partial).

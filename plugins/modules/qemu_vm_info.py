@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: qemu_vm_info
 short_description: Read a QEMU VM's version, run state, block nodes and guest agent status
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Connects to the VM's QMP monitor socket and reports what a task needs to know before touching the VM
     the QEMU version, the run state, the VM name and UUID, and its block nodes with the node names that
