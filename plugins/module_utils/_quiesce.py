@@ -29,7 +29,8 @@ import sys
 import time
 
 from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, QemuVMError, VMStateError
-from ansible_collections.qemu.vm.plugins.module_utils._guest import freeze, fsfreeze_status, thaw
+from ansible_collections.qemu.vm.plugins.module_utils._freeze import freeze, thaw
+from ansible_collections.qemu.vm.plugins.module_utils._guest import fsfreeze_status
 from ansible_collections.qemu.vm.plugins.module_utils._lock import freeze_marker_path
 from ansible_collections.qemu.vm.plugins.module_utils._qga import QGASession
 from ansible_collections.qemu.vm.plugins.module_utils._qmp import run_state_of

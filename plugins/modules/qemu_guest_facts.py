@@ -202,14 +202,11 @@ ansible_facts:
 '''
 
 from ansible_collections.qemu.vm.plugins.module_utils._common import build_module, qga_session, run_module
-from ansible_collections.qemu.vm.plugins.module_utils._guest import gather_facts, resolve_gather_subset
+from ansible_collections.qemu.vm.plugins.module_utils._facts import gather_facts, resolve_gather_subset
 
 
 def run(module):
-    try:
-        subsets = resolve_gather_subset(module.params['gather_subset'])
-    except ValueError as exc:
-        module.fail_json(msg=str(exc))
+    subsets = resolve_gather_subset(module.params['gather_subset'])
     with qga_session(module) as qga:
         facts = gather_facts(qga, subsets)
     return {'changed': False, 'ansible_facts': {'qemu_guest': facts}}

@@ -124,23 +124,19 @@ duration_ms:
 
 from ansible_collections.qemu.vm.plugins.module_utils._common import Stopwatch, build_module, qga_session, run_module
 from ansible_collections.qemu.vm.plugins.module_utils._errors import VMStateError
-from ansible_collections.qemu.vm.plugins.module_utils._guest import (
+from ansible_collections.qemu.vm.plugins.module_utils._freeze import (
     check_mountpoints,
     freeze,
-    fsfreeze_status,
     normalize_mountpoints,
-    require_command,
     require_freeze_support,
     thaw,
 )
+from ansible_collections.qemu.vm.plugins.module_utils._guest import fsfreeze_status, require_command
 
 
 def run(module):
     state = module.params['state']
-    try:
-        mountpoints = normalize_mountpoints(module.params['mountpoints'])
-    except ValueError as exc:
-        module.fail_json(msg=str(exc))
+    mountpoints = normalize_mountpoints(module.params['mountpoints'])
     result = {'changed': False, 'mountpoints': mountpoints, 'count': 0, 'duration_ms': 0}
     with qga_session(module) as qga:
         require_command(qga, 'guest-fsfreeze-status')

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+from ansible_collections.qemu.vm.plugins.module_utils import _facts as guest_facts
+from ansible_collections.qemu.vm.plugins.module_utils import _freeze as freezing
 from ansible_collections.qemu.vm.plugins.module_utils import _guest as guest
 from ansible_collections.qemu.vm.plugins.module_utils import _power as power_utils
 from ansible_collections.qemu.vm.plugins.module_utils._errors import (
@@ -36,7 +38,7 @@ class FakeAgent(object):
         self.blocked = set(blocked)
         self.sent = []
         names = commands if commands is not None else (
-            list(FROZEN_ALLOWED) + [entry[1] for entry in guest.FACT_SUBSETS] + [
+            list(FROZEN_ALLOWED) + [entry[1] for entry in guest_facts.FACT_SUBSETS] + [
                 'guest-fsfreeze-freeze', 'guest-fsfreeze-freeze-list', 'guest-shutdown', 'guest-suspend-ram'])
         self.commands = list(dict.fromkeys(names))
 
@@ -72,7 +74,7 @@ class FakeAgent(object):
 
 # -- gather_subset ------------------------------------------------------------------------
 
-ALL = list(guest.SUBSET_NAMES)
+ALL = list(guest_facts.SUBSET_NAMES)
 
 
 @pytest.mark.parametrize('requested, expected', [
@@ -88,12 +90,12 @@ ALL = list(guest.SUBSET_NAMES)
     ([' time ', 'time'], ['agent', 'time']),
 ])
 def test_resolve_gather_subset(requested, expected):
-    assert guest.resolve_gather_subset(requested) == expected
+    assert guest_facts.resolve_gather_subset(requested) == expected
 
 
 def test_resolve_gather_subset_names_the_bad_entry():
     with pytest.raises(ValueError) as caught:
-        guest.resolve_gather_subset(['min', '!hardware'])
+        guest_facts.resolve_gather_subset(['min', '!hardware'])
     assert "gather_subset: unknown subset '!hardware'" in str(caught.value)
     assert 'network' in str(caught.value)
 
@@ -102,25 +104,25 @@ def test_resolve_gather_subset_names_the_bad_entry():
 
 
 def test_normalize_mountpoints():
-    assert guest.normalize_mountpoints(['/data/', '/', '/data', '//']) == ['/data', '/']
-    assert guest.normalize_mountpoints(None) == []
+    assert freezing.normalize_mountpoints(['/data/', '/', '/data', '//']) == ['/data', '/']
+    assert freezing.normalize_mountpoints(None) == []
     with pytest.raises(ValueError) as caught:
-        guest.normalize_mountpoints(['/ok', 'data'])
+        freezing.normalize_mountpoints(['/ok', 'data'])
     assert "mountpoints: 'data' is not an absolute path" in str(caught.value)
 
 
 def test_check_mountpoints_names_what_is_missing():
     agent = FakeAgent({'guest-get-fsinfo': [{'mountpoint': '/data'}, {'mountpoint': '/'}]})
-    guest.check_mountpoints(agent, ['/data'])
+    freezing.check_mountpoints(agent, ['/data'])
     with pytest.raises(VMStateError) as caught:
-        guest.check_mountpoints(agent, ['/data', '/srv', '/var'])
+        freezing.check_mountpoints(agent, ['/data', '/srv', '/var'])
     assert str(caught.value).startswith('mountpoints: /srv, /var are not a mounted filesystem')
     assert '(mounted: /, /data)' in str(caught.value)
 
 
 def test_check_mountpoints_without_fsinfo_leaves_it_to_the_agent():
     agent = FakeAgent(blocked=['guest-get-fsinfo'])
-    guest.check_mountpoints(agent, ['/anything'])  # no error: cannot tell
+    freezing.check_mountpoints(agent, ['/anything'])  # no error: cannot tell
 
 
 # -- freeze failures -----------------------------------------------------------------------
@@ -130,7 +132,7 @@ def test_freeze_failure_reports_the_agents_reason_and_that_it_thawed():
     agent = FakeAgent({'guest-fsfreeze-freeze': CommandError(
         'guest-fsfreeze-freeze', 'GenericError', 'failed to freeze /data: Device or resource busy')})
     with pytest.raises(CommandError) as caught:
-        guest.freeze(agent)
+        freezing.freeze(agent)
     message = str(caught.value)
     assert 'guest-fsfreeze-freeze failed in the guest: failed to freeze /data: Device or resource busy' in message
     assert 'the guest filesystems are thawed' in message
@@ -145,7 +147,7 @@ def test_freeze_failure_that_left_the_guest_frozen_is_thawed():
         raise CommandError('guest-fsfreeze-freeze', 'GenericError', 'boom')
     agent.replies['guest-fsfreeze-freeze'] = fail_frozen
     with pytest.raises(CommandError) as caught:
-        guest.freeze(agent)
+        freezing.freeze(agent)
     assert 'guest-fsfreeze-thaw was sent and thawed 1 filesystem(s)' in str(caught.value)
     assert not agent.frozen
 
@@ -158,7 +160,7 @@ def test_freeze_timeout_sends_a_thaw():
         raise QemuTimeoutError('guest-fsfreeze-freeze on qga.sock', 300)
     agent.replies['guest-fsfreeze-freeze'] = slow
     with pytest.raises(QemuTimeoutError) as caught:
-        guest.freeze(agent)
+        freezing.freeze(agent)
     assert 'then guest-fsfreeze-thaw was sent and thawed 1' in str(caught.value)
     assert not agent.frozen
 
@@ -167,7 +169,7 @@ def test_freeze_when_thaw_cannot_be_confirmed_says_so_loudly():
     agent = FakeAgent({'guest-fsfreeze-freeze': CommandError('guest-fsfreeze-freeze', 'GenericError', 'boom'),
                        'guest-fsfreeze-status': AgentNotRespondingError('qga.sock', 3)})
     with pytest.raises(CommandError) as caught:
-        guest.freeze(agent)
+        freezing.freeze(agent)
     assert 'COULD NOT CONFIRM THE GUEST IS THAWED' in str(caught.value)
     assert 'state=thawed' in str(caught.value)
 
@@ -175,7 +177,7 @@ def test_freeze_when_thaw_cannot_be_confirmed_says_so_loudly():
 def test_freeze_list_that_froze_nothing_fails():
     agent = FakeAgent({'guest-fsfreeze-freeze-list': 0})
     with pytest.raises(VMStateError) as caught:
-        guest.freeze(agent, ['/srv'])
+        freezing.freeze(agent, ['/srv'])
     assert 'mountpoints: none of /srv could be frozen' in str(caught.value)
     assert agent.sent[0] == ('guest-fsfreeze-freeze-list', {'mountpoints': ['/srv']})
 
@@ -183,7 +185,7 @@ def test_freeze_list_that_froze_nothing_fails():
 def test_command_missing_disabled_or_frozen():
     agent = FakeAgent(commands=list(FROZEN_ALLOWED))
     with pytest.raises(CommandNotFoundError) as caught:
-        guest.require_freeze_support(agent, [])
+        freezing.require_freeze_support(agent, [])
     assert 'qemu-ga 9.9.9' in str(caught.value) and 'does not offer guest-fsfreeze-freeze' in str(caught.value)
     agent = FakeAgent(frozen=True)
     with pytest.raises(GuestFrozenError) as caught:
@@ -207,7 +209,7 @@ def test_facts_skip_and_list_instead_of_failing():
         'guest-get-time': 1700000000123456789,
     }, blocked=['guest-get-users'])
     agent.commands.remove('guest-get-vcpus')
-    facts = guest.gather_facts(agent, ['agent', 'hostname', 'network', 'disks', 'users', 'vcpus', 'time'])
+    facts = guest_facts.gather_facts(agent, ['agent', 'hostname', 'network', 'disks', 'users', 'vcpus', 'time'])
     assert facts['hostname'] == 'web1'
     assert facts['network_interfaces'] == [{'name': 'eth0', 'hardware_address': 'aa:bb:cc:dd:ee:ff', 'ip_addresses': [
         {'ip_address': '10.0.0.2', 'ip_address_type': 'ipv4', 'prefix': 24}]}]
@@ -220,10 +222,10 @@ def test_facts_skip_and_list_instead_of_failing():
 
 def test_facts_of_a_frozen_guest():
     agent = FakeAgent(frozen=True)
-    facts = guest.gather_facts(agent, list(guest.SUBSET_NAMES))
+    facts = guest_facts.gather_facts(agent, list(guest_facts.SUBSET_NAMES))
     assert facts['fsfreeze_status'] == 'frozen'
     assert set(s['reason'] for s in facts['skipped']) == set(['frozen'])
-    assert len(facts['skipped']) == len(guest.SUBSET_NAMES) - 2
+    assert len(facts['skipped']) == len(guest_facts.SUBSET_NAMES) - 2
     # nothing but the allowed commands was sent to the frozen agent
     assert set(sent[0] for sent in agent.sent) <= set(FROZEN_ALLOWED)
 
