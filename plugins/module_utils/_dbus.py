@@ -9,9 +9,11 @@ Message building, parsing and authentication are jeepney's (pure Python, import 
 JEEPNEY_IMPORT_ERROR); the socket I/O and its deadline are ours. What is said on the bus
 (for example QEMU's org.qemu.VMState1 helpers) belongs to the callers (_dbus_vmstate).
 
-Errors, both in the QemuVMError family:
-  DBusBusError   the bus cannot be reached or read (or jeepney is missing)
-  DBusCallError  a peer on the bus answered a call with an error reply
+Errors, in the QemuVMError family:
+  DBusError (a VMStateError)  about the bus a QEMU object uses; names the bus and the object
+    +-- DBusBusError          the bus cannot be reached or read (or jeepney is missing)
+    (+-- _dbus_vmstate.DBusVMStateError: the helpers on it would make QEMU crash or fail)
+  DBusCallError               a peer on the bus answered a call with an error reply
 
 No Ansible imports here.
 """
@@ -38,13 +40,13 @@ PROPERTIES = 'org.freedesktop.DBus.Properties'
 NAME_HAS_NO_OWNER = 'org.freedesktop.DBus.Error.NameHasNoOwner'
 
 
-class DBusBusError(VMStateError):
-    """The D-Bus bus at `addr` cannot be reached or read; `object_id` names the QEMU object using it."""
+class DBusError(VMStateError):
+    """A problem with the D-Bus bus at `addr` that the QEMU object `object_id` uses; both optional."""
 
     def __init__(self, message, object_id=None, addr=None):
         self.object_id = object_id
         self.addr = addr
-        super(DBusBusError, self).__init__(message)
+        super(DBusError, self).__init__(message)
 
     def details(self):
         details = {}
@@ -53,6 +55,10 @@ class DBusBusError(VMStateError):
         if self.addr is not None:
             details['bus_address'] = self.addr
         return details
+
+
+class DBusBusError(DBusError):
+    """The bus cannot be reached or read."""
 
 
 class DBusCallError(QemuVMError):

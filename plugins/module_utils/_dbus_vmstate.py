@@ -29,8 +29,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ansible_collections.qemu.vm.plugins.module_utils._dbus import BusClient, DBusBusError, DBusCallError
-from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, QemuTimeoutError, VMStateError
+from ansible_collections.qemu.vm.plugins.module_utils._dbus import BusClient, DBusBusError, DBusCallError, DBusError
+from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, QemuTimeoutError
 from ansible_collections.qemu.vm.plugins.module_utils._transport import Deadline
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,22 +52,16 @@ _STRAY_CALL_SECONDS = 2.0
 _MAX_STRAY_CONNECTIONS = 64
 
 
-class DBusVMStateError(VMStateError):
+class DBusVMStateError(DBusError):
     """The VM's dbus-vmstate helpers would make QEMU crash or fail; QEMU was not asked."""
 
     def __init__(self, message, object_id=None, addr=None, problems=(), helpers=None):
-        self.object_id = object_id
-        self.addr = addr
         self.problems = list(problems)
         self.helpers = helpers
-        super(DBusVMStateError, self).__init__(message)
+        super(DBusVMStateError, self).__init__(message, object_id=object_id, addr=addr)
 
     def details(self):
-        details = {}
-        if self.object_id is not None:
-            details['object_id'] = self.object_id
-        if self.addr is not None:
-            details['bus_address'] = self.addr
+        details = super(DBusVMStateError, self).details()
         if self.problems:
             details['problems'] = self.problems
         if self.helpers is not None:

@@ -111,7 +111,8 @@ def test_included_follows_qemu():
 
 def test_error_family():
     assert issubclass(dv.DBusVMStateError, VMStateError) and issubclass(dv.DBusVMStateError, QemuVMError)
-    assert issubclass(bus.DBusBusError, VMStateError)
+    assert issubclass(bus.DBusBusError, bus.DBusError) and issubclass(dv.DBusVMStateError, bus.DBusError)
+    assert issubclass(bus.DBusError, VMStateError)
     assert issubclass(bus.DBusCallError, QemuVMError)
     assert bus.DBusCallError('org.freedesktop.DBus.Error.Failed', 'no').details() == {
         'dbus_error': 'org.freedesktop.DBus.Error.Failed'}
