@@ -24,7 +24,7 @@ import socket
 import traceback
 
 from ansible_collections.qemu.vm.plugins.module_utils._errors import QemuTimeoutError, QemuVMError, VMStateError
-from ansible_collections.qemu.vm.plugins.module_utils._transport import Deadline
+from ansible_collections.qemu.vm.plugins.module_utils._wait import Deadline
 
 try:
     from jeepney import DBusAddress, HeaderFields, MessageType, Parser, new_method_call

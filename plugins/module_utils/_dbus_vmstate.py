@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from ansible_collections.qemu.vm.plugins.module_utils._dbus import BusClient, DBusBusError, DBusCallError, DBusError
 from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, QemuTimeoutError
-from ansible_collections.qemu.vm.plugins.module_utils._transport import Deadline
+from ansible_collections.qemu.vm.plugins.module_utils._wait import Deadline
 
 if TYPE_CHECKING:  # pragma: no cover
     from ansible_collections.qemu.vm.plugins.module_utils._qmp import QMPSession

@@ -22,7 +22,6 @@ No Ansible imports here.
 from __future__ import annotations
 
 import re
-import time
 from typing import TYPE_CHECKING
 
 from ansible_collections.qemu.vm.plugins.module_utils._errors import (
@@ -34,7 +33,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._errors import (
 )
 from ansible_collections.qemu.vm.plugins.module_utils._qmp import JOB_ID_PREFIX, stopped_ms
 from ansible_collections.qemu.vm.plugins.module_utils._snapshot_plan import choose_devices
-from ansible_collections.qemu.vm.plugins.module_utils._transport import Deadline
+from ansible_collections.qemu.vm.plugins.module_utils._wait import Deadline, wait_until
 
 if TYPE_CHECKING:  # pragma: no cover
     from ansible_collections.qemu.vm.plugins.module_utils._qmp import QMPSession
@@ -53,17 +52,21 @@ def settle_earlier_jobs(qmp: QMPSession, timeout: float, dismiss: bool = True) -
     """
     if not qmp.has_command('query-jobs'):
         return []
-    deadline = Deadline(timeout)
-    while True:
-        ours = [job for job in qmp.execute('query-jobs') if job.get('id', '').startswith(SNAPSHOT_JOB_PREFIX)]
-        running = [job for job in ours if job.get('status') != 'concluded']
-        if not running:
-            break
-        if deadline.expired:
-            raise VMStateError(
-                'snapshot job {0} started by an earlier run is still {1} after {2:g} s; wait for it to finish '
-                '(query-jobs) and retry'.format(running[0]['id'], running[0].get('status'), timeout))
-        time.sleep(0.1)
+    running = []
+
+    def settled():
+        running[:] = [job for job in qmp.execute('query-jobs')
+                      if job.get('id', '').startswith(SNAPSHOT_JOB_PREFIX) and job.get('status') != 'concluded']
+        return not running
+
+    try:
+        wait_until(settled, Deadline(timeout), 'snapshot jobs of an earlier run', interval=0.1)
+    except QemuTimeoutError as exc:
+        if not running:  # a query-jobs that timed out, not the wait
+            raise
+        raise VMStateError(
+            'snapshot job {0} started by an earlier run is still {1} after {2:g} s; wait for it to finish '
+            '(query-jobs) and retry'.format(running[0]['id'], running[0].get('status'), timeout)) from exc
     if dismiss:
         return qmp.dismiss_stale_jobs()
     return []

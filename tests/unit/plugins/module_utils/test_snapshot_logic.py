@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.qemu.vm.plugins.module_utils import _errors as errors
+from ansible_collections.qemu.vm.plugins.module_utils import _snapshot as snapshot_actions
 from ansible_collections.qemu.vm.plugins.module_utils import _snapshot_plan as snap
 from ansible_collections.qemu.vm.plugins.module_utils import _snapshot_view as snapview
 
@@ -304,3 +305,42 @@ def test_request_errors_are_parameter_errors_naming_the_option(changes, paramete
 def test_request_for_pruning():
     request = snap.parse_request(request_params(state='pruned', name=None, prefix='bk-', keep=2, max_age='1d'))
     assert (request['prefix'], request['keep'], request['max_age'], request['name']) == ('bk-', 2, DAY, None)
+
+
+class JobsQMP(object):
+    """query-jobs answers: a snapshot job of ours that concludes after `running_for` queries."""
+
+    def __init__(self, running_for):
+        self.running_for = running_for
+        self.queries = 0
+        self.dismissed = False
+
+    def has_command(self, name):
+        return name == 'query-jobs'
+
+    def execute(self, command, arguments=None):
+        assert command == 'query-jobs'
+        self.queries += 1
+        status = 'running' if self.queries <= self.running_for else 'concluded'
+        return [{'id': snapshot_actions.SNAPSHOT_JOB_PREFIX + 'save-1', 'status': status},
+                {'id': 'someone-else', 'status': 'running'}]
+
+    def dismiss_stale_jobs(self):
+        self.dismissed = True
+        return ['dismissed']
+
+
+def test_earlier_jobs_are_waited_for_then_dismissed():
+    qmp = JobsQMP(running_for=2)
+    assert snapshot_actions.settle_earlier_jobs(qmp, 10) == ['dismissed']
+    assert qmp.queries == 3 and qmp.dismissed
+    qmp = JobsQMP(running_for=0)
+    assert snapshot_actions.settle_earlier_jobs(qmp, 10, dismiss=False) == [] and not qmp.dismissed
+
+
+def test_an_earlier_job_that_does_not_conclude_is_named():
+    with pytest.raises(errors.VMStateError) as caught:
+        snapshot_actions.settle_earlier_jobs(JobsQMP(running_for=10 ** 6), 0.3)
+    assert 'snapshot job qemu-vm-snapshot-save-1 started by an earlier run' in str(caught.value)
+    assert 'is still running after 0.3 s' in str(caught.value)
+    assert isinstance(caught.value.__cause__, errors.QemuTimeoutError)
