@@ -53,4 +53,3 @@ def describe_nodes(devices: list, named_nodes: list) -> list:
     order = list(attached)
     nodes.sort(key=lambda n: (order.index(n['node_name']) if n['top'] else len(order)))
     return nodes
-

@@ -285,8 +285,6 @@ def plan_pruned(view: SnapshotView, prefix: str, keep: int | None, max_age: int 
     return Plan('prune' if pruned else None, devices, pruned=pruned, kept=kept)
 
 
-
-
 # -- the request, the decision and its check --------------------------------------------
 
 def parse_request(params: dict) -> dict:
