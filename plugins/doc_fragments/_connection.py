@@ -40,7 +40,8 @@ options:
     default: 30
 requirements:
   - Python >= 3.8 on the host that runs QEMU (the managed host).
-  - The C(qemu.qmp) Python library on that host.
+  - The C(qemu.qmp) Python library on that host, version 0.0.6 exactly (C(qemu.qmp==0.0.6)). The collection
+    overrides private parts of it, so it pins the version it was tested with.
 notes:
   - The modules run on the host that has the sockets (often the hypervisor, or C(localhost)),
     not inside the guest.

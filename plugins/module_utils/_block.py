@@ -21,15 +21,20 @@ def _device_id(device):
     return device.get('device') or qdev or None
 
 
-def block_nodes(qmp):
+def block_nodes(qmp) -> list:
     """Every named block node, top-of-device nodes first, in the order QEMU lists devices."""
+    return describe_nodes(qmp.execute('query-block'), qmp.execute('query-named-block-nodes', {'flat': True}))
+
+
+def describe_nodes(devices: list, named_nodes: list) -> list:
+    """block_nodes() from the replies of query-block and query-named-block-nodes (flat)."""
     attached = {}
-    for device in qmp.execute('query-block'):
+    for device in devices:
         inserted = device.get('inserted')
         if inserted and inserted.get('node-name'):
             attached[inserted['node-name']] = _device_id(device)
     nodes = []
-    for raw in qmp.execute('query-named-block-nodes', {'flat': True}):
+    for raw in named_nodes:
         image = raw.get('image') or {}
         name = raw.get('node-name')
         read_only = bool(raw.get('ro'))
@@ -48,8 +53,3 @@ def block_nodes(qmp):
     order = list(attached)
     nodes.sort(key=lambda n: (order.index(n['node_name']) if n['top'] else len(order)))
     return nodes
-
-
-def writable_device_nodes(nodes):
-    """Writable nodes at the top of a device's chain: what a consistent snapshot must cover."""
-    return [n for n in nodes if n['top'] and not n['read_only']]

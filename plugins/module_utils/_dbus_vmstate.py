@@ -20,24 +20,21 @@ QEMU 7.2 fails badly on some helper set-ups (verified on this machine):
 `preflight_dbus_vmstate(qmp)` finds the VM's dbus-vmstate object, asks the bus who is
 there and raises DBusVMStateError before QEMU is asked to do anything that would fail.
 
-The bus is read with jeepney (pure Python); the import is guarded. No Ansible imports.
+The bus is read with _dbus.BusClient (jeepney's wire format, every wait bounded).
+Managing the object itself (qemu_dbus_vmstate's plan, apply, rollback) is in
+_dbus_vmstate_object. No Ansible imports.
 """
 
 from __future__ import annotations
 
-import socket
-import traceback
+from typing import TYPE_CHECKING
 
-from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, QemuTimeoutError, VMStateError
-from ansible_collections.qemu.vm.plugins.module_utils._transport import Deadline
+from ansible_collections.qemu.vm.plugins.module_utils._dbus import BusClient, DBusBusError, DBusCallError, DBusError
+from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, QemuTimeoutError
+from ansible_collections.qemu.vm.plugins.module_utils._wait import Deadline
 
-try:
-    from jeepney import DBusAddress, HeaderFields, MessageType, Parser, new_method_call
-    from jeepney.auth import BEGIN, Authenticator
-    from jeepney.bus import parse_addresses
-    JEEPNEY_IMPORT_ERROR = None
-except ImportError:
-    JEEPNEY_IMPORT_ERROR = traceback.format_exc()
+if TYPE_CHECKING:  # pragma: no cover
+    from ansible_collections.qemu.vm.plugins.module_utils._qmp import QMPSession
 
 OBJECT_TYPE = 'dbus-vmstate'
 DEFAULT_OBJECT_ID = 'dbus-vmstate0'
@@ -48,9 +45,6 @@ MAX_ID_BYTES = 255
 #: Save() data above this many bytes is dropped by QEMU at save time (the load then fails).
 MAX_STATE_BYTES = 1024 * 1024
 
-_BUS_NAME = 'org.freedesktop.DBus'
-_BUS_PATH = '/org/freedesktop/DBus'
-_PROPERTIES = 'org.freedesktop.DBus.Properties'
 #: At most this many seconds for a queued helper to tell its Id.
 _HELPER_CALL_SECONDS = 5.0
 #: At most this many seconds for one call to a helper while looking for strays.
@@ -58,22 +52,16 @@ _STRAY_CALL_SECONDS = 2.0
 _MAX_STRAY_CONNECTIONS = 64
 
 
-class DBusVMStateError(VMStateError):
+class DBusVMStateError(DBusError):
     """The VM's dbus-vmstate helpers would make QEMU crash or fail; QEMU was not asked."""
 
     def __init__(self, message, object_id=None, addr=None, problems=(), helpers=None):
-        self.object_id = object_id
-        self.addr = addr
         self.problems = list(problems)
         self.helpers = helpers
-        super(DBusVMStateError, self).__init__(message)
+        super(DBusVMStateError, self).__init__(message, object_id=object_id, addr=addr)
 
     def details(self):
-        details = {}
-        if self.object_id is not None:
-            details['object_id'] = self.object_id
-        if self.addr is not None:
-            details['bus_address'] = self.addr
+        details = super(DBusVMStateError, self).details()
         if self.problems:
             details['problems'] = self.problems
         if self.helpers is not None:
@@ -81,31 +69,27 @@ class DBusVMStateError(VMStateError):
         return details
 
 
-class DBusBusError(DBusVMStateError):
-    """The bus named by the dbus-vmstate object cannot be reached or read."""
-
-
 # -- Ids and id-list ------------------------------------------------------------------------
 
-def parse_id_list(text):
+def parse_id_list(text: str | None) -> list:
     """QEMU's comma-separated id-list as a list; '' (also what qom-get shows when unset) is []."""
     if not text:
         return []
     return text.split(',')
 
 
-def format_id_list(ids):
+def format_id_list(ids: list) -> str:
     return ','.join(ids)
 
 
-def shown_id(helper_id):
+def shown_id(helper_id: str) -> str:
     """An Id as messages show it: quoted, long ones shortened."""
     if len(helper_id) > 40:
         return "'{0}...'".format(helper_id[:32])
     return "'{0}'".format(helper_id)
 
 
-def id_error(helper_id):
+def id_error(helper_id: str) -> str | None:
     """Why QEMU cannot use `helper_id` as a helper Id, or None when it can."""
     size = len(helper_id.encode('utf-8'))
     if size == 0:
@@ -115,7 +99,7 @@ def id_error(helper_id):
     return None
 
 
-def id_list_entry_error(helper_id):
+def id_list_entry_error(helper_id: str) -> str | None:
     """Why `helper_id` cannot be an id-list entry, or None."""
     if ',' in helper_id:
         return 'contains a comma (the id-list separator)'
@@ -124,7 +108,7 @@ def id_list_entry_error(helper_id):
 
 # -- what QEMU will do with the helpers ---------------------------------------------------------
 
-def mark_included(helpers, id_list):
+def mark_included(helpers: list, id_list: list | None) -> list:
     """Set helpers[i]['included']: whether QEMU's next save/load will call that helper.
 
     QEMU walks the queue in order, skips helpers without a readable Id and, when an
@@ -142,7 +126,7 @@ def mark_included(helpers, id_list):
     return helpers
 
 
-def find_problems(helpers, id_list, strays=None):
+def find_problems(helpers: list, id_list: list | None, strays: dict | None = None) -> tuple:
     """(problems, warnings) for `helpers` (queue order) with the dbus-vmstate `id_list`.
 
     `id_list` is a list; empty or None means no id-list (QEMU then takes every helper).
@@ -220,193 +204,18 @@ def find_problems(helpers, id_list, strays=None):
 
 # -- the bus ----------------------------------------------------------------------------------
 
-class DBusCallError(Exception):
-    """A D-Bus error reply: `name` (org.freedesktop.DBus.Error.X) and its text."""
-
-    def __init__(self, name, text):
-        self.name = name
-        self.text = text
-        super(DBusCallError, self).__init__(
-            '{0}: {1}'.format(name, text) if name and text else (text or name or 'D-Bus error'))
-
-
-def bus_socket_addresses(address):
-    """The unix socket addresses (paths, or '\\0'-prefixed abstract names) in a D-Bus address."""
-    found = []
-    unsupported = []
-    try:
-        entries = list(parse_addresses(address))
-    except ValueError:
-        raise DBusBusError('the D-Bus address {0!r} cannot be parsed: expected for example '
-                           'unix:path=/run/qemu/vm1/bus'.format(address), addr=address)
-    for transport, keys in entries:
-        if transport == 'unix' and 'path' in keys:
-            found.append(keys['path'])
-        elif transport == 'unix' and 'abstract' in keys:
-            found.append('\0' + keys['abstract'])
-        else:
-            unsupported.append(transport + (':' + ','.join(sorted(keys)) if keys else ''))
-    if not found:
-        raise DBusBusError(
-            'cannot check the helpers on D-Bus address {0!r}: only unix:path=... and unix:abstract=... '
-            'addresses can be read (found {1})'.format(address, ', '.join(unsupported) or 'nothing'),
-            addr=address)
-    return found
+def vmstate_id(bus: BusClient, destination: str, timeout: float | None = None) -> str:
+    """The helper's Id as QEMU reads it (Properties.GetAll on org.qemu.VMState1)."""
+    value = bus.properties(destination, VMSTATE_PATH, VMSTATE_NAME, timeout=timeout).get('Id')
+    if value is None:
+        raise DBusCallError(None, 'Properties.GetAll({0}) has no Id property'.format(VMSTATE_NAME))
+    signature, data = value
+    if signature != 's':
+        raise DBusCallError(None, 'the Id property has D-Bus type {0!r}, not \'s\''.format(signature))
+    return data
 
 
-class BusClient(object):
-    """A small blocking D-Bus client on jeepney's wire format, every wait bounded.
-
-    Not jeepney.io.blocking.open_dbus_connection: its DBusConnection sends Hello and
-    waits for the reply with no timeout, so a wedged bus would hang the task. Message
-    building, parsing and authentication are jeepney's; only the bounded I/O is ours.
-
-    `with BusClient(address, timeout) as bus: bus.call(...)`. The bound is one deadline
-    for the whole session; `call` can take a smaller one.
-    """
-
-    def __init__(self, address, timeout):
-        if JEEPNEY_IMPORT_ERROR is not None:
-            raise DBusBusError(
-                'reading the dbus-vmstate helpers on {0} needs the jeepney Python library on the managed '
-                'host (pip install jeepney)'.format(address), addr=address)
-        self.address = address
-        self.deadline = Deadline(timeout)
-        self.unique_name = None
-        self._sock = None
-        self._parser = Parser()
-        self._serial = 0
-        self._pending = []
-
-    def __enter__(self):
-        self.open()
-        return self
-
-    def __exit__(self, *exc_info):
-        self.close()
-
-    def open(self):
-        errors = []
-        for target in bus_socket_addresses(self.address):
-            try:
-                self._sock = self._connect(target)
-                break
-            except OSError as exc:
-                errors.append(exc.strerror or str(exc))
-        if self._sock is None:
-            raise DBusBusError('cannot connect to the D-Bus bus {0}: {1}'.format(
-                self.address, '; '.join(errors)), addr=self.address)
-        try:
-            self._authenticate()
-            self.unique_name = self.call(_BUS_NAME, _BUS_PATH, _BUS_NAME, 'Hello')[0]
-        except BaseException:
-            self.close()
-            raise
-
-    def _connect(self, target):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(max(0.001, self.deadline.remaining()))
-        try:
-            sock.connect(target)
-        except socket.timeout:
-            sock.close()
-            raise QemuTimeoutError('connecting to the D-Bus bus {0}'.format(self.address), self.deadline.seconds)
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-
-    def _authenticate(self):
-        auth = Authenticator()
-        try:
-            for line in auth:
-                self._sock.sendall(line)
-                auth.feed(self._recv('D-Bus authentication'))
-            self._sock.sendall(BEGIN)
-        except ValueError as exc:  # jeepney's AuthenticationError
-            raise DBusBusError('the D-Bus bus {0} refused us: {1}'.format(self.address, exc), addr=self.address)
-
-    def _recv(self, what, deadline=None):
-        deadline = deadline or self.deadline
-        remaining = deadline.remaining()
-        if remaining <= 0:
-            raise QemuTimeoutError('{0} on the D-Bus bus {1}'.format(what, self.address), deadline.seconds)
-        self._sock.settimeout(remaining)
-        try:
-            data = self._sock.recv(65536)
-        except socket.timeout:
-            raise QemuTimeoutError('{0} on the D-Bus bus {1}'.format(what, self.address), deadline.seconds)
-        except OSError as exc:
-            raise DBusBusError('the D-Bus bus {0} failed: {1}'.format(self.address, exc.strerror or exc),
-                               addr=self.address)
-        if not data:
-            raise DBusBusError('the D-Bus bus {0} closed the connection'.format(self.address), addr=self.address)
-        return data
-
-    def close(self):
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            sock.close()
-
-    def call(self, destination, path, interface, member, signature=None, body=(), timeout=None):
-        """Call a method and return the reply body; DBusCallError on an error reply."""
-        deadline = self.deadline
-        if timeout is not None and timeout < deadline.remaining():
-            deadline = Deadline(timeout)
-        what = '{0}.{1} on {2}'.format(interface, member, destination)
-        self._serial += 1
-        serial = self._serial
-        message = new_method_call(DBusAddress(path, bus_name=destination, interface=interface),
-                                  member, signature, body)
-        try:
-            self._sock.sendall(message.serialise(serial=serial))
-        except OSError as exc:
-            raise DBusBusError('the D-Bus bus {0} failed: {1}'.format(self.address, exc.strerror or exc),
-                               addr=self.address)
-        while True:
-            for reply in self._take_pending():
-                if reply.header.fields.get(HeaderFields.reply_serial) != serial:
-                    continue
-                if reply.header.message_type == MessageType.error:
-                    name = reply.header.fields.get(HeaderFields.error_name, 'error')
-                    text = reply.body[0] if reply.body and isinstance(reply.body[0], str) else ''
-                    raise DBusCallError(name, text)
-                return reply.body
-            self._pending.extend(self._parser.feed(self._recv(what, deadline)))
-
-    def _take_pending(self):
-        pending, self._pending = self._pending, []
-        return pending
-
-    # -- the calls we need -------------------------------------------------------------------
-
-    def queued_owners(self, name):
-        try:
-            return list(self.call(_BUS_NAME, _BUS_PATH, _BUS_NAME, 'ListQueuedOwners', 's', (name,))[0])
-        except DBusCallError as exc:
-            if exc.name == 'org.freedesktop.DBus.Error.NameHasNoOwner':
-                return []
-            raise
-
-    def connections(self):
-        """Unique names of every connection on the bus."""
-        names = self.call(_BUS_NAME, _BUS_PATH, _BUS_NAME, 'ListNames')[0]
-        return [n for n in names if n.startswith(':')]
-
-    def vmstate_id(self, destination, timeout=None):
-        """The helper's Id as QEMU reads it (Properties.GetAll on org.qemu.VMState1)."""
-        props = self.call(destination, VMSTATE_PATH, _PROPERTIES, 'GetAll', 's', (VMSTATE_NAME,),
-                          timeout=timeout)[0]
-        value = props.get('Id')
-        if value is None:
-            raise DBusCallError(None, 'Properties.GetAll({0}) has no Id property'.format(VMSTATE_NAME))
-        signature, data = value
-        if signature != 's':
-            raise DBusCallError(None, 'the Id property has D-Bus type {0!r}, not \'s\''.format(signature))
-        return data
-
-
-def list_helpers(address, timeout):
+def list_helpers(address: str, timeout: float) -> list:
     """The queued owners of org.qemu.VMState1 on the bus at `address`, in queue order.
 
     Each: {'name': unique name, 'id': its Id or None, 'error': why the Id could not be read}.
@@ -420,7 +229,7 @@ def _read_helpers(bus):
     for name in bus.queued_owners(VMSTATE_NAME):
         helper = {'name': name, 'id': None}
         try:
-            helper['id'] = bus.vmstate_id(name, timeout=_HELPER_CALL_SECONDS)
+            helper['id'] = vmstate_id(bus, name, timeout=_HELPER_CALL_SECONDS)
         except DBusCallError as exc:
             helper['error'] = str(exc)
         except QemuTimeoutError:
@@ -432,7 +241,7 @@ def _read_helpers(bus):
     return helpers
 
 
-def find_strays(bus, ids, queued):
+def find_strays(bus: BusClient, ids: list, queued: list) -> dict:
     """{Id: [unique names]} of connections that answer with an Id in `ids` at /org/qemu/VMState1
     but are not in `queued` (typically: they asked for the name with DO_NOT_QUEUE)."""
     ids = set(ids)
@@ -445,7 +254,7 @@ def find_strays(bus, ids, queued):
         if bus.deadline.remaining() <= 0:
             break
         try:
-            hid = bus.vmstate_id(name, timeout=_STRAY_CALL_SECONDS)
+            hid = vmstate_id(bus, name, timeout=_STRAY_CALL_SECONDS)
         except (DBusCallError, QemuTimeoutError):
             continue
         if hid in ids:
@@ -453,7 +262,7 @@ def find_strays(bus, ids, queued):
     return strays
 
 
-def check_helpers(address, id_list, timeout):
+def check_helpers(address: str, id_list: list | None, timeout: float) -> dict:
     """Read the bus and judge it: {'helpers', 'problems', 'warnings'} (helpers marked 'included')."""
     with BusClient(address, timeout) as bus:
         helpers = _read_helpers(bus)
@@ -470,7 +279,7 @@ def check_helpers(address, id_list, timeout):
     return {'helpers': helpers, 'problems': problems, 'warnings': warnings}
 
 
-def problems_message(problems, object_id, addr, operation):
+def problems_message(problems: list, object_id: str, addr: str, operation: str) -> str:
     parts = ['{0}) {1}'.format(i + 1, p['message']) for i, p in enumerate(problems)]
     return ('the dbus-vmstate object {0!r} (bus {1}) is not safe for {2}; QEMU was not asked to do '
             'anything. {3}'.format(object_id, addr, operation, ' '.join(parts)))
@@ -478,7 +287,7 @@ def problems_message(problems, object_id, addr, operation):
 
 # -- the QEMU side ----------------------------------------------------------------------------
 
-def object_types(qmp):
+def object_types(qmp: QMPSession) -> list:
     """Names of the QOM types that are dbus-vmstate (empty when QEMU was built without it)."""
     try:
         return sorted(t['name'] for t in qmp.execute('qom-list-types', {'implements': OBJECT_TYPE}))
@@ -486,7 +295,7 @@ def object_types(qmp):
         return []
 
 
-def find_objects(qmp, types=None):
+def find_objects(qmp: QMPSession, types: list | None = None) -> list:
     """The VM's dbus-vmstate objects under /objects: [{'id', 'type', 'addr', 'id_list'}]."""
     types = object_types(qmp) if types is None else types
     if not types:
@@ -507,7 +316,7 @@ def find_objects(qmp, types=None):
     return objects
 
 
-def preflight_dbus_vmstate(qmp, timeout=None, operation='a snapshot'):
+def preflight_dbus_vmstate(qmp: QMPSession, timeout: float | None = None, operation: str = 'a snapshot') -> dict | None:
     """Refuse, before QEMU is asked, a save or load its dbus-vmstate helpers would crash or fail.
 
     `qmp` is an open QMPSession. Returns None when the VM has no dbus-vmstate object, else
@@ -525,7 +334,7 @@ def preflight_dbus_vmstate(qmp, timeout=None, operation='a snapshot'):
             checked = check_helpers(obj['addr'], obj['id_list'], max(0.001, deadline.remaining()))
         except DBusBusError as exc:
             raise DBusBusError('cannot check the helpers of the dbus-vmstate object {0!r} before {1}: {2}'.format(
-                obj['id'], operation, exc), object_id=obj['id'], addr=obj['addr'])
+                obj['id'], operation, exc), object_id=obj['id'], addr=obj['addr']) from exc
         if checked['problems']:
             raise DBusVMStateError(
                 problems_message(checked['problems'], obj['id'], obj['addr'], operation),

@@ -22,6 +22,9 @@ QemuVMError
  +-- VMStateError           the VM is not in a state that allows the request
  +-- ParameterError         a module parameter is invalid (names the parameter); nothing was changed
 
+Errors of one concern live beside it and derive from these: _dbus (DBusError, DBusBusError,
+DBusCallError), _dbus_vmstate (DBusVMStateError).
+
 No Ansible imports here: modules map this family to fail_json in _common.
 """
 

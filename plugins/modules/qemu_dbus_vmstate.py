@@ -195,181 +195,43 @@ helpers:
       returned: when RV(helpers[].id) is null
 '''
 
-import re
-
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.qemu.vm.plugins.module_utils._common import build_module, qmp_session, run_module
-from ansible_collections.qemu.vm.plugins.module_utils._dbus_vmstate import (
-    DEFAULT_OBJECT_ID,
-    JEEPNEY_IMPORT_ERROR,
-    OBJECT_TYPE,
-    DBusBusError,
-    DBusVMStateError,
-    check_helpers,
-    find_objects,
-    format_id_list,
-    id_list_entry_error,
-    object_types,
-    problems_message,
-    shown_id,
+from ansible_collections.qemu.vm.plugins.module_utils._dbus import JEEPNEY_IMPORT_ERROR
+from ansible_collections.qemu.vm.plugins.module_utils._dbus_vmstate import DEFAULT_OBJECT_ID, object_types
+from ansible_collections.qemu.vm.plugins.module_utils._dbus_vmstate_object import (
+    apply,
+    check_object_params,
+    current_object,
+    plan,
+    read_back,
+    read_helpers,
+    view,
+    wanted_object,
 )
-from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, QemuTimeoutError, VMStateError
-
-# QEMU's id_wellformed().
-_QOM_ID = re.compile(r'^[A-Za-z][A-Za-z0-9_.-]*$')
-
-
-# -- parse ------------------------------------------------------------------------------------
-
-def check_params(module):
-    params = module.params
-    if not _QOM_ID.match(params['object_id']):
-        module.fail_json(msg='object_id {0!r} is not a valid QEMU object id: a letter, then letters, digits, '
-                             '"-", "." or "_"'.format(params['object_id']))
-    if params['state'] == 'absent':
-        return
-    if not params['addr']:
-        module.fail_json(msg='addr must be the D-Bus address of the helpers\' bus, for example '
-                             'unix:path=/run/qemu/vm1/bus')
-    ids = params['id_list']
-    if ids is not None:
-        seen = set()
-        for helper_id in ids:
-            reason = id_list_entry_error(helper_id)
-            if reason:
-                module.fail_json(msg='id_list entry {0} {1}: helper Ids are 1 to 255 bytes without commas'.format(
-                    shown_id(helper_id), reason if reason.startswith('contains') else 'is ' + reason))
-            if helper_id in seen:
-                module.fail_json(msg='id_list names {0} twice'.format(shown_id(helper_id)))
-            seen.add(helper_id)
-    if params['check_helpers'] and JEEPNEY_IMPORT_ERROR is not None:
-        module.fail_json(msg=missing_required_lib('jeepney', reason='to read the helpers (check_helpers=true)'),
-                         exception=JEEPNEY_IMPORT_ERROR)
-
-
-# -- decide -----------------------------------------------------------------------------------
-
-def view(obj):
-    """The object as diff and results show it."""
-    if obj is None:
-        return {'state': 'absent'}
-    return {'state': 'present', 'object_id': obj['id'], 'addr': obj['addr'], 'id_list': list(obj['id_list'])}
-
-
-def wanted_object(params, current):
-    ids = params['id_list']
-    if ids is None:
-        ids = current['id_list'] if current is not None else []
-    return {'id': params['object_id'], 'type': OBJECT_TYPE, 'addr': params['addr'], 'id_list': list(ids)}
-
-
-def add_arguments(obj):
-    args = {'qom-type': obj.get('type', OBJECT_TYPE), 'id': obj['id'], 'addr': obj['addr']}
-    if obj['id_list']:
-        args['id-list'] = format_id_list(obj['id_list'])
-    return args
-
-
-def plan(current, wanted):
-    """(QMP commands as (name, arguments), recreated) that turn `current` into `wanted`."""
-    if wanted is None:
-        return ([('object-del', {'id': current['id']})] if current is not None else []), False
-    if current is None:
-        return [('object-add', add_arguments(wanted))], False
-    same_ids = set(current['id_list']) == set(wanted['id_list'])
-    if current['addr'] != wanted['addr'] or (current['id_list'] and not wanted['id_list']):
-        return [('object-del', {'id': current['id']}), ('object-add', add_arguments(wanted))], True
-    if not same_ids:
-        return [('qom-set', {'path': '/objects/{0}'.format(current['id']), 'property': 'id-list',
-                             'value': format_id_list(wanted['id_list'])})], False
-    return [], False
-
-
-# -- act --------------------------------------------------------------------------------------
-
-def apply(qmp, commands, current):
-    done = []
-    for name, args in commands:
-        try:
-            qmp.execute(name, args)
-        except CommandError as exc:
-            if name == 'object-add' and 'object-del' in done and current is not None:
-                raise VMStateError(rollback_message(qmp, exc, current))
-            raise
-        done.append(name)
-
-
-def rollback_message(qmp, exc, current):
-    """object-add failed after we deleted the old object: put the old one back and say what happened."""
-    try:
-        qmp.execute('object-add', add_arguments(current))
-        outcome = 'the previous object (addr {0}) was added back'.format(current['addr'])
-    except CommandError as again:
-        outcome = ('adding the previous object back failed too ({0}): the VM has NO dbus-vmstate object '
-                   'now'.format(again.desc))
-    return 'object-add of the new dbus-vmstate object {0!r} failed: {1}; {2}'.format(current['id'], exc.desc, outcome)
-
-
-# -- report -----------------------------------------------------------------------------------
-
-def read_helpers(module, wanted):
-    """Judge the helpers for `wanted`; fail (raise) on problems when check_helpers is set."""
-    params = module.params
-    if not params['check_helpers']:
-        if JEEPNEY_IMPORT_ERROR is not None:
-            module.warn('the helpers are not reported: the jeepney Python library is missing')
-            return []
-        try:
-            return check_helpers(wanted['addr'], wanted['id_list'], params['timeout'])['helpers']
-        except (DBusBusError, QemuTimeoutError) as exc:
-            module.warn('the helpers are not reported: {0}'.format(exc))
-            return []
-    try:
-        checked = check_helpers(wanted['addr'], wanted['id_list'], params['timeout'])
-    except DBusBusError as exc:
-        raise DBusBusError('{0} (set check_helpers: false to configure the object without reading the bus)'.format(
-            exc), object_id=wanted['id'], addr=wanted['addr'])
-    if checked['problems']:
-        raise DBusVMStateError(
-            problems_message(checked['problems'], wanted['id'], wanted['addr'], 'snapshots or migration'),
-            object_id=wanted['id'], addr=wanted['addr'], problems=checked['problems'], helpers=checked['helpers'])
-    for warning in checked['warnings']:
-        module.warn(warning)
-    return checked['helpers']
 
 
 def run(module):
     params = module.params
     present = params['state'] == 'present'
+    check_object_params(params)
     with qmp_session(module) as qmp:
+        # ask
         types = object_types(qmp)
-        if present and not types:
-            raise VMStateError('this QEMU ({0}) has no {1} object type: it was built without D-Bus '
-                               'support'.format(qmp.version_string, OBJECT_TYPE))
-        objects = find_objects(qmp, types)
-        current = next((o for o in objects if o['id'] == params['object_id']), None)
-        others = [o['id'] for o in objects if o['id'] != params['object_id']]
-        if present and others:
-            raise VMStateError(
-                'the VM already has a dbus-vmstate object {0!r} and QEMU allows only one: use object_id={0} to '
-                'manage it, or remove it first with state=absent object_id={0}'.format(others[0]))
-        if not present and current is None and others:
-            module.warn('the VM has no dbus-vmstate object {0!r}, but has {1!r}; nothing was removed'.format(
-                params['object_id'], others[0]))
-
+        current = current_object(qmp, types, params['object_id'], present, module.warn)
         wanted = wanted_object(params, current) if present else None
-        helpers = read_helpers(module, wanted) if present else None
+        helpers = read_helpers(wanted, params['check_helpers'], params['timeout'], module.warn) if present else None
+        # decide
         commands, recreated = plan(current, wanted)
+        # act
         if commands and not module.check_mode:
             apply(qmp, commands, current)
-            after = next((o for o in find_objects(qmp, types) if o['id'] == params['object_id']), None)
-            if view(after) != view(wanted):
-                raise VMStateError('after {0} QEMU reports the object as {1}, not {2}'.format(
-                    ', '.join(name for name, _args in commands), view(after), view(wanted)))
+            after = read_back(qmp, types, params['object_id'], commands, wanted)
         else:
             after = wanted if commands else current
 
+    # report
     result = {
         'changed': bool(commands),
         'object_id': params['object_id'],
@@ -400,7 +262,9 @@ def main():
         supports_check_mode=True,
         required_if=[('state', 'present', ('addr',))],
     )
-    check_params(module)
+    if module.params['state'] == 'present' and module.params['check_helpers'] and JEEPNEY_IMPORT_ERROR is not None:
+        module.fail_json(msg=missing_required_lib('jeepney', reason='to read the helpers (check_helpers=true)'),
+                         exception=JEEPNEY_IMPORT_ERROR)
     run_module(module, run)
 
 

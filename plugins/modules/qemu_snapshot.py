@@ -317,27 +317,25 @@ kept:
 
 from ansible_collections.qemu.vm.plugins.module_utils._common import Stopwatch, build_module, qmp_session, run_module
 from ansible_collections.qemu.vm.plugins.module_utils._dbus_vmstate import preflight_dbus_vmstate
-from ansible_collections.qemu.vm.plugins.module_utils._errors import VMStateError
 from ansible_collections.qemu.vm.plugins.module_utils._quiesce import QUIESCE_MODES, quiesced
 from ansible_collections.qemu.vm.plugins.module_utils._snapshot import (
-    SnapshotParameterError,
-    check_devices,
-    check_prefix,
-    check_run_state,
-    check_tag,
     delete_snapshot,
     load_snapshot,
-    parse_age,
-    plan_absent,
-    plan_present,
-    plan_pruned,
-    plan_restored,
-    read_view,
     require_job_selection,
     save_snapshot,
     settle_earlier_jobs,
     uses_jobs,
 )
+from ansible_collections.qemu.vm.plugins.module_utils._snapshot_plan import (
+    RUN_STATE_ACTION,
+    check_run_state,
+    decide,
+    parse_request,
+    predicted_names,
+    report_snapshot,
+    verify,
+)
+from ansible_collections.qemu.vm.plugins.module_utils._snapshot_view import read_view
 
 ARGUMENT_SPEC = dict(
     name=dict(type='str'),
@@ -351,51 +349,6 @@ ARGUMENT_SPEC = dict(
     quiesce=dict(type='str', default='off', choices=list(QUIESCE_MODES)),
     freeze_timeout=dict(type='float', default=60.0),
 )
-
-#: The run-state check each state needs before it acts.
-RUN_STATE_ACTION = {'present': 'save', 'restored': 'load', 'absent': 'delete', 'pruned': 'delete'}
-
-
-def parse(params):
-    """Validate what needs no VM; returns the request. Raises SnapshotParameterError."""
-    state = params['state']
-    request = dict(state=state, name=None, force=params['force'], prefix=None, keep=None, max_age=None,
-                   devices=check_devices(params['devices']), vmstate=params['vmstate'])
-    if state == 'pruned':
-        if params['name'] is not None:
-            raise SnapshotParameterError('name is not used with state=pruned: give prefix (and keep and/or max_age)')
-        request['prefix'] = check_prefix(params['prefix'])
-        if params['keep'] is None and params['max_age'] is None:
-            raise SnapshotParameterError('state=pruned needs keep, max_age or both')
-        if params['keep'] is not None and params['keep'] < 0:
-            raise SnapshotParameterError('keep must be 0 or more, got {0}'.format(params['keep']))
-        request['keep'] = params['keep']
-        if params['max_age'] is not None:
-            request['max_age'] = parse_age(params['max_age'])
-    else:
-        request['name'] = check_tag(params['name'])
-        for option in ('prefix', 'keep', 'max_age'):
-            if params[option] is not None:
-                raise SnapshotParameterError('{0} is only used with state=pruned'.format(option))
-    if request['force'] and state != 'present':
-        raise SnapshotParameterError('force is only used with state=present')
-    if request['vmstate'] is not None:
-        if state in ('absent', 'pruned'):
-            raise SnapshotParameterError('vmstate is only used with state=present or state=restored')
-        if not request['vmstate']:
-            raise SnapshotParameterError('vmstate must be a node name; omit it for the default')
-    return request
-
-
-def decide(request, view):
-    state = request['state']
-    if state == 'present':
-        return plan_present(view, request['name'], request['devices'], request['vmstate'], request['force'])
-    if state == 'absent':
-        return plan_absent(view, request['name'], request['devices'])
-    if state == 'restored':
-        return plan_restored(view, request['name'], request['devices'], request['vmstate'])
-    return plan_pruned(view, request['prefix'], request['keep'], request['max_age'], request['devices'])
 
 
 def preflight(module, qmp, plan):
@@ -414,7 +367,7 @@ def preflight(module, qmp, plan):
 
 def take_snapshot(module, qmp, plan, name, quiesce_report):
     """The save step: the guest is stopped while QEMU writes its state; with quiesce,
-    its filesystems are frozen around that (freeze → save → thaw, see _quiesce)."""
+    its filesystems are frozen around that (freeze -> save -> thaw, see _quiesce)."""
     params = module.params
 
     def save(bound):
@@ -444,39 +397,15 @@ def act(module, qmp, plan, request, quiesce_report):
     return downtime
 
 
-def verify(view, plan, request):
-    """Re-read after acting: what QEMU said it did must be what the images show."""
-    name = request['name']
-    if plan.action in ('save', 'replace'):
-        missing = [d for d in plan.devices if view.record(name, d) is None]
-        if missing:
-            raise VMStateError('QEMU reported snapshot {0!r} saved, but {1} do not have it'.format(name, missing))
-    if plan.action == 'delete' or plan.action == 'prune':
-        names = [name] if plan.action == 'delete' else [s['name'] for s in plan.pruned]
-        left = [n for n in names if view.holders(n, plan.devices)]
-        if left:
-            raise VMStateError('QEMU reported snapshots {0} deleted, but they are still there'.format(left))
-
-
 def run(module):
-    try:
-        request = parse(module.params)
-    except SnapshotParameterError as exc:
-        module.fail_json(msg=str(exc))
-    if module.params['quiesce'] != 'off':
-        if request['state'] != 'present':
-            module.fail_json(msg='quiesce is only used with state=present')
-        if not module.params['qga']:
-            module.fail_json(msg='quiesce={0} needs qga, the guest agent socket'.format(module.params['quiesce']))
-    timeout = module.params['timeout']
+    request = parse_request(module.params)
     with qmp_session(module) as qmp:
-        settle_earlier_jobs(qmp, timeout, dismiss=not module.check_mode)
+        # ask
+        settle_earlier_jobs(qmp, module.params['timeout'], dismiss=not module.check_mode)
         view = read_view(qmp)
-        try:
-            plan = decide(request, view)
-            require_job_selection(qmp, view, request['devices'], request['vmstate'])
-        except SnapshotParameterError as exc:
-            module.fail_json(msg=str(exc))
+        # decide
+        plan = decide(request, view)
+        require_job_selection(qmp, view, request['devices'], request['vmstate'])
         status = qmp.run_state()
         if request['state'] == 'restored' or plan.changed:
             check_run_state(status, RUN_STATE_ACTION[request['state']])
@@ -488,7 +417,8 @@ def run(module):
             result.update(quiesced=False, frozen_ms=0)
         if plan.action in ('save', 'replace', 'load'):
             preflight(module, qmp, plan)
-        after = list(before)
+        # act
+        after = predicted_names(before, plan, request) if module.check_mode else list(before)
         if plan.changed and not module.check_mode:
             watch = Stopwatch()
             quiesce_report = {}
@@ -499,8 +429,7 @@ def run(module):
             verify(view, plan, request)
             after = view.names(plan.devices)
             result['status'] = qmp.run_state()
-        elif module.check_mode:
-            after = predicted_names(before, plan, request)
+    # report
     if request['state'] == 'pruned':
         result['pruned'] = [s['name'] for s in plan.pruned]
         result['kept'] = [s['name'] for s in plan.kept]
@@ -509,25 +438,6 @@ def run(module):
     if module._diff:
         result['diff'] = {'before': {'snapshots': before}, 'after': {'snapshots': after}}
     return result
-
-
-def predicted_names(before, plan, request):
-    if plan.action in ('save', 'replace'):
-        return [n for n in before if n != request['name']] + [request['name']]
-    if plan.action == 'delete':
-        return [n for n in before if n != request['name']]
-    if plan.action == 'prune':
-        gone = set(s['name'] for s in plan.pruned)
-        return [n for n in before if n not in gone]
-    return list(before)
-
-
-def report_snapshot(view, plan, request, check_mode):
-    if plan.action == 'delete' or (plan.action == 'replace' and check_mode):
-        return plan.snapshot
-    if plan.action == 'save' and check_mode:
-        return None
-    return view.summary(request['name'], plan.devices)
 
 
 def main():

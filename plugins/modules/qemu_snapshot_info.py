@@ -136,12 +136,8 @@ status:
 '''
 
 from ansible_collections.qemu.vm.plugins.module_utils._common import build_module, qmp_session, run_module
-from ansible_collections.qemu.vm.plugins.module_utils._snapshot import (
-    SnapshotParameterError,
-    check_devices,
-    choose_devices,
-    read_view,
-)
+from ansible_collections.qemu.vm.plugins.module_utils._snapshot_plan import check_devices, choose_devices
+from ansible_collections.qemu.vm.plugins.module_utils._snapshot_view import read_view
 
 ARGUMENT_SPEC = dict(
     name=dict(type='str'),
@@ -151,18 +147,12 @@ ARGUMENT_SPEC = dict(
 
 
 def run(module):
-    try:
-        devices = check_devices(module.params['devices'])
-    except SnapshotParameterError as exc:
-        module.fail_json(msg=str(exc))
+    devices = check_devices(module.params['devices'])
     name, prefix = module.params['name'], module.params['prefix']
     with qmp_session(module) as qmp:
         status = qmp.run_state()
         view = read_view(qmp)
-        try:
-            scope = choose_devices(view, devices, 'list')
-        except SnapshotParameterError as exc:
-            module.fail_json(msg=str(exc))
+        scope = choose_devices(view, devices, 'list')
     snapshots = [s for s in view.summaries(scope)
                  if (name is None or s['name'] == name) and (prefix is None or s['name'].startswith(prefix))]
     return dict(

@@ -15,8 +15,8 @@ from harness.ansible import run_module, run_playbook
 from harness.dbus import Bus
 from harness.guest import VM
 
+from ansible_collections.qemu.vm.plugins.module_utils._dbus import DBusBusError
 from ansible_collections.qemu.vm.plugins.module_utils._dbus_vmstate import (
-    DBusBusError,
     DBusVMStateError,
     check_helpers,
     preflight_dbus_vmstate,
@@ -354,6 +354,7 @@ def test_bad_input_is_refused_and_vm_untouched(vm, bus, tmp_path):
         args = dict({'qmp': vm.qmp_path, 'addr': bus.address}, **extra)
         failed = run_module(MODULE, args)
         assert failed.failed and word in failed['msg'], (extra, failed['output'])
+        assert failed['error_type'] == 'ParameterError', failed['output']
     missing_addr = run_module(MODULE, {'qmp': vm.qmp_path})
     assert missing_addr.failed and 'addr' in missing_addr['msg']
 

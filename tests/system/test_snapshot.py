@@ -313,23 +313,25 @@ def test_timeout_while_the_job_runs_is_clear_and_the_job_is_dismissed_later(vm2)
 
 # -- bad input ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize('args, words', [
-    ({'name': ''}, 'name must be a non-empty snapshot name'),
-    ({'name': u'\u00e9' * 128}, 'name is 256 bytes long'),
-    ({'name': 'x', 'devices': ['nope']}, "no block node named 'nope'"),
-    ({'name': 'x', 'devices': ['disk0-file']}, "did you mean its format node 'disk0'"),
-    ({'name': 'x', 'devices': ['disk0'], 'vmstate': 'disk1'}, "vmstate: node 'disk1' must be one of"),
-    ({'name': 'never saved', 'state': 'restored'}, "snapshot 'never saved' does not exist"),
-    ({'state': 'pruned', 'keep': 1}, 'prefix'),
-    ({'state': 'pruned', 'prefix': ' ', 'keep': 1}, 'prefix is required and must not be empty'),
-    ({'state': 'pruned', 'prefix': 'bk-'}, 'needs keep, max_age or both'),
-    ({'state': 'pruned', 'prefix': 'bk-', 'max_age': '2 weeks'}, 'max_age'),
-    ({'name': 'x', 'keep': 3}, 'keep is only used with state=pruned'),
+@pytest.mark.parametrize('args, words, error_type', [
+    ({'name': ''}, 'name must be a non-empty snapshot name', 'ParameterError'),
+    ({'name': u'\u00e9' * 128}, 'name is 256 bytes long', 'ParameterError'),
+    ({'name': 'x', 'devices': ['nope']}, "no block node named 'nope'", 'ParameterError'),
+    ({'name': 'x', 'devices': ['disk0-file']}, "did you mean its format node 'disk0'", 'ParameterError'),
+    ({'name': 'x', 'devices': ['disk0'], 'vmstate': 'disk1'}, "vmstate: node 'disk1' must be one of", 'ParameterError'),
+    ({'name': 'never saved', 'state': 'restored'}, "snapshot 'never saved' does not exist", 'VMStateError'),
+    ({'state': 'pruned', 'keep': 1}, 'prefix', None),
+    ({'state': 'pruned', 'prefix': ' ', 'keep': 1}, 'prefix is required and must not be empty', 'ParameterError'),
+    ({'state': 'pruned', 'prefix': 'bk-'}, 'needs keep, max_age or both', 'ParameterError'),
+    ({'state': 'pruned', 'prefix': 'bk-', 'max_age': '2 weeks'}, 'max_age', 'ParameterError'),
+    ({'name': 'x', 'keep': 3}, 'keep is only used with state=pruned', 'ParameterError'),
 ])
-def test_bad_input_is_refused_naming_the_problem(vm2, args, words):
+def test_bad_input_is_refused_naming_the_problem(vm2, args, words, error_type):
     before = snapshots(vm2)
     result = snapshot(vm2, **args)
     assert result.failed and words in result['msg'], result['output']
+    # None: AnsibleModule's own validation (required_if) refused it.
+    assert result.get('error_type') == error_type, result['output']
     assert snapshots(vm2) == before and our_jobs(vm2) == [] and vm2.status() == 'running'
 
 

@@ -11,9 +11,15 @@ import time
 
 import pytest
 
+from ansible_collections.qemu.vm.plugins.module_utils import _dbus as bus
 from ansible_collections.qemu.vm.plugins.module_utils import _dbus_vmstate as dv
-from ansible_collections.qemu.vm.plugins.module_utils._errors import QemuTimeoutError, QemuVMError, VMStateError
-from ansible_collections.qemu.vm.plugins.modules import qemu_dbus_vmstate as module
+from ansible_collections.qemu.vm.plugins.module_utils import _dbus_vmstate_object as module
+from ansible_collections.qemu.vm.plugins.module_utils._errors import (
+    ParameterError,
+    QemuTimeoutError,
+    QemuVMError,
+    VMStateError,
+)
 
 
 def helper(name, helper_id, error=None):
@@ -105,7 +111,13 @@ def test_included_follows_qemu():
 
 def test_error_family():
     assert issubclass(dv.DBusVMStateError, VMStateError) and issubclass(dv.DBusVMStateError, QemuVMError)
-    assert issubclass(dv.DBusBusError, dv.DBusVMStateError)
+    assert issubclass(bus.DBusBusError, bus.DBusError) and issubclass(dv.DBusVMStateError, bus.DBusError)
+    assert issubclass(bus.DBusError, VMStateError)
+    assert issubclass(bus.DBusCallError, QemuVMError)
+    assert bus.DBusCallError('org.freedesktop.DBus.Error.Failed', 'no').details() == {
+        'dbus_error': 'org.freedesktop.DBus.Error.Failed'}
+    assert bus.DBusBusError('x', object_id='dv0', addr='unix:path=/b').details() == {
+        'object_id': 'dv0', 'bus_address': 'unix:path=/b'}
     problems = dv.find_problems([helper(':1.3', 'a'), helper(':1.4', 'a')], None)[0]
     exc = dv.DBusVMStateError(dv.problems_message(problems, 'dv0', 'unix:path=/b', 'a snapshot'),
                               object_id='dv0', addr='unix:path=/b', problems=problems, helpers=[])
@@ -117,13 +129,13 @@ def test_error_family():
 # -- addresses and a bus that does not answer ------------------------------------------------------
 
 def test_addresses():
-    assert dv.bus_socket_addresses('unix:path=/run/b,guid=00') == ['/run/b']
-    assert dv.bus_socket_addresses('unix:abstract=/tmp/x') == ['\0/tmp/x']
-    assert dv.bus_socket_addresses('tcp:host=h,port=1;unix:path=/p') == ['/p']
-    with pytest.raises(dv.DBusBusError, match='only unix:path'):
-        dv.bus_socket_addresses('tcp:host=h,port=1')
-    with pytest.raises(dv.DBusBusError, match='cannot be parsed'):
-        dv.bus_socket_addresses('nonsense')
+    assert bus.bus_socket_addresses('unix:path=/run/b,guid=00') == ['/run/b']
+    assert bus.bus_socket_addresses('unix:abstract=/tmp/x') == ['\0/tmp/x']
+    assert bus.bus_socket_addresses('tcp:host=h,port=1;unix:path=/p') == ['/p']
+    with pytest.raises(bus.DBusBusError, match='only unix:path'):
+        bus.bus_socket_addresses('tcp:host=h,port=1')
+    with pytest.raises(bus.DBusBusError, match='cannot be parsed'):
+        bus.bus_socket_addresses('nonsense')
 
 
 class SilentBus(object):
@@ -170,7 +182,7 @@ def test_silent_bus_times_out(tmp_path):
 
 
 def test_nobody_listening(tmp_path):
-    with pytest.raises(dv.DBusBusError, match='cannot connect'):
+    with pytest.raises(bus.DBusBusError, match='cannot connect'):
         dv.list_helpers('unix:path={0}'.format(tmp_path / 'none'), 1.0)
 
 
@@ -212,3 +224,18 @@ def test_plan_in_place_and_recreate():
 def test_plan_absent():
     assert module.plan(obj(), None) == ([('object-del', {'id': 'dbus-vmstate0'})], False)
     assert module.plan(None, None) == ([], False)
+
+
+@pytest.mark.parametrize('changes, parameter, words', [
+    (dict(object_id='0bad'), 'object_id', 'not a valid QEMU object id'),
+    (dict(addr=''), 'addr', 'D-Bus address'),
+    (dict(id_list=['a,b']), 'id_list', 'contains a comma'),
+    (dict(id_list=['x' * 256]), 'id_list', 'is 256 bytes long'),
+    (dict(id_list=['a', 'a']), 'id_list', "names 'a' twice"),
+])
+def test_parameters_are_checked_before_the_vm(changes, parameter, words):
+    wanted = dict(params(), state='present', **changes)
+    with pytest.raises(ParameterError) as caught:
+        module.check_object_params(wanted)
+    assert caught.value.parameter == parameter and words in str(caught.value)
+    module.check_object_params(dict(params(), state='absent', addr=None))

@@ -8,7 +8,9 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.qemu.vm.plugins.module_utils import _errors as errors
-from ansible_collections.qemu.vm.plugins.module_utils import _snapshot as snap
+from ansible_collections.qemu.vm.plugins.module_utils import _snapshot as snapshot_actions
+from ansible_collections.qemu.vm.plugins.module_utils import _snapshot_plan as snap
+from ansible_collections.qemu.vm.plugins.module_utils import _snapshot_view as snapview
 
 DAY = 86400
 NOW = 1700000000
@@ -27,7 +29,7 @@ def raw_snapshot(name, age_days, snapshot_id, state=0):
 
 
 def view_of(nodes, tables):
-    return snap.SnapshotView(nodes, dict((n, [snap.snapshot_record(r) for r in recs]) for n, recs in tables.items()))
+    return snapview.SnapshotView(nodes, dict((n, [snapview.snapshot_record(r) for r in recs]) for n, recs in tables.items()))
 
 
 def two_disks(names_ages, only_disk0=()):
@@ -53,14 +55,14 @@ def test_good_tags(tag):
     (u'\u00e9' * 128, '256 bytes'), ('a\nb', 'control character'), ('tab\there', 'control character'),
 ])
 def test_bad_tags_name_the_option(tag, words):
-    with pytest.raises(snap.SnapshotParameterError) as caught:
+    with pytest.raises(errors.ParameterError) as caught:
         snap.check_tag(tag)
     assert str(caught.value).startswith('name ') and words in str(caught.value)
 
 
 @pytest.mark.parametrize('prefix', ['', '  ', None])
 def test_prefix_is_required(prefix):
-    with pytest.raises(snap.SnapshotParameterError) as caught:
+    with pytest.raises(errors.ParameterError) as caught:
         snap.check_prefix(prefix)
     assert 'prefix is required' in str(caught.value)
 
@@ -73,7 +75,7 @@ def test_ages(text, seconds):
 
 @pytest.mark.parametrize('text', ['', '14', 'd', '14 days', '-1d', '1.5d', '0d', '1d 2h', 'h12'])
 def test_bad_ages(text):
-    with pytest.raises(snap.SnapshotParameterError) as caught:
+    with pytest.raises(errors.ParameterError) as caught:
         snap.parse_age(text)
     assert 'max_age' in str(caught.value)
 
@@ -82,13 +84,13 @@ def test_devices_are_deduplicated_and_not_empty():
     assert snap.check_devices(['b', 'a', 'b']) == ['b', 'a']
     assert snap.check_devices(None) is None
     for bad in ([], ['']):
-        with pytest.raises(snap.SnapshotParameterError):
+        with pytest.raises(errors.ParameterError):
             snap.check_devices(bad)
 
 
 def test_iso_date_is_utc():
-    assert snap.iso_utc(0) == '1970-01-01T00:00:00Z'
-    assert snap.snapshot_record(raw_snapshot('a', 0, 1))['vm_clock'] == 1.25
+    assert snapview.iso_utc(0) == '1970-01-01T00:00:00Z'
+    assert snapview.snapshot_record(raw_snapshot('a', 0, 1))['vm_clock'] == 1.25
 
 
 # -- devices ----------------------------------------------------------------------------
@@ -119,7 +121,7 @@ def test_a_writable_raw_disk_is_named_with_the_way_out():
 def test_bad_devices(devices, words):
     view = view_of([node('disk0'), node('disk0-file', 'file', top=False), node('cdrom', 'qcow2', read_only=True),
                     node('scratch', 'raw')], {})
-    with pytest.raises(snap.SnapshotParameterError) as caught:
+    with pytest.raises(errors.ParameterError) as caught:
         snap.choose_devices(view, devices, 'write')
     assert words in str(caught.value)
     assert str(caught.value).startswith('devices: ')
@@ -128,7 +130,7 @@ def test_bad_devices(devices, words):
 def test_listing_accepts_read_only_nodes_but_not_unknown_ones():
     view = view_of([node('disk0'), node('cdrom', 'qcow2', read_only=True)], {})
     assert snap.choose_devices(view, ['cdrom'], 'list') == ['cdrom']
-    with pytest.raises(snap.SnapshotParameterError):
+    with pytest.raises(errors.ParameterError):
         snap.choose_devices(view, ['nope'], 'list')
 
 
@@ -137,7 +139,7 @@ def test_vmstate_must_be_one_of_the_devices():
     plan = snap.plan_present(view, 'a', None, None, False)
     assert (plan.action, plan.devices, plan.vmstate) == ('save', ['disk0', 'disk1'], 'disk0')
     assert snap.plan_present(view, 'a', None, 'disk1', False).vmstate == 'disk1'
-    with pytest.raises(snap.SnapshotParameterError) as caught:
+    with pytest.raises(errors.ParameterError) as caught:
         snap.plan_present(view, 'a', ['disk0'], 'disk1', False)
     assert "vmstate: node 'disk1' must be one of the snapshot devices ['disk0']" == str(caught.value)
 
@@ -177,7 +179,7 @@ def test_restored_checks_the_tag_before_touching_the_vm():
     with pytest.raises(errors.VMStateError) as caught:
         snap.plan_restored(view, 'p', None, None)
     assert "exists on ['disk0'] but not on ['disk1']" in str(caught.value)
-    with pytest.raises(snap.SnapshotParameterError) as caught:
+    with pytest.raises(errors.ParameterError) as caught:
         snap.plan_restored(view, 'a', None, 'disk1')
     assert "holds no VM state for snapshot 'a'; it is on 'disk0'" in str(caught.value)
 
@@ -243,3 +245,102 @@ def test_same_second_snapshots_are_ordered_by_id():
     view = view_of([node('disk0')], {'disk0': [raw_snapshot('bk-b', 1, 2), raw_snapshot('bk-a', 1, 1)]})
     assert view.names(['disk0']) == ['bk-a', 'bk-b']
     assert prune(keep=1, view=view) == (['bk-a'], ['bk-b'])
+
+
+# -- reading, and the request --------------------------------------------------------------
+
+class CountingQMP(object):
+    """Answers the two block queries of a one-disk VM and counts what it was sent."""
+
+    def __init__(self):
+        self.sent = []
+
+    def execute(self, command, arguments=None):
+        self.sent.append(command)
+        if command == 'query-block':
+            return [{'device': '', 'qdev': '/machine/peripheral/vda/virtio-backend',
+                     'inserted': {'node-name': 'disk0'}}]
+        assert command == 'query-named-block-nodes' and arguments == {'flat': True}
+        return [{'node-name': 'disk0', 'drv': 'qcow2', 'file': '/img/disk0', 'ro': False,
+                 'image': {'virtual-size': 1, 'snapshots': [raw_snapshot('bk-1', 1, 1, state=10)]}},
+                {'node-name': 'disk0-file', 'drv': 'file', 'file': '/img/disk0', 'ro': False, 'image': {}}]
+
+
+def test_read_view_asks_each_block_query_once():
+    qmp = CountingQMP()
+    view = snapview.read_view(qmp)
+    assert sorted(qmp.sent) == ['query-block', 'query-named-block-nodes']
+    assert view.default_scope() == ['disk0'] and view.by_name['disk0']['device'] == 'vda'
+    assert view.summary('bk-1', ['disk0'])['vmstate'] == 'disk0'
+    assert view.by_name['disk0']['snapshots'] == ['bk-1']
+
+
+def request_params(**changes):
+    params = dict(state='present', name='n', force=False, prefix=None, keep=None, max_age=None, devices=None,
+                  vmstate=None, quiesce='off', qga=None)
+    params.update(changes)
+    return params
+
+
+@pytest.mark.parametrize('changes, parameter', [
+    (dict(name=''), 'name'),
+    (dict(state='pruned', name=None, prefix='bk-'), 'keep'),
+    (dict(state='pruned', name=None, prefix='bk-', keep=-1), 'keep'),
+    (dict(state='pruned', name=None, prefix='bk-', max_age='soon'), 'max_age'),
+    (dict(keep=1), 'keep'),
+    (dict(state='absent', force=True), 'force'),
+    (dict(state='absent', vmstate='disk0'), 'vmstate'),
+    (dict(quiesce='required'), 'qga'),
+    (dict(state='absent', quiesce='required', qga='/q'), 'quiesce'),
+    (dict(devices=[]), 'devices'),
+])
+def test_request_errors_are_parameter_errors_naming_the_option(changes, parameter):
+    with pytest.raises(errors.ParameterError) as caught:
+        snap.parse_request(request_params(**changes))
+    assert isinstance(caught.value, errors.QemuVMError)
+    assert caught.value.parameter == parameter and caught.value.details() == {'parameter': parameter}
+    assert parameter in str(caught.value)
+
+
+def test_request_for_pruning():
+    request = snap.parse_request(request_params(state='pruned', name=None, prefix='bk-', keep=2, max_age='1d'))
+    assert (request['prefix'], request['keep'], request['max_age'], request['name']) == ('bk-', 2, DAY, None)
+
+
+class JobsQMP(object):
+    """query-jobs answers: a snapshot job of ours that concludes after `running_for` queries."""
+
+    def __init__(self, running_for):
+        self.running_for = running_for
+        self.queries = 0
+        self.dismissed = False
+
+    def has_command(self, name):
+        return name == 'query-jobs'
+
+    def execute(self, command, arguments=None):
+        assert command == 'query-jobs'
+        self.queries += 1
+        status = 'running' if self.queries <= self.running_for else 'concluded'
+        return [{'id': snapshot_actions.SNAPSHOT_JOB_PREFIX + 'save-1', 'status': status},
+                {'id': 'someone-else', 'status': 'running'}]
+
+    def dismiss_stale_jobs(self):
+        self.dismissed = True
+        return ['dismissed']
+
+
+def test_earlier_jobs_are_waited_for_then_dismissed():
+    qmp = JobsQMP(running_for=2)
+    assert snapshot_actions.settle_earlier_jobs(qmp, 10) == ['dismissed']
+    assert qmp.queries == 3 and qmp.dismissed
+    qmp = JobsQMP(running_for=0)
+    assert snapshot_actions.settle_earlier_jobs(qmp, 10, dismiss=False) == [] and not qmp.dismissed
+
+
+def test_an_earlier_job_that_does_not_conclude_is_named():
+    with pytest.raises(errors.VMStateError) as caught:
+        snapshot_actions.settle_earlier_jobs(JobsQMP(running_for=10 ** 6), 0.3)
+    assert 'snapshot job qemu-vm-snapshot-save-1 started by an earlier run' in str(caught.value)
+    assert 'is still running after 0.3 s' in str(caught.value)
+    assert isinstance(caught.value.__cause__, errors.QemuTimeoutError)

@@ -10,6 +10,7 @@ import pytest
 
 from ansible_collections.qemu.vm.plugins.module_utils import _errors as errors
 from ansible_collections.qemu.vm.plugins.module_utils import _snapshot as snap
+from ansible_collections.qemu.vm.plugins.module_utils._snapshot_view import read_view
 from ansible_collections.qemu.vm.plugins.module_utils._qmp import QMPSession
 
 from fake_qemu52 import FakeQemu52, parse_hmp_string
@@ -78,12 +79,12 @@ def test_failed_loadvm_says_the_vm_is_left_in_restore_vm(qemu):
 
 def test_explicit_device_subset_is_refused_before_touching_the_vm(qemu):
     with QMPSession(qemu.path, timeout=5) as qmp:
-        view = snap.read_view(qmp)
-        with pytest.raises(snap.SnapshotParameterError) as caught:
+        view = read_view(qmp)
+        with pytest.raises(errors.ParameterError) as caught:
             snap.require_job_selection(qmp, view, ['disk0'], None)
         snap.require_job_selection(qmp, view, ['disk1', 'disk0'], None)
         snap.require_job_selection(qmp, view, None, 'disk0')
-        with pytest.raises(snap.SnapshotParameterError):
+        with pytest.raises(errors.ParameterError):
             snap.require_job_selection(qmp, view, None, 'disk1')
     assert 'QEMU 5.2.0 has no snapshot-save job' in str(caught.value)
     assert not any(c == 'human-monitor-command' for c in qemu.commands)
