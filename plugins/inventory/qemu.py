@@ -100,15 +100,19 @@ options:
     type: bool
     default: true
 notes:
-  - The per-socket lock file (C(.qemu.vm-<hash>.lock)) is created beside each socket when that directory is
-    writable, as the modules do; a lock file the inventory may not open does not stop it from asking.
+  - Tasks of this collection take a per-socket lock (the file C(.qemu.vm-<hash>.lock) beside the socket, or in the
+    temporary directory); the inventory waits for it (within O(timeout)) only when that file exists, opens it
+    read-only and never creates one, so running it as root leaves no root-owned files in other users' VM
+    directories. Without a lock file it asks unlocked: it only reads, and QEMU serves one client per socket.
   - Values read from VMs and guests are marked unsafe, so a guest cannot inject templates.
 '''
 
 EXAMPLES = r'''
+---
 # vms.qemu.yml: every QEMU VM running on this host, no configuration
 plugin: qemu.vm.qemu
 
+---
 # vms.qemu.yml: VMs started by a tool that keeps each VM's sockets in its own directory
 plugin: qemu.vm.qemu
 sockets:
@@ -123,6 +127,7 @@ groups:
 compose:
   ansible_host: qemu_guest_ips | first | default(omit)
 
+---
 # vms.qemu.yml: VMs on another hypervisor, through SSH-forwarded sockets, cached for an hour
 plugin: qemu.vm.qemu
 sockets:

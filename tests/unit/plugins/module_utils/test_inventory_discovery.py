@@ -151,3 +151,11 @@ def test_silent_peers_cost_the_bound_and_do_not_hold_up_the_others():
             lock.release()
         assert vms[0]['agent_available'] is False
         assert 'another qemu.vm task held this socket' in vms[0]['notes'][0]
+
+
+def test_the_inventory_leaves_no_lock_file_behind():
+    with FakePeer(_good_monitor) as monitor:
+        vms = [{'name': None, 'qmp': monitor.path, 'qga': None, 'notes': []}]
+        query_all(vms, timeout=5)
+        assert vms[0]['status'] == 'running'
+        assert os.listdir(os.path.dirname(monitor.path)) == ['peer.sock']
