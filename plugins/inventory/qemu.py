@@ -100,10 +100,10 @@ options:
     type: bool
     default: true
 notes:
-  - Tasks of this collection take a per-socket lock (the file C(.qemu.vm-<hash>.lock) beside the socket, or in the
+  - "Tasks of this collection take a per-socket lock (the file C(.qemu.vm-<hash>.lock) beside the socket, or in the
     temporary directory); the inventory waits for it (within O(timeout)) only when that file exists, opens it
     read-only and never creates one, so running it as root leaves no root-owned files in other users' VM
-    directories. Without a lock file it asks unlocked: it only reads, and QEMU serves one client per socket.
+    directories. Without a lock file it asks unlocked: it only reads, and QEMU serves one client per socket."
   - Values read from VMs and guests are marked unsafe, so a guest cannot inject templates.
 '''
 
