@@ -129,9 +129,16 @@ def vms_from_sockets(entries, processes=()):
     vms = []
     seen = set()
     for index, entry in enumerate(entries or ()):
+        if not isinstance(entry, dict):
+            raise ParameterError('sockets', 'sockets[{0}]: each entry is a mapping with qmp (and qga), not {1!r}'.format(
+                index, entry))
+        unknown = sorted(set(entry) - set(['qmp', 'qga']))
+        if unknown:
+            raise ParameterError('sockets', 'sockets[{0}]: unknown key(s) {1}; the keys are qmp and qga'.format(
+                index, ', '.join(map(str, unknown))))
         pattern = entry.get('qmp')
         if not pattern or not isinstance(pattern, str):
-            raise ParameterError('sockets', 'sockets[{0}]: qmp is required'.format(index))
+            raise ParameterError('sockets', 'sockets[{0}]: qmp (a glob pattern or host:port) is required'.format(index))
         if isinstance(parse_address(pattern), tuple):
             matches = [pattern]
         elif has_wildcard(pattern):

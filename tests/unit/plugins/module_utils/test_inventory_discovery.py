@@ -10,6 +10,8 @@ import os
 import socket
 import threading
 
+import pytest
+
 from harness.fake_peers import FakePeer, serve_qmp_handshake
 
 from ansible_collections.qemu.vm.plugins.module_utils._inventory import (
@@ -19,6 +21,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._inventory import (
     vms_from_processes,
     vms_from_sockets,
 )
+from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError
 from ansible_collections.qemu.vm.plugins.module_utils._lock import SocketLock
 
 
@@ -79,6 +82,18 @@ def test_socket_patterns(tmp_path):
     finally:
         for server in servers:
             server.close()
+
+
+@pytest.mark.parametrize('entry, message', [
+    ({'qga': '/x'}, 'qmp (a glob pattern or host:port) is required'),
+    ({'qmp': '/x', 'qag': '/y'}, 'unknown key(s) qag'),
+    ('/run/vms/*/qmp.sock', 'each entry is a mapping'),
+])
+def test_socket_entries_are_checked(entry, message):
+    with pytest.raises(ParameterError) as caught:
+        vms_from_sockets([entry])
+    assert caught.value.parameter == 'sockets'
+    assert message in str(caught.value)
 
 
 def test_guest_ips_leave_out_loopback_and_link_local():
