@@ -14,6 +14,7 @@ import pytest
 
 from harness.fake_peers import FakePeer, serve_qmp_handshake
 
+from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError
 from ansible_collections.qemu.vm.plugins.module_utils._inventory import (
     guest_ips,
     query_all,
@@ -21,7 +22,6 @@ from ansible_collections.qemu.vm.plugins.module_utils._inventory import (
     vms_from_processes,
     vms_from_sockets,
 )
-from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError
 from ansible_collections.qemu.vm.plugins.module_utils._lock import SocketLock
 
 
