@@ -139,7 +139,11 @@ def vms_from_sockets(entries, processes=()):
         pattern = entry.get('qmp')
         if not pattern or not isinstance(pattern, str):
             raise ParameterError('sockets', 'sockets[{0}]: qmp (a glob pattern or host:port) is required'.format(index))
-        if isinstance(parse_address(pattern), tuple):
+        try:
+            address = parse_address(pattern)
+        except ValueError as exc:
+            raise ParameterError('sockets', 'sockets[{0}]: qmp {1!r}: {2}'.format(index, pattern, exc))
+        if isinstance(address, tuple):
             matches = [pattern]
         elif has_wildcard(pattern):
             matches = [path for path in sorted(glob.glob(pattern)) if _is_socket(path)]
@@ -312,7 +316,12 @@ def query_all(vms, timeout, workers=MAX_WORKERS):
 
         def run(job):
             vm, query, address = job
-            facts = query(address, timeout)
+            try:
+                facts = query(address, timeout)
+            except Exception as exc:  # pylint: disable=broad-except
+                # One VM's surprise (an address we cannot parse, a library error we did not
+                # expect) must not cost the inventory the other VMs.
+                facts = {'notes': ['{0}: {1}: {2}'.format(address, type(exc).__name__, exc)]}
             with guard:
                 results.append((vm, facts))
 

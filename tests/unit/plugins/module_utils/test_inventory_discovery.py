@@ -88,6 +88,7 @@ def test_socket_patterns(tmp_path):
     ({'qga': '/x'}, 'qmp (a glob pattern or host:port) is required'),
     ({'qmp': '/x', 'qag': '/y'}, 'unknown key(s) qag'),
     ('/run/vms/*/qmp.sock', 'each entry is a mapping'),
+    ({'qmp': 'hv1:99999'}, 'port 99999'),
 ])
 def test_socket_entries_are_checked(entry, message):
     with pytest.raises(ParameterError) as caught:
@@ -166,6 +167,13 @@ def test_silent_peers_cost_the_bound_and_do_not_hold_up_the_others():
             lock.release()
         assert vms[0]['agent_available'] is False
         assert 'another qemu.vm task held this socket' in vms[0]['notes'][0]
+
+
+def test_an_address_that_cannot_be_used_is_a_note():
+    vms = [{'name': 'odd', 'qmp': 'hv1:99999', 'qga': None, 'notes': []}]
+    query_all(vms, timeout=1)
+    assert 'status' not in vms[0]
+    assert 'out of range' in vms[0]['notes'][0]
 
 
 def test_the_inventory_leaves_no_lock_file_behind():
