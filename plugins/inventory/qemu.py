@@ -1,0 +1,259 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qemu.vm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+name: qemu
+short_description: The QEMU VMs running on this host, found with no configuration
+version_added: 0.1.0
+description:
+  - Lists the QEMU VMs of this host. With no option but O(plugin), it reads the command line of every
+    running QEMU process it may see (C(/proc/<pid>/cmdline)) and takes from it C(-name) (plain or
+    C(guest=NAME), with C(process=)/C(debug-threads=)), C(-uuid), the QMP monitor (C(-qmp unix:PATH,server=on),
+    C(-qmp-pretty), or C(-chardev socket,id=X,path=PATH,server=on) with C(-mon chardev=X,mode=control)) and the
+    agent socket (the C(-chardev) behind C(-device virtserialport,...,name=org.qemu.guest_agent.0,chardev=X)).
+    A process whose C(/proc) entry it may not read, or that exits during the scan, is skipped quietly.
+  - With O(sockets) it lists the VMs of the QMP sockets those patterns match instead, for VMs whose processes
+    it cannot see (in containers, of another user, on another host).
+  - Then it asks each VM's QMP monitor (C(query-status), C(query-name), C(query-uuid), the greeting's version)
+    and guest agent (C(guest-sync-delimited), C(guest-get-osinfo), C(guest-get-host-name),
+    C(guest-network-get-interfaces)), every socket in parallel and each within O(timeout). It only reads;
+    it never changes a VM.
+  - A VM whose monitor is held by another client, or whose agent does not answer, costs at most O(timeout),
+    does not hold up the others and does not fail the inventory; it is listed with what is known (the
+    variables that could not be read are null). Run with C(-vvv) to see why a VM could not be asked.
+  - The host name is the VM's C(-name), else the name of the directory of its QMP socket (C(host_port) for a
+    TCP socket), else C(qemu-<pid>). When names repeat, the VM with the lowest pid keeps the name and the
+    others get C(-2), C(-3), ...; one warning lists the repeated names.
+  - "Host variables: C(qemu_qmp), C(qemu_qga) (socket addresses), C(qemu_name), C(qemu_uuid), C(qemu_pid)
+    (null when the process is not visible), C(qemu_status) (QMP C(query-status), for example C(running),
+    C(paused), C(suspended); null when QMP did not answer), C(qemu_version), C(qemu_agent_available) (whether
+    the agent answered), and when it answered C(qemu_guest_os) (C(guest-get-osinfo) with C(-) in keys
+    replaced by C(_), for example C(pretty_name)), C(qemu_guest_hostname) and C(qemu_guest_ips)
+    (addresses other than loopback and link-local)."
+  - When the agent answers and O(use_qga_connection=true), the host gets C(ansible_connection=qemu.vm.qga) and
+    C(ansible_qemu_qga) (its agent socket), so tasks reach the guest with no SSH.
+  - "Default groups: C(qemu_running) and C(qemu_paused) (by C(qemu_status)), and C(qemu_agent) (VMs whose agent
+    answered)."
+  - "Remote hypervisors: the process scan only sees this host. To list VMs of another host, give their sockets
+    in O(sockets) as C(host:port): either QEMU listens on TCP (C(-qmp tcp:0.0.0.0:4444,server=on,wait=off);
+    QMP and the agent have no authentication, so only on a trusted network), or better, forward the remote unix
+    sockets to local ones with SSH (C(ssh -N -L /run/vms-hv1/web1-qmp.sock:/run/vms/web1/qmp.sock
+    -L /run/vms-hv1/web1-qga.sock:/run/vms/web1/qga.sock hv1)) and match the local ends with a glob. The tunnel
+    must stay open while the play runs: the C(qemu.vm.qga) connection uses C(ansible_qemu_qga) from the
+    controller."
+  - "What it cannot do: see processes of other hosts, or of other PID namespaces (containers) or users when
+    C(/proc) is mounted with C(hidepid); read command lines given through C(-readconfig) files or passed file
+    descriptors (libvirt's C(fd=) monitors); ask a monitor that another client keeps open (libvirt holds its
+    VMs' monitors, so its VMs are listed with C(qemu_status=null): use community.libvirt's inventory for them);
+    coordinate through the per-socket lock with tasks on other hosts (the lock is a file on this host)."
+author:
+  - qemu.vm maintainers (@qemu-vm)
+requirements:
+  - The C(qemu.qmp) Python library on the controller.
+extends_documentation_fragment:
+  - constructed
+  - inventory_cache
+options:
+  plugin:
+    description: The name of this plugin; the configuration file's name must end in C(.qemu.yml) or C(.qemu.yaml).
+    type: str
+    required: true
+    choices: [qemu.vm.qemu]
+  sockets:
+    description:
+      - The QMP sockets of the VMs to list, instead of scanning this host's processes.
+      - A visible QEMU process that owns a matched socket still adds its pid, C(-name) and C(-uuid).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      qmp:
+        description:
+          - A glob pattern of QMP unix sockets (each matching socket is one VM; a pattern that matches nothing
+            adds none), or C(host:port) of a TCP monitor (always added).
+        type: str
+        required: true
+      qga:
+        description:
+          - The agent socket of each VM the O(sockets[].qmp) pattern matched, as a template with placeholders
+            C({dir}) (the QMP socket's directory), C({dirname}) (that directory's name), C({file}) (the QMP
+            socket's file name), C({stem}) (the file name without extension) and C({0}), C({1}), ... (what the
+            first, second, ... wildcard matched); C({{) and C(}}) are literal braces.
+          - For a TCP monitor, the agent's C(host:port).
+          - An agent socket path that does not exist is left out (C(qemu_qga=null)).
+          - When omitted, the agent socket comes from the owning process' command line if it is visible.
+        type: str
+  timeout:
+    description:
+      - Seconds each socket may take, including waiting for the per-socket lock that tasks of this collection
+        hold while they use a socket. Sockets are asked in parallel (up to 64 at a time), so one VM that does not
+        answer adds at most this much to the whole run.
+    type: float
+    default: 3
+  use_qga_connection:
+    description:
+      - Whether a VM whose agent answered gets C(ansible_connection=qemu.vm.qga) and C(ansible_qemu_qga).
+      - Set to V(false) to reach the guests another way (SSH), for example through O(compose).
+    type: bool
+    default: true
+notes:
+  - "Tasks of this collection take a per-socket lock (the file C(.qemu.vm-<hash>.lock) beside the socket, or in the
+    temporary directory); the inventory waits for it (within O(timeout)) only when that file exists, opens it
+    read-only and never creates one, so running it as root leaves no root-owned files in other users' VM
+    directories. Without a lock file it asks unlocked: it only reads, and QEMU serves one client per socket."
+  - Values read from VMs and guests are marked unsafe, so a guest cannot inject templates.
+'''
+
+EXAMPLES = r'''
+---
+# vms.qemu.yml: every QEMU VM running on this host, no configuration
+plugin: qemu.vm.qemu
+
+---
+# vms.qemu.yml: VMs started by a tool that keeps each VM's sockets in its own directory
+plugin: qemu.vm.qemu
+sockets:
+  - qmp: /run/vms/*/qmp.sock
+    qga: '{dir}/qga.sock'
+timeout: 5
+keyed_groups:
+  - key: qemu_guest_os.id | default('unknown')
+    prefix: os
+groups:
+  web: inventory_hostname.startswith('web')
+compose:
+  ansible_host: qemu_guest_ips | first | default(omit)
+
+---
+# vms.qemu.yml: VMs on another hypervisor, through SSH-forwarded sockets, cached for an hour
+plugin: qemu.vm.qemu
+sockets:
+  - qmp: /run/vms-hv1/*-qmp.sock
+    qga: '/run/vms-hv1/{0}-qga.sock'
+cache: true
+cache_plugin: ansible.builtin.jsonfile
+cache_connection: ~/.cache/qemu-vm-inventory
+cache_timeout: 3600
+'''
+
+from ansible.errors import AnsibleError, AnsibleParserError
+from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
+from ansible.utils.display import Display
+
+try:
+    from ansible.template import trust_as_template  # noqa: F401, pylint: disable=unused-import
+    # ansible-core >= 2.19: values an inventory plugin sets are never templated unless trusted.
+    wrap_var = None
+except ImportError:
+    from ansible.utils.unsafe_proxy import wrap_var
+
+from ansible_collections.qemu.vm.plugins.module_utils._cmdline import assign_host_names
+from ansible_collections.qemu.vm.plugins.module_utils._errors import QemuVMError
+from ansible_collections.qemu.vm.plugins.module_utils._inventory import discover
+from ansible_collections.qemu.vm.plugins.module_utils._transport import QMP_IMPORT_ERROR
+
+display = Display()
+
+#: Host variable -> key of the discovered VM record.
+HOST_VARS = (
+    ('qemu_qmp', 'qmp'),
+    ('qemu_qga', 'qga'),
+    ('qemu_name', 'name'),
+    ('qemu_uuid', 'uuid'),
+    ('qemu_pid', 'pid'),
+    ('qemu_status', 'status'),
+    ('qemu_version', 'version'),
+    ('qemu_agent_available', 'agent_available'),
+)
+GUEST_VARS = (
+    ('qemu_guest_os', 'guest_os'),
+    ('qemu_guest_hostname', 'guest_hostname'),
+    ('qemu_guest_ips', 'guest_ips'),
+)
+
+
+def default_groups(vm):
+    groups = []
+    if vm.get('status') == 'running':
+        groups.append('qemu_running')
+    elif vm.get('status') == 'paused':
+        groups.append('qemu_paused')
+    if vm.get('agent_available'):
+        groups.append('qemu_agent')
+    return groups
+
+
+def host_variables(vm, use_qga_connection):
+    """The variables a discovered VM gets, before compose."""
+    variables = dict((var, vm.get(key)) for var, key in HOST_VARS)
+    variables['qemu_agent_available'] = bool(variables['qemu_agent_available'])
+    if vm.get('agent_available'):
+        variables.update((var, vm.get(key)) for var, key in GUEST_VARS)
+        if use_qga_connection and vm.get('qga'):
+            variables['ansible_connection'] = 'qemu.vm.qga'
+            variables['ansible_qemu_qga'] = vm['qga']
+    return variables
+
+
+class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
+
+    NAME = 'qemu.vm.qemu'
+
+    def verify_file(self, path):
+        return super(InventoryModule, self).verify_file(path) and path.endswith(('.qemu.yml', '.qemu.yaml'))
+
+    def parse(self, inventory, loader, path, cache=True):
+        super(InventoryModule, self).parse(inventory, loader, path, cache)
+        self._read_config_data(path)
+        cache_key = self.get_cache_key(path)
+        user_cache = self.get_option('cache')
+        vms = None
+        update_cache = user_cache and not cache
+        if user_cache and cache:
+            try:
+                vms = self._cache[cache_key]
+            except KeyError:
+                update_cache = True
+        if vms is None:
+            vms = self._discover()
+        if update_cache:
+            self._cache[cache_key] = vms
+        self._populate(vms)
+
+    def _discover(self):
+        if QMP_IMPORT_ERROR is not None:
+            raise AnsibleError('the qemu.vm.qemu inventory needs the qemu.qmp Python library on the controller '
+                               '(pip install qemu.qmp)')
+        timeout = self.get_option('timeout')
+        if timeout is None or timeout <= 0:
+            raise AnsibleParserError('qemu.vm.qemu: timeout must be a positive number of seconds')
+        try:
+            vms = discover(self.get_option('sockets'), timeout)
+        except QemuVMError as exc:
+            raise AnsibleParserError('qemu.vm.qemu: {0}'.format(exc))
+        for vm in vms:
+            for note in vm.pop('notes', ()):
+                display.vvv('qemu.vm.qemu: {0}'.format(note))
+        return vms
+
+    def _populate(self, vms):
+        names, duplicates = assign_host_names(vms)
+        if duplicates:
+            display.warning('qemu.vm.qemu: several VMs share the name(s) {0}; the host names of all but the first '
+                            'got a -2, -3, ... suffix. Give each VM its own -name.'.format(', '.join(duplicates)))
+        strict = self.get_option('strict')
+        use_qga = self.get_option('use_qga_connection')
+        for vm, name in zip(vms, names):
+            self.inventory.add_host(name)
+            for key, value in host_variables(vm, use_qga).items():
+                self.inventory.set_variable(name, key, wrap_var(value) if wrap_var else value)
+            for group in default_groups(vm):
+                self.inventory.add_group(group)
+                self.inventory.add_child(group, name)
+            hostvars = self.inventory.get_host(name).get_vars()
+            self._set_composite_vars(self.get_option('compose'), hostvars, name, strict=strict)
+            self._add_host_to_composed_groups(self.get_option('groups'), hostvars, name, strict=strict)
+            self._add_host_to_keyed_groups(self.get_option('keyed_groups'), hostvars, name, strict=strict)

@@ -1,0 +1,216 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qemu.vm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The qemu.vm.qemu inventory plugin, run as users run it: ansible-inventory on real VMs.
+
+Other QEMU processes may run on the machine (other test runs): the zero-config runs
+assert on this test's VMs only; the `sockets` runs list exactly this test's VMs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import time
+import uuid
+
+from harness.ansible import BIN, ansible_env
+from harness.guest import qga_command
+
+from ansible_collections.qemu.vm.plugins.module_utils._lock import SocketLock
+
+BOUND = 2  # the inventory's per-socket timeout in these tests
+
+
+def _unique(label):
+    return 'inv-{0}-{1}'.format(uuid.uuid4().hex[:6], label)
+
+
+def run_inventory(tmp_path, config, args=()):
+    """ansible-inventory --list on a vms.qemu.yml holding `config` -> (inventory, stderr, seconds)."""
+    path = tmp_path / 'vms.qemu.yml'
+    path.write_text(json.dumps(dict(config, plugin='qemu.vm.qemu')))  # JSON is YAML
+    started = time.monotonic()
+    proc = subprocess.run([os.path.join(BIN, 'ansible-inventory'), '-i', str(path), '--list'] + list(args),
+                          env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=180, check=False)
+    seconds = time.monotonic() - started
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert 'Traceback' not in proc.stderr, proc.stderr
+    print('ansible-inventory took {0:.2f} s'.format(seconds))  # informational, never asserted
+    return _plain(json.loads(proc.stdout)), proc.stderr, seconds
+
+
+def _plain(value):
+    """ansible-inventory writes values an inventory plugin read as {'__ansible_unsafe': value}."""
+    if isinstance(value, dict):
+        if set(value) == {'__ansible_unsafe'}:
+            return value['__ansible_unsafe']
+        return dict((k, _plain(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def group_hosts(inventory, group):
+    return set(inventory.get(group, {}).get('hosts', []))
+
+
+def mentioned(stderr, names):
+    """Names of ours that stderr mentions (a warning or error about our VMs; others' VMs may be warned about)."""
+    return [name for name in names if name in stderr]
+
+
+def assert_agent_vm(hostvars, vm):
+    assert hostvars['qemu_qmp'] == vm.qmp_path
+    assert hostvars['qemu_qga'] == vm.qga_path
+    assert hostvars['qemu_name'] == vm.name
+    assert hostvars['qemu_uuid'] == vm.uuid
+    assert hostvars['qemu_pid'] == vm.pid
+    assert hostvars['qemu_status'] == 'running'
+    assert re.match(r'^\d+\.\d+\.\d+$', hostvars['qemu_version'])
+    assert hostvars['qemu_agent_available'] is True
+    assert hostvars['qemu_guest_hostname'] == 'qemuvm-guest'
+    assert hostvars['qemu_guest_os']['id'] == 'qemuvm'
+    assert hostvars['qemu_guest_os']['pretty_name'] == 'qemu.vm test guest'
+    ips = hostvars['qemu_guest_ips']
+    assert '10.0.2.15' in ips  # eth0; an IPv6 address from the router advertisement may follow
+    assert not [ip for ip in ips if ip.startswith(('127.', '::1', 'fe80:'))]  # loopback, link-local
+    assert hostvars['ansible_connection'] == 'qemu.vm.qga'
+    assert hostvars['ansible_qemu_qga'] == vm.qga_path
+
+
+def assert_no_agent_vm(hostvars, vm, status='running'):
+    assert hostvars['qemu_qmp'] == vm.qmp_path
+    assert hostvars['qemu_qga'] == vm.qga_path  # the port exists; nobody answers on it
+    assert hostvars['qemu_name'] == vm.name
+    assert hostvars['qemu_uuid'] == vm.uuid
+    assert hostvars['qemu_pid'] == vm.pid
+    assert hostvars['qemu_status'] == status
+    assert hostvars['qemu_agent_available'] is False
+    for absent in ('qemu_guest_os', 'qemu_guest_hostname', 'qemu_guest_ips', 'ansible_connection',
+                   'ansible_qemu_qga'):
+        assert absent not in hostvars
+
+
+def test_two_vms_with_and_without_agent(vm_factory, tmp_path):
+    with_agent = vm_factory(name=_unique('agent'), nic=True)
+    without = vm_factory(name=_unique('noagent'), agent=False)
+    names = [with_agent.name, without.name]
+
+    # Zero configuration: every visible QEMU process (others' VMs may be listed too).
+    inventory, stderr, _seconds = run_inventory(tmp_path, {'timeout': BOUND})
+    hostvars = inventory['_meta']['hostvars']
+    assert_agent_vm(hostvars[with_agent.name], with_agent)
+    assert_no_agent_vm(hostvars[without.name], without)
+    assert set(names) <= group_hosts(inventory, 'qemu_running')
+    assert with_agent.name in group_hosts(inventory, 'qemu_agent')
+    assert without.name not in group_hosts(inventory, 'qemu_agent')
+    assert mentioned(stderr, names) == [], stderr
+
+    # The same two through the sockets option: exactly these VMs, and no warning at all.
+    sockets = [{'qmp': vm.qmp_path, 'qga': '{dir}/qga.sock'} for vm in (with_agent, without)]
+    inventory, stderr, _seconds = run_inventory(tmp_path, {'timeout': BOUND, 'sockets': sockets})
+    hostvars = inventory['_meta']['hostvars']
+    assert set(hostvars) == set(names)
+    assert_agent_vm(hostvars[with_agent.name], with_agent)
+    assert_no_agent_vm(hostvars[without.name], without)
+    assert stderr.strip() == '', stderr  # no warning, nothing at all
+
+
+def _hold_qmp(path, timeout=30):
+    """A raw client that QEMU has accepted on the monitor (it sent the greeting), kept open."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    sock.connect(path)
+    received = b''
+    while b'"QMP"' not in received:
+        chunk = sock.recv(4096)
+        assert chunk, 'QEMU closed the monitor before its greeting'
+        received += chunk
+    return sock
+
+
+def _stop_agent(vm, timeout=30):
+    """SIGSTOP qemu-ga in the guest; return once a sync goes unanswered (the agent is hung)."""
+    qga_command(vm.qga_path, 'guest-exec', {'path': '/bin/sh', 'arg': ['-c', 'kill -STOP $(pidof qemu-ga)']},
+                timeout=10, expect_reply=False)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            qga_command(vm.qga_path, 'guest-ping', timeout=1)
+        except (OSError, ValueError):
+            return
+        assert time.monotonic() < deadline, 'the agent in {0} still answers'.format(vm.name)
+
+
+def test_paused_held_and_hung_vms_are_listed_within_the_bound(vm_factory, tmp_path):
+    paused = vm_factory(name=_unique('paused'))
+    held = vm_factory(name=_unique('held'))
+    hung = vm_factory(name=_unique('hung'))
+    names = [paused.name, held.name, hung.name]
+    paused.qmp('stop')
+    assert paused.status() == 'paused'
+    _stop_agent(hung)
+    holder = _hold_qmp(held.qmp_path)
+    agent_lock = SocketLock(held.qga_path)  # as a qemu.vm task using the agent would
+    agent_lock.acquire(10)
+    try:
+        sockets = [{'qmp': vm.qmp_path, 'qga': '{dir}/qga.sock'} for vm in (paused, held, hung)]
+        for config in ({'timeout': BOUND}, {'timeout': BOUND, 'sockets': sockets}):
+            inventory, stderr, _seconds = run_inventory(tmp_path, config)
+            hostvars = inventory['_meta']['hostvars']
+            assert mentioned(stderr, names) == [], stderr
+            if 'sockets' in config:  # only our VMs: nothing at all on stderr
+                assert stderr.strip() == '', stderr
+
+            assert_no_agent_vm(hostvars[paused.name], paused, status='paused')
+            assert paused.name in group_hosts(inventory, 'qemu_paused')
+            assert paused.name not in group_hosts(inventory, 'qemu_running')
+
+            # Neither the held monitor nor the locked agent answered: listed with what the command line says.
+            assert_no_agent_vm(hostvars[held.name], held, status=None)
+            assert hostvars[held.name]['qemu_version'] is None
+            assert held.name not in group_hosts(inventory, 'qemu_running')
+
+            assert_no_agent_vm(hostvars[hung.name], hung)
+            assert hung.name in group_hosts(inventory, 'qemu_running')
+            assert hung.name not in group_hosts(inventory, 'qemu_agent')
+    finally:
+        agent_lock.release()
+        holder.close()
+    assert paused.status() == 'paused'  # read-only: the inventory resumed nothing
+
+
+def test_glob_patterns_and_cache(vm_factory, tmp_path):
+    vm = vm_factory(name=_unique('cached'), agent=False)
+    cache_dir = tmp_path / 'cache'
+    # '*mp.sock' matches qmp.sock but not qmp-harness.sock; {0} is what '*' matched ('q').
+    config = {
+        'timeout': BOUND,
+        'sockets': [{'qmp': os.path.join(vm.socket_dir, '*mp.sock'), 'qga': '{dir}/{0}ga.sock'}],
+        'cache': True,
+        'cache_plugin': 'ansible.builtin.jsonfile',
+        'cache_connection': str(cache_dir),
+        'cache_timeout': 3600,
+        'compose': {'vm_label': 'qemu_name ~ "@" ~ qemu_status'},
+        'keyed_groups': [{'key': 'qemu_status', 'prefix': 'state'}],
+    }
+    inventory, stderr, _seconds = run_inventory(tmp_path, config)
+    hostvars = inventory['_meta']['hostvars']
+    assert list(hostvars) == [vm.name]
+    assert_no_agent_vm(hostvars[vm.name], vm)
+    assert hostvars[vm.name]['vm_label'] == vm.name + '@running'
+    assert vm.name in group_hosts(inventory, 'state_running')
+    assert stderr.strip() == '', stderr  # no warning, nothing at all
+    assert os.listdir(str(cache_dir))
+
+    # With the VM gone, the cached inventory still lists it; a refresh does not.
+    vm.stop()
+    inventory, _stderr, _seconds = run_inventory(tmp_path, config)
+    assert list(inventory['_meta']['hostvars']) == [vm.name]
+    inventory, _stderr, _seconds = run_inventory(tmp_path, config, ['--flush-cache'])
+    assert inventory['_meta'].get('hostvars', {}) == {}
