@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 name: qemu
 short_description: The QEMU VMs running on this host, found with no configuration
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Lists the QEMU VMs of this host. With no option but O(plugin), it reads the command line of every
     running QEMU process it may see (C(/proc/<pid>/cmdline)) and takes from it C(-name) (plain or
