@@ -73,13 +73,13 @@ class ExecTimeoutError(QemuTimeoutError):
         self.pid = pid
         self.killed = killed
         self.result = result
-        self.what = 'the guest command {0}'.format(_shown(argv))
-        self.seconds = seconds
+        what = 'the guest command {0}'.format(_shown(argv))
+        super(ExecTimeoutError, self).__init__(what, seconds)
         if killed:
             fate = 'it was killed in the guest (pid {0} and its children, SIGKILL)'.format(pid)
         else:
             fate = 'killing it in the guest failed, it may still run there as pid {0}'.format(pid)
-        QemuVMError.__init__(self, '{0} timed out after {1:g} s: {2}'.format(self.what, seconds, fate))
+        self.args = ('{0} timed out after {1:g} s: {2}'.format(what, seconds, fate),)
 
     def details(self):
         details = super(ExecTimeoutError, self).details()
