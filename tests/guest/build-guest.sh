@@ -159,6 +159,11 @@ staff:x:50:alice
 alice:x:1000:
 nogroup:x:65534:
 EOF
+# --- for the qemu.vm.qga connection tests: Ansible's become to an unprivileged user puts its
+# files under /var/tmp, which every Linux has world-writable and sticky.
+mkdir -p "$R/var/tmp"
+chmod 1777 "$R/var/tmp"
+
 cat > "$R/etc/os-release" <<'EOF'
 NAME="qemu.vm test guest"
 PRETTY_NAME="qemu.vm test guest"
