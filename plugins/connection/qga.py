@@ -22,6 +22,8 @@ description:
   - The host running this plugin must be able to open the agent socket (the hypervisor, or a controller
     with access to it). Each command or transfer takes the collection's per-socket lock, connects, and
     lets go again, so C(qemu.vm) modules delegated to the hypervisor can use the same socket between tasks.
+    A command still running after 2 seconds is polled on a fresh connection every half second, so other
+    clients of the socket get their turn while it runs.
 author:
   - qemu.vm maintainers (@qemu-vm)
 extends_documentation_fragment:
@@ -111,8 +113,11 @@ GUEST_ENV = {
     'USER': 'root',
     'LOGNAME': 'root',
 }
-#: Poll a running command slower than a module would: tasks run for seconds, not milliseconds.
+#: Poll a running command on one session this long, at most this far apart ...
+HOLD_SECONDS = 2.0
 MAX_POLL = 0.1
+#: ... then reconnect for each poll, this far apart, letting other clients use the socket between.
+LONG_POLL = 0.5
 #: Errors after which the host cannot be used at all: Ansible reports them as unreachable.
 UNREACHABLE = (SocketError, AgentNotRespondingError, ConnectionLostError, CommandDisabledError,
                CommandNotFoundError, GuestFrozenError)
@@ -163,15 +168,7 @@ class Connection(ConnectionBase):
         display.vvv('EXEC {0}{1}'.format(argv, ', with {0} bytes of stdin'.format(len(in_data)) if in_data else ''),
                     host=self._play_context.remote_addr)
         try:
-            with self._session() as qga:
-                runner = GuestExec(qga)
-                pid = runner.start(argv, env=GUEST_ENV, stdin=None if in_data is None else to_bytes(in_data))
-                try:
-                    result = wait_until(lambda: runner.status(pid), _Forever(), 'guest command', max_delay=MAX_POLL)
-                except BaseException:
-                    # The task timed out or was interrupted: do not leave the command running in the guest.
-                    runner.kill(pid)
-                    raise
+            result = self._run(argv, None if in_data is None else to_bytes(in_data))
         except ProgramNotFoundError as exc:
             raise AnsibleConnectionFailure('qemu.vm.qga: {0} (is this a POSIX guest with /bin/sh?)'.format(exc))
         except QemuVMError as exc:
@@ -180,6 +177,37 @@ class Connection(ConnectionBase):
             if getattr(result, name + '_truncated'):
                 display.warning('qemu.vm.qga: the guest agent truncated the {0} of a command at its cap'.format(name))
         return result.rc, result.stdout, result.stderr
+
+    def _run(self, argv, stdin):
+        """Start argv and wait for it: on one session for HOLD_SECONDS, then one session per poll,
+        so that other clients of the socket (qemu.vm modules) get their turn during long commands."""
+        pid = None
+        try:
+            with self._session() as qga:
+                runner = GuestExec(qga)
+                pid = runner.start(argv, env=GUEST_ENV, stdin=stdin)
+                result = wait_until(lambda: runner.status(pid), Deadline(HOLD_SECONDS), 'guest command',
+                                    max_delay=MAX_POLL, default=None)
+            if result is None:
+                result = wait_until(lambda: self._status(pid), _Forever(), 'guest command',
+                                    first_delay=LONG_POLL, max_delay=LONG_POLL)
+            pid = None
+            return result
+        finally:
+            if pid is not None:
+                # Interrupted (the task keyword timeout, an error): do not leave it running in the guest.
+                self._kill_quietly(pid)
+
+    def _status(self, pid):
+        with self._session() as qga:
+            return GuestExec(qga).status(pid)
+
+    def _kill_quietly(self, pid):
+        try:
+            with self._session() as qga:
+                GuestExec(qga).kill(pid)
+        except QemuVMError:
+            pass
 
     @staticmethod
     def _guest_path(path):
@@ -233,7 +261,7 @@ class _Forever(Deadline):
         super(_Forever, self).__init__(0)
 
     def remaining(self):
-        return MAX_POLL
+        return LONG_POLL
 
     @property
     def expired(self):

@@ -148,11 +148,16 @@ def _shown(argv):
     return ' '.join(str(a) for a in argv)
 
 
-def wait_until(probe, deadline, what, hint=None, first_delay=FIRST_POLL, max_delay=MAX_POLL, sleep=time.sleep):
+_RAISE = object()
+
+
+def wait_until(probe, deadline, what, hint=None, first_delay=FIRST_POLL, max_delay=MAX_POLL, sleep=time.sleep,
+               default=_RAISE):
     """Call probe() until it returns something other than None; return that.
 
-    Backs off from `first_delay` to `max_delay`; raises QemuTimeoutError naming `what`
-    when `deadline` (a Deadline) runs out first. probe() runs at least once.
+    Backs off from `first_delay` to `max_delay`; when `deadline` (a Deadline) runs out
+    first, returns `default` if one is given, else raises QemuTimeoutError naming `what`.
+    probe() runs at least once.
     """
     delay = first_delay
     while True:
@@ -160,6 +165,8 @@ def wait_until(probe, deadline, what, hint=None, first_delay=FIRST_POLL, max_del
         if value is not None:
             return value
         if deadline.expired:
+            if default is not _RAISE:
+                return default
             raise QemuTimeoutError(what, deadline.seconds, hint)
         sleep(min(delay, max(deadline.remaining(), 0.001)))
         delay = min(delay * 2, max_delay)

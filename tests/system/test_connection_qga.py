@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import time
 
 import pytest
 
-from harness.ansible import run_playbook
+from harness.ansible import BIN, ansible_env, run_module, run_playbook
 from harness.guest import VM
 
 MIB = 1024 * 1024
@@ -147,3 +149,33 @@ def test_blocked_guest_exec_names_it(vm_factory, tmp_path):
     assert 'guest-exec is blocked by the guest agent configuration' in proc.stdout, proc.stdout
     assert '--block-rpcs' in proc.stdout
     assert 'Traceback' not in proc.stdout
+
+
+def test_modules_use_the_socket_while_a_long_command_runs(python_vm, tmp_path):
+    """The plugin lets go of the socket while a long command runs, so a qemu.vm module gets in."""
+    play = '''
+- hosts: guest
+  gather_facts: false
+  tasks:
+    - name: A long command
+      ansible.builtin.raw: sleep 17
+'''
+    path = tmp_path / 'long.yml'
+    path.write_text(play)
+    cmd = [os.path.join(BIN, 'ansible-playbook'), '-i', inventory(tmp_path, python_vm), str(path)]
+    proc = subprocess.Popen(cmd, env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            universal_newlines=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            result = run_module('qemu_guest_exec', {'qga': python_vm.qga_path,
+                                                    'cmd': 'cat /proc/[0-9]*/cmdline | tr "\\\\0" " "'})
+            assert not result.failed, result
+            if 'sleep 17' in result['stdout']:
+                break
+            assert time.monotonic() < deadline, 'the long command never showed up in the guest'
+        # The module saw the command running: it used the socket while the playbook's command ran.
+        assert proc.poll() is None
+    finally:
+        out, _err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
