@@ -179,3 +179,24 @@ def test_modules_use_the_socket_while_a_long_command_runs(python_vm, tmp_path):
     finally:
         out, _err = proc.communicate(timeout=120)
     assert proc.returncode == 0, out
+
+
+def test_blocked_file_commands_are_named(vm_factory, tmp_path):
+    vm = vm_factory(ga_block=['guest-file-open'], python=True)
+    play = '''
+- hosts: guest
+  gather_facts: false
+  tasks:
+    - name: Fetch needs guest-file-open
+      ansible.builtin.fetch:
+        src: /etc/hostname
+        dest: "{{ dest }}"
+        flat: true
+'''
+    proc = run_playbook(play, extra_vars={'dest': str(tmp_path / 'hostname')},
+                        args=['-i', inventory(tmp_path, vm)], env={'ANSIBLE_PIPELINING': 'True'})
+    assert proc.returncode != 0
+    assert 'guest-file-open is blocked by the guest agent configuration' in proc.stdout, proc.stdout
+    assert '--allow-rpcs' in proc.stdout
+    assert 'Traceback' not in proc.stdout
+    assert not (tmp_path / 'hostname').exists()
