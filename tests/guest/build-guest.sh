@@ -5,6 +5,8 @@
 #   vmlinuz     Debian cloud kernel (extracted from its .deb, never installed)
 #   initrd.img  gzip'd newc cpio: busybox-static, qemu-ga + its libraries, virtio modules, /init
 #   data.qcow2  64 MiB ext4 data disk holding /hello.txt
+#   python.qcow2  read-only ext4 disk (label qvmpython) with Debian's python3.11, mounted by the
+#               init only with qemu_vm.python=1 on the kernel command line (VM(python=True))
 #   stamp       cache key (sha256 of this script + kernel, qemu-guest-agent and busybox versions)
 #
 # Rebuilds only when the cache key changes. Needs: apt-get, dpkg, busybox-static,
@@ -52,13 +54,19 @@ fi
 BB_VER=$(dpkg-query -W -f='${Version}' busybox-static 2>/dev/null || true)
 [ -n "$BB_VER" ] || die "busybox-static is not installed"
 
+# --- python disk: version (part of the cache key) ---
+PY_PKGS=(python3.11-minimal libpython3.11-minimal libpython3.11-stdlib)
+PY_VER=$(apt-cache show --no-all-versions python3.11-minimal 2>/dev/null | awk '/^Version: / { print $2; exit }')
+[ -n "$PY_VER" ] || die "cannot resolve python3.11-minimal from apt"
+
 SCRIPT_SUM=$(sha256sum "$SCRIPT" | cut -d' ' -f1)
 KEY=$(printf '%s\n' "$SCRIPT_SUM" "$KPKG=$KVER_PKG" "qemu-guest-agent=$QGA_VER" \
-    "busybox-static=$BB_VER" | sha256sum | cut -d' ' -f1)
+    "busybox-static=$BB_VER" "python3.11=$PY_VER" | sha256sum | cut -d' ' -f1)
 
 is_cached() {
     [ -f "$OUT/stamp" ] && [ "$(cat "$OUT/stamp")" = "$KEY" ] \
-        && [ -s "$OUT/vmlinuz" ] && [ -s "$OUT/initrd.img" ] && [ -s "$OUT/data.qcow2" ]
+        && [ -s "$OUT/vmlinuz" ] && [ -s "$OUT/initrd.img" ] && [ -s "$OUT/data.qcow2" ] \
+        && [ -s "$OUT/python.qcow2" ]
 }
 
 if is_cached; then
@@ -151,6 +159,11 @@ staff:x:50:alice
 alice:x:1000:
 nogroup:x:65534:
 EOF
+# --- for the qemu.vm.qga connection tests: Ansible's become to an unprivileged user puts its
+# files under /var/tmp, which every Linux has world-writable and sticky.
+mkdir -p "$R/var/tmp"
+chmod 1777 "$R/var/tmp"
+
 cat > "$R/etc/os-release" <<'EOF'
 NAME="qemu.vm test guest"
 PRETTY_NAME="qemu.vm test guest"
@@ -232,6 +245,35 @@ i=0
 while [ ! -b /dev/vda ] && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 mount -t ext4 /dev/vda /data || echo "init: cannot mount /dev/vda on /data"
 
+# --- python disk (VM(python=True)): link its tree into / without copying ---
+link_tree() {  # link_tree SRC DST: symlink what DST lacks, descend where both are directories
+    for entry in "$1"/* "$1"/.[!.]*; do
+        [ -e "$entry" ] || [ -L "$entry" ] || continue
+        target=$2/${entry##*/}
+        if [ ! -e "$target" ] && [ ! -L "$target" ]; then
+            ln -s "$entry" "$target"
+        elif [ -d "$entry" ] && [ ! -L "$entry" ] && [ -d "$target" ] && [ ! -L "$target" ]; then
+            link_tree "$entry" "$target"
+        fi
+    done
+}
+case " $(cat /proc/cmdline) " in
+    *" qemu_vm.python=1 "*)
+        i=0
+        pydev=
+        while [ -z "$pydev" ] && [ "$i" -lt 100 ]; do
+            pydev=$(findfs LABEL=qvmpython 2>/dev/null) || pydev=
+            [ -n "$pydev" ] || { sleep 0.1; i=$((i + 1)); }
+        done
+        mkdir -p /opt/qemu-vm-python
+        if [ -n "$pydev" ] && mount -t ext4 -o ro "$pydev" /opt/qemu-vm-python; then
+            link_tree /opt/qemu-vm-python ""
+        else
+            echo "init: no python disk (label qvmpython)"
+        fi
+        ;;
+esac
+
 ip link set lo up
 if [ -e /sys/class/net/eth0 ]; then
     ip addr add 10.0.2.15/24 dev eth0
@@ -256,6 +298,41 @@ done
 EOF
 chmod 0755 "$R/init"
 
+# --- python disk: Debian's python3.11 (from its .debs) and the host libraries it links ---
+mkdir -p "$WORK/py"
+download "${PY_PKGS[@]/%/=$PY_VER}" || { as_root apt-get update -qq; download "${PY_PKGS[@]/%/=$PY_VER}"; }
+for pkg in "${PY_PKGS[@]}"; do dpkg -x "$DL/${pkg}_"*.deb "$WORK/py"; done
+P=$WORK/py
+rm -rf "${P:?}/usr/share" "$P/usr/lib/python3.11/ensurepip" "$P/usr/lib/python3.11/idlelib" \
+    "$P/usr/lib/python3.11/lib2to3" "$P/usr/lib/python3.11/pydoc_data"
+ln -sf python3.11 "$P/usr/bin/python3"
+mkdir -p "$P/usr/lib/python3/dist-packages"
+[ -x "$P/usr/bin/python3.11" ] || die "no usr/bin/python3.11 in python3.11-minimal"
+# Libraries the interpreter and its extension modules link, from the host (same Debian),
+# except those the initramfs already has (qemu-ga's). An extension whose library the host
+# lacks is dropped: it is optional for Ansible.
+for obj in "$P/usr/bin/python3.11" "$P"/usr/lib/python3.11/lib-dynload/*.so; do
+    deps=$(ldd "$obj" 2>/dev/null) || continue
+    if grep -q 'not found' <<<"$deps"; then
+        log "python disk: dropping ${obj##*/} ($(grep 'not found' <<<"$deps" | awk '{print $1}' | tr '\n' ' '))"
+        [ "${obj##*/}" = python3.11 ] && die "python3.11 itself links libraries this host lacks"
+        rm -f "$obj"
+        continue
+    fi
+    while read -r lib; do
+        [ -e "$R$lib" ] || [ -e "$P$lib" ] && continue
+        mkdir -p "$P$(dirname "$lib")"
+        cp -L "$lib" "$P$lib"
+    done < <(awk '/=> \//{print $3} /^[[:space:]]*\//{print $1}' <<<"$deps")
+done
+# Debian compiles the .pyc files at install time; do it here (the disk is read-only in the
+# guest), with hashes that are never checked, so Python does not recompile at every start.
+python3.11 -m compileall -q -j 0 --invalidation-mode unchecked-hash -s "$P" -p /opt/qemu-vm-python \
+    "$P/usr/lib/python3.11" >/dev/null || die "compileall failed (python3.11 on this host?)"
+mkfs.ext4 -q -F -L qvmpython -E root_owner=0:0 -d "$P" "$WORK/python.raw" \
+    "$(( $(du -sm "$P" | cut -f1) * 13 / 10 + 16 ))M" >/dev/null
+# -d keeps the builder's uids; the tree is read-only and world-readable, so they do not matter.
+
 # --- outputs ---------------------------------------------------------------------
 NEW=$WORK/out
 mkdir -p "$NEW"
@@ -271,6 +348,7 @@ for field in uid gid; do
     debugfs -w -R "set_inode_field /hello.txt $field 0" "$WORK/data.raw" >/dev/null 2>&1
 done
 qemu-img convert -q -f raw -O qcow2 "$WORK/data.raw" "$NEW/data.qcow2"
+qemu-img convert -q -f raw -O qcow2 "$WORK/python.raw" "$NEW/python.qcow2"
 echo "$KEY" > "$NEW/stamp"
 
 rm -rf "$OUT.old"

@@ -83,6 +83,8 @@ def run_module(module, args, check=False, diff=False, timeout=300, env=None, cwd
     result = ModuleResult(body)
     if 'FAILED!' in header or 'UNREACHABLE!' in header:
         result['failed'] = True
+    if 'rc' in body:
+        result['module_rc'] = body['rc']  # a module's own rc (qemu_guest_exec), before `rc` means ansible's
     result['rc'] = proc.returncode
     result['output'] = out + proc.stderr
     return result

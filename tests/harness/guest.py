@@ -272,7 +272,7 @@ class VM(object):
     qmp_timeout = 30.0
 
     def __init__(self, workdir, agent=True, ga_block=(), disks=None, memory=256, nic=False,
-                 extra_args=(), name=None, images=None, no_shutdown=True):
+                 extra_args=(), name=None, images=None, no_shutdown=True, python=False):
         self.workdir = os.path.abspath(str(workdir))
         os.makedirs(self.workdir, exist_ok=True)
         self.agent = bool(agent)
@@ -285,6 +285,9 @@ class VM(object):
         self.no_shutdown = bool(no_shutdown)
         self.uuid = str(uuid.uuid5(uuid.NAMESPACE_URL, 'qemu.vm-test:' + name)) if name else None
         self.images = images
+        # python=True: attach the read-only python disk (build-guest.sh) and have the init
+        # link it in, so /usr/bin/python3 exists in the guest (for real Ansible modules).
+        self.python = bool(python)
         self.proc = None
         self.boot_seconds = None  # QEMU launch -> agent answering (set by start())
         self._log = None
@@ -356,6 +359,8 @@ class VM(object):
             words.append('qemu_vm.noagent=1')
         if self.ga_block:
             words.append('qemu_vm.ga_block=' + ','.join(self.ga_block))
+        if self.python:
+            words.append('qemu_vm.python=1')
         return ' '.join(words)
 
     def command(self):
@@ -386,6 +391,14 @@ class VM(object):
                 fmt_opts['read-only'] = True
             cmd += ['-blockdev', json.dumps(file_opts), '-blockdev', json.dumps(fmt_opts),
                     '-device', 'virtio-blk-pci,drive=%s,id=%s' % (disk['node'], disk['device'])]
+        if self.python:
+            # Shared by every VM, read-only; the init finds it by its label, not its device name.
+            python_disk = os.path.join(self.images.cache_dir, 'python.qcow2')
+            cmd += ['-blockdev', json.dumps({'driver': 'file', 'filename': python_disk, 'node-name': 'python-file',
+                                             'read-only': True}),
+                    '-blockdev', json.dumps({'driver': 'qcow2', 'file': 'python-file', 'node-name': 'python',
+                                             'read-only': True}),
+                    '-device', 'virtio-blk-pci,drive=python,id=python']
         if self.name:
             cmd += ['-name', self.name, '-uuid', self.uuid]
         if self.nic:

@@ -1,0 +1,268 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qemu.vm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+name: qga
+short_description: Run tasks inside a QEMU guest through its guest agent, without SSH or network
+version_added: 0.2.0
+description:
+  - Runs every task of a play inside a QEMU guest by talking to the guest agent (qemu-ga) socket
+    directly, the host side of the C(org.qemu.guest_agent.0) virtio-serial port. The guest needs no
+    network, no SSH server and no management layer such as libvirt; it needs qemu-ga with C(guest-exec),
+    C(guest-exec-status) and the C(guest-file-*) commands enabled, a POSIX shell, and Python for
+    modules (or C(ansible.builtin.raw)).
+  - Commands run through C(guest-exec), as the agent's user (normally root), with C(HOME=/root) and a
+    standard C(PATH); module input goes through the agent's C(input-data), so pipelining works.
+  - Files move with C(guest-file-read)/C(guest-file-write) in 8 MiB chunks, streamed with bounded memory.
+  - Become works through Ansible's become plugins (C(su), C(sudo) where the guest has it) without a tty.
+    The agent runs as root, so neither asks for a password; password prompts are not supported.
+  - The host running this plugin must be able to open the agent socket (the hypervisor, or a controller
+    with access to it). Each command or transfer takes the collection's per-socket lock, connects, and
+    lets go again, so C(qemu.vm) modules delegated to the hypervisor can use the same socket between tasks.
+    A command still running after 2 seconds is polled on a fresh connection every half second, so other
+    clients of the socket get their turn while it runs.
+author:
+  - qemu.vm maintainers (@qemu-vm)
+extends_documentation_fragment:
+  - ansible.builtin.connection_pipelining
+options:
+  qga:
+    description:
+      - The guest agent socket of the VM, as given to QEMU with C(-chardev socket,path=...,server=on,wait=off).
+      - A unix socket path, or C(host:port) (C([v6addr]:port) for IPv6).
+    type: str
+    required: true
+    vars:
+      - name: ansible_qemu_qga
+    env:
+      - name: ANSIBLE_QEMU_QGA
+  timeout:
+    description:
+      - Seconds, the bound on connecting, waiting for the socket lock, the agent handshake, and each agent
+        reply. File transfers get one more second per MiB moved.
+      - It does not bound how long a command runs; use the task keyword C(timeout) for that (the command
+        is then killed in the guest).
+    type: float
+    default: 30
+    vars:
+      - name: ansible_qemu_qga_timeout
+    env:
+      - name: ANSIBLE_QEMU_QGA_TIMEOUT
+requirements:
+  - The C(qemu.qmp) Python library where the plugin runs (the controller).
+notes:
+  - Windows guests are not supported (yet); the plugin runs commands through C(/bin/sh).
+  - Command output comes back when the command ends and is capped by the agent (16 MiB per stream on qemu-ga 7.2).
+  - Errors name the cause - a missing socket, an agent that does not answer, C(guest-exec) or C(guest-file-*)
+    blocked by the agent configuration (qemu-ga C(--block-rpcs)/C(--allow-rpcs)), or frozen guest filesystems.
+seealso:
+  - module: qemu.vm.qemu_guest_exec
+  - module: qemu.vm.qemu_guest_file
+'''
+
+EXAMPLES = r'''
+# inventory.yml
+# all:
+#   hosts:
+#     web1:
+#       ansible_connection: qemu.vm.qga
+#       ansible_qemu_qga: /run/qemu/web1/qga.sock
+#       ansible_python_interpreter: /usr/bin/python3
+#       ansible_pipelining: true
+
+- name: Configure a guest that has no network
+  hosts: web1
+  tasks:
+    - name: Copy a file in
+      ansible.builtin.copy:
+        src: app.conf
+        dest: /etc/app.conf
+        mode: '0644'
+'''
+
+import os
+
+from ansible.errors import AnsibleConnectionFailure, AnsibleError, AnsibleFileNotFound
+from ansible.module_utils.common.text.converters import to_bytes, to_native, to_text
+from ansible.plugins.connection import ConnectionBase
+from ansible.utils.display import Display
+
+from ansible_collections.qemu.vm.plugins.module_utils._errors import (
+    AgentNotRespondingError,
+    CommandDisabledError,
+    CommandNotFoundError,
+    ConnectionLostError,
+    GuestFrozenError,
+    QemuVMError,
+    SocketError,
+)
+from ansible_collections.qemu.vm.plugins.module_utils._guest_exec import GuestExec, ProgramNotFoundError, wait_until
+from ansible_collections.qemu.vm.plugins.module_utils._guest_transfer import LocalFileError, fetch_file, put_file
+from ansible_collections.qemu.vm.plugins.module_utils._qga import QGASession
+from ansible_collections.qemu.vm.plugins.module_utils._transport import QMP_IMPORT_ERROR, Deadline, parse_address
+
+display = Display()
+
+GUEST_ENV = {
+    'HOME': '/root',
+    'PATH': '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    'SHELL': '/bin/sh',
+    'USER': 'root',
+    'LOGNAME': 'root',
+}
+#: Poll a running command on one session this long, at most this far apart ...
+HOLD_SECONDS = 2.0
+MAX_POLL = 0.1
+#: ... then reconnect for each poll, this far apart, letting other clients use the socket between.
+LONG_POLL = 0.5
+#: Errors after which the host cannot be used at all: Ansible reports them as unreachable.
+UNREACHABLE = (SocketError, AgentNotRespondingError, ConnectionLostError, CommandDisabledError,
+               CommandNotFoundError, GuestFrozenError)
+
+
+def _failure(exc):
+    message = 'qemu.vm.qga: {0}'.format(exc)
+    if isinstance(exc, UNREACHABLE):
+        return AnsibleConnectionFailure(message)
+    return AnsibleError(message)
+
+
+class Connection(ConnectionBase):
+    """Tasks inside a QEMU guest, through its guest agent socket."""
+
+    transport = 'qemu.vm.qga'
+    has_pipelining = True
+    has_tty = False
+
+    def __init__(self, play_context, new_stdin, *args, **kwargs):
+        super(Connection, self).__init__(play_context, new_stdin, *args, **kwargs)
+        self._address = None
+
+    def _connect(self):
+        if QMP_IMPORT_ERROR is not None:
+            raise AnsibleError('qemu.vm.qga needs the qemu.qmp Python library on the controller '
+                               '(pip install qemu.qmp):\n{0}'.format(QMP_IMPORT_ERROR))
+        if not self._connected:
+            address = self.get_option('qga')
+            if not address:
+                raise AnsibleConnectionFailure('qemu.vm.qga: set ansible_qemu_qga (or ANSIBLE_QEMU_QGA) to the '
+                                               'guest agent socket of the VM')
+            try:
+                self._address = parse_address(address)
+            except ValueError as exc:
+                raise AnsibleConnectionFailure('qemu.vm.qga: ansible_qemu_qga {0!r}: {1}'.format(address, exc))
+            display.vvv('QGA CONNECTION via {0}'.format(address), host=self._play_context.remote_addr)
+            self._connected = True
+        return self
+
+    def _session(self):
+        return QGASession(self.get_option('qga'), timeout=float(self.get_option('timeout')))
+
+    def exec_command(self, cmd, in_data=None, sudoable=True):
+        """Run cmd with /bin/sh -c through guest-exec; in_data becomes the agent's input-data."""
+        super(Connection, self).exec_command(cmd, in_data=in_data, sudoable=sudoable)
+        argv = ['/bin/sh', '-c', to_text(cmd, errors='surrogate_or_strict')]
+        display.vvv('EXEC {0}{1}'.format(argv, ', with {0} bytes of stdin'.format(len(in_data)) if in_data else ''),
+                    host=self._play_context.remote_addr)
+        try:
+            result = self._run(argv, None if in_data is None else to_bytes(in_data))
+        except ProgramNotFoundError as exc:
+            raise AnsibleConnectionFailure('qemu.vm.qga: {0} (is this a POSIX guest with /bin/sh?)'.format(exc))
+        except QemuVMError as exc:
+            raise _failure(exc)
+        for name in ('stdout', 'stderr'):
+            if getattr(result, name + '_truncated'):
+                display.warning('qemu.vm.qga: the guest agent truncated the {0} of a command at its cap'.format(name))
+        return result.rc, result.stdout, result.stderr
+
+    def _run(self, argv, stdin):
+        """Start argv and wait for it: on one session for HOLD_SECONDS, then one session per poll,
+        so that other clients of the socket (qemu.vm modules) get their turn during long commands."""
+        pid = None
+        try:
+            with self._session() as qga:
+                runner = GuestExec(qga)
+                pid = runner.start(argv, env=GUEST_ENV, stdin=stdin)
+                result = wait_until(lambda: runner.status(pid), Deadline(HOLD_SECONDS), 'guest command',
+                                    max_delay=MAX_POLL, default=None)
+            if result is None:
+                result = wait_until(lambda: self._status(pid), _Forever(), 'guest command',
+                                    first_delay=LONG_POLL, max_delay=LONG_POLL)
+            pid = None
+            return result
+        finally:
+            if pid is not None:
+                # Interrupted (the task keyword timeout, an error): do not leave it running in the guest.
+                self._kill_quietly(pid)
+
+    def _status(self, pid):
+        with self._session() as qga:
+            return GuestExec(qga).status(pid)
+
+    def _kill_quietly(self, pid):
+        try:
+            with self._session() as qga:
+                GuestExec(qga).kill(pid)
+        except QemuVMError:
+            pass
+
+    @staticmethod
+    def _guest_path(path):
+        path = to_text(path, errors='surrogate_or_strict')
+        return path if path.startswith('/') else '/' + path
+
+    def put_file(self, in_path, out_path):
+        super(Connection, self).put_file(in_path, out_path)
+        out_path = self._guest_path(out_path)
+        display.vvv('PUT {0} TO {1}'.format(in_path, out_path), host=self._play_context.remote_addr)
+        local = to_bytes(in_path, errors='surrogate_or_strict')
+        if not os.path.isfile(local):
+            raise AnsibleFileNotFound('file or module does not exist: {0}'.format(to_native(in_path)))
+        try:
+            with self._session() as qga:
+                digest, size = put_file(qga, local, out_path)
+        except LocalFileError as exc:
+            raise AnsibleError('qemu.vm.qga: {0}'.format(exc))
+        except QemuVMError as exc:
+            raise _failure(exc)
+        display.vvvv('PUT {0} bytes, sha256 {1}'.format(size, digest), host=self._play_context.remote_addr)
+
+    def fetch_file(self, in_path, out_path):
+        super(Connection, self).fetch_file(in_path, out_path)
+        in_path = self._guest_path(in_path)
+        display.vvv('FETCH {0} TO {1}'.format(in_path, out_path), host=self._play_context.remote_addr)
+        try:
+            with self._session() as qga:
+                digest, size = fetch_file(qga, in_path, to_bytes(out_path, errors='surrogate_or_strict'))
+        except LocalFileError as exc:
+            raise AnsibleError('qemu.vm.qga: {0}'.format(exc))
+        except QemuVMError as exc:
+            if getattr(exc, 'reason', None) == 'missing':
+                raise AnsibleFileNotFound('qemu.vm.qga: {0}'.format(exc))
+            raise _failure(exc)
+        display.vvvv('FETCH {0} bytes, sha256 {1}'.format(size, digest), host=self._play_context.remote_addr)
+
+    def reset(self):
+        """Nothing is kept open between commands: forget the address, the next command starts afresh."""
+        self.close()
+
+    def close(self):
+        self._connected = False
+        self._address = None
+
+
+class _Forever(Deadline):
+    """A deadline that never expires: a command runs as long as it runs (the task keyword timeout bounds it)."""
+
+    def __init__(self):
+        super(_Forever, self).__init__(0)
+
+    def remaining(self):
+        return LONG_POLL
+
+    @property
+    def expired(self):
+        return False

@@ -1,0 +1,158 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qemu.vm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""qemu_guest_exec against the real qemu-ga in the tiny guest.
+
+What the module claims is observed through the harness' own guest-exec (files and
+processes in the guest), never through the module itself.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.ansible import run_module, run_playbook
+from harness.guest import VM
+
+
+SKIP_PLAY = '''
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - qemu.vm.qemu_guest_exec:
+        qga: "{{ qga }}"
+        cmd: "touch {{ marker }}"
+      register: skipped
+    - ansible.builtin.assert:
+        that: skipped is skipped and skipped is not changed
+'''
+
+
+@pytest.fixture(scope='module')
+def shared_vm(guest_images, tmp_path_factory):
+    """One VM for the tests that leave nothing behind but files under /tmp/<test>."""
+    machine = VM(tmp_path_factory.mktemp('exec'), images=guest_images)
+    machine.start()
+    yield machine
+    machine.stop()
+
+
+def guest_run(vm, script):
+    code, out, err = vm.guest_exec(['/bin/sh', '-c', script])
+    return code, out.decode(), err.decode()
+
+
+def guest_exists(vm, path):
+    return guest_run(vm, 'test -e "$0"'.replace('$0', path))[0] == 0
+
+
+def test_failing_command_returns_rc_stdout_stderr(shared_vm):
+    result = run_module('qemu_guest_exec', {
+        'qga': shared_vm.qga_path, 'cmd': 'echo out; echo line2; echo err >&2; exit 3'})
+    assert result.failed
+    assert result['msg'] == 'non-zero return code'
+    assert result['module_rc'] == 3
+    assert result['stdout'] == 'out\nline2'
+    assert result['stdout_lines'] == ['out', 'line2']
+    assert result['stderr'] == 'err'
+    assert result['stdout_truncated'] is False and result['stderr_truncated'] is False
+    assert 'Traceback' not in result['output']
+
+
+def test_argv_stdin_env_chdir(shared_vm):
+    result = run_module('qemu_guest_exec', {
+        'qga': shared_vm.qga_path, 'argv': ['tr', 'a-z', 'A-Z'], 'stdin': 'secret text\nline two'})
+    assert not result.failed, result
+    assert result['changed'] and result['module_rc'] == 0
+    # Upper-cased, so Ansible's no_log masking of the stdin value does not hide it.
+    assert result['stdout'] == 'SECRET TEXT\nLINE TWO'
+    assert result['cmd'] == ['tr', 'a-z', 'A-Z']
+    assert isinstance(result['pid'], int) and result['delta'].startswith('0:')
+    assert 'secret text' not in result['output']
+
+    result = run_module('qemu_guest_exec', {
+        'qga': shared_vm.qga_path, 'argv': ['/bin/sh', '-c', 'echo "$GREETING $1"; pwd', 'sh', 'a b'],
+        'env': {'GREETING': 'hello world'}, 'chdir': '/data'})
+    assert not result.failed, result
+    assert result['stdout_lines'] == ['hello world a b', '/data']
+
+
+def test_creates_removes_idempotency_and_check_mode(shared_vm):
+    qga = shared_vm.qga_path
+    marker = '/tmp/exec-marker'
+    args = {'qga': qga, 'cmd': 'echo made > {0}'.format(marker), 'creates': marker}
+
+    result = run_module('qemu_guest_exec', args, check=True)
+    assert result['changed'] and not result.failed, result
+    assert not guest_exists(shared_vm, marker)
+
+    result = run_module('qemu_guest_exec', args)
+    assert result['changed'] and result['module_rc'] == 0, result
+    assert guest_run(shared_vm, 'cat ' + marker)[1] == 'made\n'
+
+    for check in (True, False):
+        result = run_module('qemu_guest_exec', args, check=check)
+        assert not result['changed'] and not result.failed, result
+        assert result['msg'] == '{0} exists, matching creates option'.format(marker)
+
+    # A glob, relative to chdir.
+    result = run_module('qemu_guest_exec', dict(args, creates='exec-mark*', chdir='/tmp'))
+    assert not result['changed'], result
+
+    removes = {'qga': qga, 'cmd': 'rm {0}'.format(marker), 'removes': marker}
+    result = run_module('qemu_guest_exec', removes)
+    assert result['changed'] and not result.failed, result
+    assert not guest_exists(shared_vm, marker)
+    result = run_module('qemu_guest_exec', removes)
+    assert not result['changed'] and not result.failed, result
+    assert result['msg'] == '{0} does not exist, matching removes option'.format(marker)
+
+    # Check mode without creates/removes: skipped, nothing run.
+    proc = run_playbook(SKIP_PLAY, extra_vars={'qga': qga, 'marker': marker}, check=True)
+    assert proc.returncode == 0, proc.stdout
+    assert 'skipped=1' in proc.stdout, proc.stdout
+    assert not guest_exists(shared_vm, marker)
+
+
+def test_timeout_kills_the_command_in_the_guest(shared_vm):
+    # The shell records its pid and starts a child; both must be gone afterwards.
+    script = 'echo $$ > /tmp/exec-timeout.pid; echo started; sleep 313 & wait'
+    result = run_module('qemu_guest_exec', {'qga': shared_vm.qga_path, 'cmd': script, 'timeout': 3})
+    assert result.failed
+    assert 'timed out after 3 s' in result['msg'] and 'killed in the guest' in result['msg'], result['msg']
+    assert result['killed'] is True
+    assert result['stdout'] == 'started\n'
+    assert 'Traceback' not in result['output']
+    code, pid, _err = guest_run(shared_vm, 'cat /tmp/exec-timeout.pid')
+    assert code == 0
+    assert not guest_exists(shared_vm, '/proc/{0}'.format(pid.strip()))
+    code, out, _err = guest_run(shared_vm, 'cat /proc/[0-9]*/cmdline | tr "\\0" " "')
+    assert 'sleep 313' not in out
+
+
+def test_missing_program(shared_vm):
+    result = run_module('qemu_guest_exec', {'qga': shared_vm.qga_path, 'argv': ['/nonexistent/program', '-x']})
+    assert result.failed
+    assert "cannot start '/nonexistent/program'" in result['msg'], result['msg']
+    assert result['error_type'] == 'ProgramNotFoundError'
+
+
+def test_frozen_guest_is_named(vm_factory):
+    vm = vm_factory()
+    assert vm.qga('guest-fsfreeze-freeze') >= 1
+    try:
+        result = run_module('qemu_guest_exec', {'qga': vm.qga_path, 'argv': ['true']})
+    finally:
+        vm.qga('guest-fsfreeze-thaw')
+    assert result.failed
+    assert 'frozen' in result['msg'] and 'guest-exec' in result['msg'], result['msg']
+    assert result['error_type'] == 'GuestFrozenError'
+
+
+def test_blocked_guest_exec_is_named(vm_factory):
+    vm = vm_factory(ga_block=['guest-exec'])
+    result = run_module('qemu_guest_exec', {'qga': vm.qga_path, 'cmd': 'true'})
+    assert result.failed
+    assert 'guest-exec is blocked by the guest agent configuration' in result['msg'], result['msg']
+    assert '--block-rpcs' in result['msg'] and '--allow-rpcs' in result['msg']
+    assert 'Traceback' not in result['output']
