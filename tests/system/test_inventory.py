@@ -214,3 +214,18 @@ def test_glob_patterns_and_cache(vm_factory, tmp_path):
     assert list(inventory['_meta']['hostvars']) == [vm.name]
     inventory, _stderr, _seconds = run_inventory(tmp_path, config, ['--flush-cache'])
     assert inventory['_meta'].get('hostvars', {}) == {}
+
+
+def test_ping_reaches_the_guest_through_the_qga_connection(vm_factory, tmp_path):
+    vm = vm_factory(name=_unique('ping'), python=True)
+    config = {'plugin': 'qemu.vm.qemu', 'timeout': BOUND,
+              'sockets': [{'qmp': vm.qmp_path, 'qga': '{dir}/qga.sock'}],
+              # The tiny guest's Python is on its read-only second disk, at the usual path.
+              'compose': {'ansible_python_interpreter': "'/usr/bin/python3'"}}
+    path = tmp_path / 'vms.qemu.yml'
+    path.write_text(json.dumps(config))
+    proc = subprocess.run([os.path.join(BIN, 'ansible'), vm.name, '-i', str(path), '-m', 'ansible.builtin.ping'],
+                          env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout
+    assert '{0} | SUCCESS'.format(vm.name) in proc.stdout and '"ping": "pong"' in proc.stdout, proc.stdout
