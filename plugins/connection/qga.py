@@ -99,10 +99,11 @@ from ansible_collections.qemu.vm.plugins.module_utils._errors import (
     QemuVMError,
     SocketError,
 )
-from ansible_collections.qemu.vm.plugins.module_utils._guest_exec import GuestExec, ProgramNotFoundError, wait_until
+from ansible_collections.qemu.vm.plugins.module_utils._guest_exec import FIRST_POLL, GuestExec, ProgramNotFoundError
 from ansible_collections.qemu.vm.plugins.module_utils._guest_transfer import LocalFileError, fetch_file, put_file
 from ansible_collections.qemu.vm.plugins.module_utils._qga import QGASession
 from ansible_collections.qemu.vm.plugins.module_utils._transport import QMP_IMPORT_ERROR, Deadline, parse_address
+from ansible_collections.qemu.vm.plugins.module_utils._wait import wait_until
 
 display = Display()
 
@@ -187,10 +188,9 @@ class Connection(ConnectionBase):
                 runner = GuestExec(qga)
                 pid = runner.start(argv, env=GUEST_ENV, stdin=stdin)
                 result = wait_until(lambda: runner.status(pid), Deadline(HOLD_SECONDS), 'guest command',
-                                    max_delay=MAX_POLL, default=None)
+                                    interval=FIRST_POLL, max_interval=MAX_POLL, default=None)
             if result is None:
-                result = wait_until(lambda: self._status(pid), _Forever(), 'guest command',
-                                    first_delay=LONG_POLL, max_delay=LONG_POLL)
+                result = wait_until(lambda: self._status(pid), _Forever(), 'guest command', interval=LONG_POLL)
             pid = None
             return result
         finally:

@@ -31,7 +31,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._errors import (
     QemuTimeoutError,
     QemuVMError,
 )
-from ansible_collections.qemu.vm.plugins.module_utils._transport import Deadline
+from ansible_collections.qemu.vm.plugins.module_utils._wait import Deadline, wait_until
 
 EXEC_COMMANDS = ('guest-exec', 'guest-exec-status')
 #: How the agent's configuration turns commands off; named in every "blocked" error.
@@ -148,30 +148,6 @@ def _shown(argv):
     return ' '.join(str(a) for a in argv)
 
 
-_RAISE = object()
-
-
-def wait_until(probe, deadline, what, hint=None, first_delay=FIRST_POLL, max_delay=MAX_POLL, sleep=time.sleep,
-               default=_RAISE):
-    """Call probe() until it returns something other than None; return that.
-
-    Backs off from `first_delay` to `max_delay`; when `deadline` (a Deadline) runs out
-    first, returns `default` if one is given, else raises QemuTimeoutError naming `what`.
-    probe() runs at least once.
-    """
-    delay = first_delay
-    while True:
-        value = probe()
-        if value is not None:
-            return value
-        if deadline.expired:
-            if default is not _RAISE:
-                return default
-            raise QemuTimeoutError(what, deadline.seconds, hint)
-        sleep(min(delay, max(deadline.remaining(), 0.001)))
-        delay = min(delay * 2, max_delay)
-
-
 def exec_arguments(argv, env=None, stdin=None, capture=True):
     """The guest-exec arguments for argv (a list), env (a dict or list of K=V) and stdin bytes."""
     if not argv or not argv[0]:
@@ -243,7 +219,8 @@ class GuestExec(object):
         """
         deadline = Deadline(timeout)
         try:
-            return wait_until(lambda: self.status(pid), deadline, 'guest command', sleep=self._sleep)
+            return wait_until(lambda: self.status(pid), deadline, 'guest command', interval=FIRST_POLL,
+                              max_interval=MAX_POLL, sleep=self._sleep)
         except QemuTimeoutError:
             pass
         if not kill:
@@ -264,8 +241,10 @@ class GuestExec(object):
         """
         try:
             killer = self.start(['/bin/sh', '-c', _KILL_TREE, 'qemu-vm-kill', str(pid)], capture=False)
-            wait_until(lambda: self.status(killer), Deadline(KILL_GRACE), 'kill', sleep=self._sleep)
-            result = wait_until(lambda: self.status(pid), Deadline(KILL_GRACE), 'killed program', sleep=self._sleep)
+            wait_until(lambda: self.status(killer), Deadline(KILL_GRACE), 'kill', interval=FIRST_POLL,
+                       max_interval=MAX_POLL, sleep=self._sleep)
+            result = wait_until(lambda: self.status(pid), Deadline(KILL_GRACE), 'killed program', interval=FIRST_POLL,
+                                max_interval=MAX_POLL, sleep=self._sleep)
         except QemuVMError:
             return False, None
         return True, result

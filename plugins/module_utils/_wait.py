@@ -49,19 +49,30 @@ class Deadline(object):
         return time.monotonic() >= self._end
 
 
+_RAISE = object()
+
+
 def wait_until(predicate: Callable[[], Optional[T]], deadline: Deadline, what: str,
-               hint: Optional[Callable[[], str]] = None, interval: float = 0.25) -> T:
+               hint=None, interval: float = 0.25, max_interval: Optional[float] = None,
+               sleep: Callable[[float], object] = time.sleep, default=_RAISE) -> T:
     """Call predicate() until it returns something truthy, and return that.
 
-    Between calls, sleep `interval` (0 when the predicate blocks for its own slice).
-    When `deadline` passes first: QemuTimeoutError for `what`, with hint() appended.
+    Between calls, sleep `interval` (0 when the predicate blocks for its own slice),
+    doubling up to `max_interval` when one is given (fast first, then calmer).
+    When `deadline` passes first: `default` if one is given, else QemuTimeoutError for
+    `what`, with `hint` (a string, or a function giving one) appended.
     Exceptions from the predicate propagate: they are answers, not reasons to retry.
     """
+    delay = interval
     while True:
         result = predicate()
         if result:
             return result
         if deadline.expired:
-            raise QemuTimeoutError(what, deadline.seconds, hint() if hint is not None else None)
-        if interval > 0:
-            time.sleep(min(interval, deadline.remaining()))
+            if default is not _RAISE:
+                return default
+            raise QemuTimeoutError(what, deadline.seconds, hint() if callable(hint) else hint)
+        if delay > 0:
+            sleep(min(delay, max(deadline.remaining(), 0.001)))
+        if max_interval is not None:
+            delay = min(delay * 2, max_interval)

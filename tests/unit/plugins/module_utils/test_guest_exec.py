@@ -12,6 +12,7 @@ import base64
 import pytest
 
 from ansible_collections.qemu.vm.plugins.module_utils import _guest_exec as gx
+from ansible_collections.qemu.vm.plugins.module_utils._wait import wait_until
 from ansible_collections.qemu.vm.plugins.module_utils._errors import (
     CommandDisabledError,
     CommandError,
@@ -129,10 +130,11 @@ def test_bad_base64_is_a_family_error():
 def test_wait_until_backs_off_and_times_out():
     delays = []
     with pytest.raises(QemuTimeoutError):
-        gx.wait_until(lambda: None, Deadline(0.05), 'nothing', sleep=delays.append)
+        wait_until(lambda: None, Deadline(0.05), 'nothing', interval=gx.FIRST_POLL, max_interval=gx.MAX_POLL,
+                   sleep=delays.append)
     assert delays[0] == gx.FIRST_POLL and max(delays) <= gx.MAX_POLL
     values = iter([None, None, 'done'])
-    assert gx.wait_until(lambda: next(values), Deadline(5), 'x', sleep=no_sleep) == 'done'
+    assert wait_until(lambda: next(values), Deadline(5), 'x', sleep=no_sleep) == 'done'
 
 
 def test_command_argv_wraps_env_and_chdir_only_when_asked():
