@@ -19,7 +19,8 @@ import os
 import tempfile
 
 from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError
-from ansible_collections.qemu.vm.plugins.module_utils._guest_file import DIFF_MAX_BYTES, sha256_file
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file import DIFF_MAX_BYTES
+from ansible_collections.qemu.vm.plugins.module_utils._guest_transfer import sha256_file
 
 TEMP_SUFFIX = '.qemu-vm.tmp'
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import binascii
 import hashlib
 import os
+import posixpath
+import stat
 import tempfile
 
 from ansible_collections.qemu.vm.plugins.module_utils._errors import (
@@ -60,6 +62,7 @@ class TransferError(QemuVMError):
         super(TransferError, self).__init__(message)
 
     def details(self):
+        # Not 'path': AnsibleModule would add the stat of a same-named file on the managed host.
         details = {'guest_path': self.path}
         if self.reason:
             details['reason'] = self.reason
@@ -77,6 +80,27 @@ def reason_of(text):
     return None
 
 
+def explain_text(path, what, text, command=None):
+    """An error text from the guest (an agent reply, a tool's stderr), said in terms of the file."""
+    reason = reason_of(text)
+    where = 'guest-exec' if command is None else command
+    if reason == 'permission':
+        message = 'permission denied in the guest: cannot {0} {1} ({2}: {3}); the guest agent runs as its own user ' \
+                  'there (usually root) and the file, its directory or a security policy forbids it'.format(
+                      what, path, where, text)
+    elif reason == 'read_only':
+        message = 'cannot {0} {1}: the guest filesystem is read-only ({2})'.format(what, path, text)
+    elif reason == 'no_space':
+        message = 'cannot {0} {1}: the guest filesystem is full ({2})'.format(what, path, text)
+    elif reason == 'not_directory':
+        message = 'cannot {0} {1}: a component of the path is not a directory in the guest ({2})'.format(what, path, text)
+    elif reason == 'directory':
+        message = '{0} is a directory in the guest, not a file ({1})'.format(path, text)
+    else:
+        message = 'cannot {0} {1} in the guest: {2}'.format(what, path, text)
+    return TransferError(path, message, reason=reason)
+
+
 def explain(exc, path, action):
     """An agent error from guest-file-*, said in terms of the file (or of the blocked RPC)."""
     if isinstance(exc, GuestFrozenError):
@@ -91,12 +115,13 @@ def explain(exc, path, action):
     text = exc.desc or str(exc)
     reason = reason_of(text)
     if reason == 'missing' and action == 'write':
-        message = 'cannot create {0} in the guest: its directory does not exist ({1})'.format(path, text)
-    elif reason == 'missing':
-        message = '{0} does not exist in the guest ({1})'.format(path, text)
-    else:
-        message = 'cannot {0} {1} in the guest: {2} ({3})'.format(action, path, text, exc.command)
-    return TransferError(path, message, reason=reason)
+        directory = posixpath.dirname(path) if path.startswith('/') else path
+        return TransferError(path, 'the guest directory {0} does not exist, so {1} cannot be created ({2}: {3})'.format(
+            directory, path, exc.command, text), reason='missing_directory')
+    if reason == 'missing':
+        return TransferError(path, '{0} does not exist in the guest ({1}: {2})'.format(path, exc.command, text),
+                             reason='missing')
+    return explain_text(path, action, text, command=exc.command)
 
 
 class GuestFile(object):
@@ -203,9 +228,14 @@ def upload(qga, reader, path, chunk_size=DEFAULT_CHUNK, size_hint=None):
     return hasher.hexdigest(), size
 
 
-def download(qga, path, sink, chunk_size=DEFAULT_CHUNK):
-    """Stream the guest file `path` through sink(bytes); (sha256 hex, size)."""
+def download(qga, path, sink, chunk_size=DEFAULT_CHUNK, limit=None):
+    """Stream the guest file `path` through sink(bytes); (sha256 hex, size).
+
+    With `limit`, stops after more than `limit` bytes and returns (None, bytes read so far).
+    """
     count = max(1, min(chunk_size, MAX_FILE_CHUNK))
+    if limit is not None:
+        count = min(count, limit + 1)
     hasher = hashlib.sha256()
     size = 0
     with GuestFile(qga, path, 'rb') as guest_file:
@@ -213,9 +243,12 @@ def download(qga, path, sink, chunk_size=DEFAULT_CHUNK):
             data, eof = guest_file.read(count)
             if data:
                 hasher.update(data)
-                sink(data)
+                if sink is not None:
+                    sink(data)
                 size += len(data)
             del data
+            if limit is not None and size > limit:
+                return None, size
             if eof:
                 break
     return hasher.hexdigest(), size
@@ -255,3 +288,101 @@ def fetch_file(qga, path, local_path, chunk_size=DEFAULT_CHUNK):
             pass
         raise
     return result
+
+
+# -- the local side -----------------------------------------------------------------------
+
+
+class Source(object):
+    """Bytes to put in the guest: a local file or `content`; readable as often as needed."""
+
+    def __init__(self, path=None, data=None, label=None):
+        self.path = path
+        self.data = data
+        self.label = label or path or 'content'
+        self._sha256 = None
+        if path is not None:
+            try:
+                info = os.stat(path)
+            except OSError as exc:
+                raise LocalFileError(None, 'src {0}: {1}'.format(self.label, exc.strerror or exc), reason='src')
+            if stat.S_ISDIR(info.st_mode):
+                raise LocalFileError(None, 'src {0} is a directory: qemu_guest_file copies one file'.format(self.label),
+                                     reason='src')
+            if not stat.S_ISREG(info.st_mode):
+                raise LocalFileError(None, 'src {0} is not a regular file'.format(self.label), reason='src')
+            if not os.access(path, os.R_OK):
+                raise LocalFileError(None, 'src {0}: permission denied'.format(self.label), reason='src')
+            self.size = info.st_size
+        else:
+            self.size = len(data)
+
+    def open(self):
+        if self.path is not None:
+            return open(self.path, 'rb')
+        return _BytesReader(self.data)
+
+    def sha256(self, chunk_size=MIB):
+        if self._sha256 is None:
+            hasher = hashlib.sha256()
+            buf = bytearray(chunk_size)
+            view = memoryview(buf)
+            with self.open() as handle:
+                while True:
+                    count = handle.readinto(view)
+                    if not count:
+                        break
+                    hasher.update(view[:count])
+            self._sha256 = hasher.hexdigest()
+        return self._sha256
+
+    def head(self, limit):
+        """The first `limit` bytes (for diffs of small files)."""
+        with self.open() as handle:
+            return handle.read(limit)
+
+
+class _BytesReader(object):
+    """readinto()/read() over bytes without copying them into a BytesIO."""
+
+    def __init__(self, data):
+        self._view = memoryview(data)
+        self._pos = 0
+
+    def readinto(self, target):
+        count = min(len(target), len(self._view) - self._pos)
+        target[:count] = self._view[self._pos:self._pos + count]
+        self._pos += count
+        return count
+
+    def read(self, size=-1):
+        end = len(self._view) if size is None or size < 0 else min(len(self._view), self._pos + size)
+        data = bytes(self._view[self._pos:end])
+        self._pos = end
+        return data
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self._view.release()
+
+
+def sha256_file(path, chunk_size=MIB):
+    """SHA-256 of a local file, or None when it does not exist."""
+    hasher = hashlib.sha256()
+    buf = bytearray(chunk_size)
+    view = memoryview(buf)
+    try:
+        handle = open(path, 'rb')
+    except FileNotFoundError:
+        return None
+    with handle:
+        while True:
+            count = handle.readinto(view)
+            if not count:
+                break
+            hasher.update(view[:count])
+    return hasher.hexdigest()
+
+

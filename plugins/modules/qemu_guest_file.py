@@ -265,11 +265,7 @@ from ansible.module_utils.common.text.converters import to_native
 from ansible_collections.qemu.vm.plugins.module_utils._common import Stopwatch, build_module, qga_session, run_module
 from ansible_collections.qemu.vm.plugins.module_utils._guest_fetch import ensure_fetched, fetch_dest
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file import (
-    DEFAULT_CHUNK,
     Desired,
-    GuestFiles,
-    GuestFileError,
-    Source,
     check_chunk_size,
     check_guest_path,
     check_id,
@@ -278,6 +274,8 @@ from ansible_collections.qemu.vm.plugins.module_utils._guest_file import (
     parse_mode,
     throughput,
 )
+from ansible_collections.qemu.vm.plugins.module_utils._guest_files import GuestFileError, GuestFiles
+from ansible_collections.qemu.vm.plugins.module_utils._guest_transfer import DEFAULT_CHUNK, Source
 
 ARGUMENT_SPEC = dict(
     path=dict(type='str', required=True),

@@ -20,6 +20,8 @@ import tracemalloc
 import pytest
 
 from ansible_collections.qemu.vm.plugins.module_utils import _guest_file as gf
+from ansible_collections.qemu.vm.plugins.module_utils import _guest_files as gfs
+from ansible_collections.qemu.vm.plugins.module_utils import _guest_transfer as gt
 from ansible_collections.qemu.vm.plugins.module_utils._errors import (
     CommandDisabledError,
     CommandError,
@@ -183,11 +185,11 @@ class FakeAgent(object):
 def source_file(tmp_path, size, name='src.bin'):
     path = tmp_path / name
     path.write_bytes(os.urandom(size))
-    return gf.Source(path=str(path))
+    return gt.Source(path=str(path))
 
 
 def write(agent, source, chunk):
-    guest = gf.GuestFiles(agent, chunk)
+    guest = gfs.GuestFiles(agent, chunk)
     return guest, guest.write_stream('/data/f', source)
 
 
@@ -211,7 +213,7 @@ def test_writes_are_full_chunks_and_byte_exact(tmp_path, size):
 def test_reads_hash_while_streaming(size):
     data = os.urandom(size)
     agent = FakeAgent({'/data/f': data})
-    guest = gf.GuestFiles(agent, 4096)
+    guest = gfs.GuestFiles(agent, 4096)
     parts = []
     digest, got = guest.read_stream('/data/f', parts.append)
     assert (digest, got) == (hashlib.sha256(data).hexdigest(), size)
@@ -223,7 +225,7 @@ def test_reads_hash_while_streaming(size):
 
 def test_read_small_stops_past_the_limit():
     agent = FakeAgent({'/data/big': b'x' * 10000, '/data/small': b'y' * 100})
-    guest = gf.GuestFiles(agent, 4096)
+    guest = gfs.GuestFiles(agent, 4096)
     assert guest.read_small('/data/big', 1000) is None
     assert guest.read_small('/data/small', 1000) == b'y' * 100
     assert agent.handles == {}
@@ -232,15 +234,15 @@ def test_read_small_stops_past_the_limit():
 def test_content_source_needs_no_copy():
     data = b'hello'
     agent = FakeAgent()
-    guest = gf.GuestFiles(agent, 4096)
-    digest, size = guest.write_stream('/data/f', gf.Source(data=data))
+    guest = gfs.GuestFiles(agent, 4096)
+    digest, size = guest.write_stream('/data/f', gt.Source(data=data))
     assert bytes(agent.files['/data/f']) == data and size == 5 and digest == hashlib.sha256(data).hexdigest()
 
 
 def test_write_chunk_stays_under_the_agent_json_limit(tmp_path, monkeypatch):
     # 64 MiB of JSON tokens per request: the base64 text plus the rest of the request must fit.
-    assert 4 * math.ceil(gf.MAX_WRITE_CHUNK / 3.0) + 1024 < 64 * MIB
-    monkeypatch.setattr(gf, 'MAX_WRITE_CHUNK', 1000)
+    assert 4 * math.ceil(gt.MAX_WRITE_CHUNK / 3.0) + 1024 < 64 * MIB
+    monkeypatch.setattr(gt, 'MAX_WRITE_CHUNK', 1000)
     agent = FakeAgent()
     write(agent, source_file(tmp_path, 2500), gf.MAX_CHUNK)
     assert agent.writes == [1000, 1000, 500]
@@ -264,8 +266,8 @@ def test_memory_is_bounded_by_the_chunk_not_the_file(tmp_path):
 def test_handle_closed_when_a_command_fails(tmp_path, command):
     agent = FakeAgent({'/data/g': b'z' * 10000},
                       fail_on={command: (2, 'failed to write to file: No space left on device')})
-    guest = gf.GuestFiles(agent, 4096)
-    with pytest.raises(gf.GuestFileError) as caught:
+    guest = gfs.GuestFiles(agent, 4096)
+    with pytest.raises(gfs.GuestFileError) as caught:
         if command == 'guest-file-write':
             guest.write_stream('/data/f', source_file(tmp_path, 10000))
         else:
@@ -277,7 +279,7 @@ def test_handle_closed_when_a_command_fails(tmp_path, command):
 
 def test_handle_closed_after_a_lost_connection(tmp_path):
     agent = FakeAgent(fail_on={'guest-file-write': (1, ConnectionLostError('qga.sock', 'gone'))})
-    guest = gf.GuestFiles(agent, 4096)
+    guest = gfs.GuestFiles(agent, 4096)
     # The first close attempt finds the session lost too; the second, after reconnecting, works.
     original = agent._guest_file_close
     attempts = []
@@ -295,8 +297,8 @@ def test_handle_closed_after_a_lost_connection(tmp_path):
 
 
 def test_blocked_file_commands_are_named():
-    agent = FakeAgent({'/data/g': b'z'}, blocked=gf.FILE_COMMANDS)
-    guest = gf.GuestFiles(agent, 4096)
+    agent = FakeAgent({'/data/g': b'z'}, blocked=gt.FILE_COMMANDS)
+    guest = gfs.GuestFiles(agent, 4096)
     with pytest.raises(CommandDisabledError) as caught:
         guest.read_stream('/data/g')
     message = str(caught.value)
@@ -308,8 +310,8 @@ def test_blocked_file_commands_are_named():
 
 
 def present(agent, data, check_mode=False, **desired):
-    guest = gf.GuestFiles(agent, 4096)
-    return gf.ensure_present(guest, gf.Source(data=data), gf.Desired('/data/f', **desired), check_mode)
+    guest = gfs.GuestFiles(agent, 4096)
+    return gf.ensure_present(guest, gt.Source(data=data), gf.Desired('/data/f', **desired), check_mode)
 
 
 def test_present_decides_by_size_before_checksum():
@@ -332,12 +334,12 @@ def test_present_without_exec_streams_and_writes_in_place():
     other = present(agent, b'new')
     assert (other['changed'], other['atomic']) == (True, False)
     assert bytes(agent.files['/data/f']) == b'new' and agent.handles == {}
-    with pytest.raises(gf.GuestFileError) as caught:
+    with pytest.raises(gfs.GuestFileError) as caught:
         present(agent, b'new', mode=0o600)
     assert 'guest-exec' in str(caught.value)
     agent.fail_on = {'guest-file-write': (agent.calls.count('guest-file-write') + 1, 'failed to write to file: '
                                           'No space left on device')}
-    with pytest.raises(gf.GuestFileError) as caught:
+    with pytest.raises(gfs.GuestFileError) as caught:
         present(agent, b'newer')
     assert 'may now be incomplete' in str(caught.value) and caught.value.reason == 'no_space'
     assert agent.handles == {}
@@ -359,7 +361,7 @@ def test_atomic_replace_keeps_attributes_and_cleans_up_on_failure():
 
     next_write = agent.calls.count('guest-file-write') + 1
     agent.fail_on = {'guest-file-write': (next_write, 'failed to write to file: No space left on device')}
-    with pytest.raises(gf.GuestFileError) as caught:
+    with pytest.raises(gfs.GuestFileError) as caught:
         present(agent, b'newest!')
     assert 'is unchanged' in str(caught.value) and caught.value.reason == 'no_space'
     assert sorted(agent.files) == ['/data/f'] and bytes(agent.files['/data/f']) == b'newer'
@@ -374,26 +376,26 @@ def test_new_file_gets_the_umask_mode():
 
 def test_missing_directory_and_directory_errors():
     agent = FakeAgent()
-    guest = gf.GuestFiles(agent, 4096)
-    with pytest.raises(gf.GuestFileError) as caught:
-        gf.ensure_present(guest, gf.Source(data=b'x'), gf.Desired('/nodir/f'))
+    guest = gfs.GuestFiles(agent, 4096)
+    with pytest.raises(gfs.GuestFileError) as caught:
+        gf.ensure_present(guest, gt.Source(data=b'x'), gf.Desired('/nodir/f'))
     assert caught.value.reason == 'missing_directory' and '/nodir does not exist' in str(caught.value)
-    with pytest.raises(gf.GuestFileError) as caught:
-        gf.ensure_present(guest, gf.Source(data=b'x'), gf.Desired('/data'))
+    with pytest.raises(gfs.GuestFileError) as caught:
+        gf.ensure_present(guest, gt.Source(data=b'x'), gf.Desired('/data'))
     assert caught.value.reason == 'directory'
-    with pytest.raises(gf.GuestFileError) as caught:
+    with pytest.raises(gfs.GuestFileError) as caught:
         gf.ensure_absent(guest, '/data')
     assert caught.value.reason == 'directory'
 
 
 @pytest.mark.parametrize('state', ['present', 'absent'])
 def test_frozen_guest_says_how_to_thaw(state):
-    agent = FakeAgent({'/data/f': b'x'}, blocked=gf.FILE_COMMANDS + gf.EXEC_COMMANDS)
+    agent = FakeAgent({'/data/f': b'x'}, blocked=gt.FILE_COMMANDS + gfs.EXEC_COMMANDS)
     agent.frozen = True
-    guest = gf.GuestFiles(agent, 4096)
+    guest = gfs.GuestFiles(agent, 4096)
     with pytest.raises(GuestFrozenError) as caught:
         if state == 'present':
-            gf.ensure_present(guest, gf.Source(data=b'y'), gf.Desired('/data/f'))
+            gf.ensure_present(guest, gt.Source(data=b'y'), gf.Desired('/data/f'))
         else:
             gf.ensure_absent(guest, '/data/f')
     assert 'thaw' in str(caught.value)
@@ -401,16 +403,16 @@ def test_frozen_guest_says_how_to_thaw(state):
 
 def test_absent_without_exec():
     agent = FakeAgent({'/data/f': b'x'}, blocked=('guest-exec',))
-    guest = gf.GuestFiles(agent, 4096)
+    guest = gfs.GuestFiles(agent, 4096)
     assert gf.ensure_absent(guest, '/data/missing')['changed'] is False
-    with pytest.raises(gf.GuestFileError) as caught:
+    with pytest.raises(gfs.GuestFileError) as caught:
         gf.ensure_absent(guest, '/data/f')
     assert 'guest-exec' in str(caught.value) and 'no delete command' in str(caught.value)
     assert agent.handles == {}
 
 
 def test_attribute_changes():
-    current = gf.GuestStat(3, 0o644, 1000, 50, 'alice', 'staff', 'file')
+    current = gfs.GuestStat(3, 0o644, 1000, 50, 'alice', 'staff', 'file')
     assert gf.Desired('/f', 0o644, 'alice', '50').attribute_changes(current) == {}
     assert gf.Desired('/f', 0o600, '1000', 'root').attribute_changes(current) == {
         'mode': ('0644', '0600'), 'group': ('staff', 'root')}
@@ -455,19 +457,19 @@ def test_chunk_size_bounds():
 
 
 def test_stat_parsing():
-    st = gf.GuestStat.parse('25 644 0 0 root root regular file\n')
+    st = gfs.GuestStat.parse('25 644 0 0 root root regular file\n')
     assert (st.size, st.mode, st.kind, st.user) == (25, 0o644, 'file', 'root')
-    assert gf.GuestStat.parse('0 4755 1 2 a b regular empty file').kind == 'file'
-    assert gf.GuestStat.parse('9 777 0 0 root root symbolic link').kind == 'link'
+    assert gfs.GuestStat.parse('0 4755 1 2 a b regular empty file').kind == 'file'
+    assert gfs.GuestStat.parse('9 777 0 0 root root symbolic link').kind == 'link'
     with pytest.raises(ValueError):
-        gf.GuestStat.parse('garbage')
+        gfs.GuestStat.parse('garbage')
 
 
 def test_temp_name_is_hidden_beside_the_target():
-    name = gf.temp_name('/etc/app/config.yml')
+    name = gfs.temp_name('/etc/app/config.yml')
     assert name.startswith('/etc/app/.config.yml.qemu-vm-') and name.endswith('.tmp')
-    assert len(posixpath.basename(gf.temp_name('/x/' + 'n' * 300))) < 255
-    assert gf.temp_name('/a') != gf.temp_name('/a')
+    assert len(posixpath.basename(gfs.temp_name('/x/' + 'n' * 300))) < 255
+    assert gfs.temp_name('/a') != gfs.temp_name('/a')
 
 
 def test_throughput():

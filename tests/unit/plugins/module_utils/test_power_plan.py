@@ -11,7 +11,7 @@ import pytest
 
 from ansible_collections.qemu.vm.plugins.module_utils._errors import JobError, QemuTimeoutError, VMStateError
 from ansible_collections.qemu.vm.plugins.module_utils._guest_fetch import remove_stale_temps
-from ansible_collections.qemu.vm.plugins.module_utils._guest_file import target_of_temp, temp_name
+from ansible_collections.qemu.vm.plugins.module_utils._guest_files import target_of_temp, temp_name
 from ansible_collections.qemu.vm.plugins.module_utils._power_plan import plan_power
 from ansible_collections.qemu.vm.plugins.module_utils._quiesce import thaw_failure
 
