@@ -99,6 +99,7 @@ def test_authorized_key_added_once_then_unchanged_then_removed(vm):
 
     both = run_module('qemu_guest_authorized_key', dict(args, key=[key_a, key_b]))
     assert both.changed and both['added'] == [key_b], both['output']
+    assert both['keys'] == [key_a, key_b]  # file order, read back from the agent
     assert guest_keys(vm) == [key_a, key_b]
 
     only_b = run_module('qemu_guest_authorized_key', dict(args, key=key_b, exclusive=True))

@@ -108,6 +108,31 @@ def test_agent_error_readers():
     assert admin.unknown_user("failed to lookup user 'nosuch': Success")
 
 
+class FakeAgent(object):
+    """Answers guest-ssh-get-authorized-keys like qemu-ga 7.2: a reply, or an error."""
+
+    def __init__(self, reply):
+        self.reply = reply
+
+    def execute(self, command, arguments=None, timeout=None):
+        if isinstance(self.reply, Exception):
+            raise self.reply
+        return self.reply
+
+
+def test_get_authorized_keys_reads_the_agent_reply_in_file_order():
+    assert admin.get_authorized_keys(FakeAgent({'keys': [KEY_B, KEY_A]}), 'tester') == [KEY_A, KEY_B]
+    missing = CommandError('guest-ssh-get-authorized-keys', 'GenericError',
+                           "failed to read '/home/t/.ssh/authorized_keys': Failed to open file: No such file or directory")
+    assert admin.get_authorized_keys(FakeAgent(missing), 'tester') == []
+    unknown = CommandError('guest-ssh-get-authorized-keys', 'GenericError', "failed to lookup user 'x': Success")
+    with pytest.raises(VMStateError, match="no user 'x'"):
+        admin.get_authorized_keys(FakeAgent(unknown), 'x')
+    denied = CommandError('guest-ssh-get-authorized-keys', 'GenericError', "failed to read '/x': Permission denied")
+    with pytest.raises(CommandError, match='Permission denied'):
+        admin.get_authorized_keys(FakeAgent(denied), 'tester')
+
+
 # -- clock ----------------------------------------------------------------------------------
 
 
