@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) qemu.vm contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Action plugin for qemu.vm.qemu_guest_file: `src` is read on the controller, like ansible.builtin.copy.
+"""Action plugin for qemu.vm.qemu_guest_file: `src` is read on the controller, like ansible.builtin.copy,
+and a relative `dest` of state=fetched is resolved like ansible.builtin.fetch's.
 
 The file is found like copy's src (role/play files/ directories), decrypted when it is
 vault-encrypted, transferred to a temporary directory on the managed host and handed
@@ -36,6 +37,12 @@ class ActionModule(ActionBase):
             remote_src = boolean(args.get('remote_src', False), strict=True)
         except TypeError as exc:
             raise AnsibleActionFail('remote_src: {0}'.format(to_text(exc)))
+        if args.get('state') == 'fetched' and isinstance(args.get('dest'), str):
+            # Like ansible.builtin.fetch: a relative dest is relative to the playbook (ad-hoc: the cwd).
+            # A ~ path is left to the module, which expands it on the managed host.
+            dest = args['dest']
+            if not dest.startswith('~') and not os.path.isabs(dest):
+                args['dest'] = self._loader.path_dwim(dest)
         src = args.get('src')
         local_source = (src is not None and not remote_src and args.get('content') is None
                         and args.get('state', 'present') == 'present')

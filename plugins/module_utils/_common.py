@@ -15,10 +15,11 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.qemu.vm.plugins.module_utils._errors import QemuVMError
+from ansible_collections.qemu.vm.plugins.module_utils._errors import AgentNotRespondingError, ParameterError, QemuTimeoutError, QemuVMError, VMStateError
 from ansible_collections.qemu.vm.plugins.module_utils._qga import QGASession
-from ansible_collections.qemu.vm.plugins.module_utils._qmp import QMPSession
+from ansible_collections.qemu.vm.plugins.module_utils._qmp import QMPSession, run_state_of
 from ansible_collections.qemu.vm.plugins.module_utils._transport import QMP_IMPORT_ERROR, parse_address
+from ansible_collections.qemu.vm.plugins.module_utils._wait import check_seconds
 
 # Every module of the action group accepts both sockets, so that
 # module_defaults: {group/qemu.vm.qemu: {qmp: ..., qga: ...}} works for all of them.
@@ -29,18 +30,23 @@ COMMON_ARGUMENT_SPEC = dict(
 )
 
 
-def build_module(argument_spec=None, requires=(), **kwargs):
+def build_module(argument_spec=None, requires=(), durations=(), **kwargs):
     """An AnsibleModule with the common options merged in and validated.
 
-    `requires` names the sockets ('qmp', 'qga') this module cannot work without.
+    `requires` names the sockets ('qmp', 'qga') this module cannot work without;
+    `durations` names the module's own options that are seconds (checked like `timeout`).
     """
     spec = dict(COMMON_ARGUMENT_SPEC)
     spec.update(argument_spec or {})
     module = AnsibleModule(argument_spec=spec, **kwargs)
     if QMP_IMPORT_ERROR is not None:
         module.fail_json(msg=missing_required_lib('qemu.qmp'), exception=QMP_IMPORT_ERROR)
-    if module.params['timeout'] <= 0:
-        module.fail_json(msg='timeout must be a positive number of seconds, got {0}'.format(module.params['timeout']))
+    for name in ('timeout',) + tuple(durations):
+        if module.params.get(name) is not None:
+            try:
+                module.params[name] = check_seconds(name, module.params[name])
+            except ParameterError as exc:
+                module.fail_json(msg=str(exc), parameter=name)
     for name in requires:
         if not module.params.get(name):
             module.fail_json(msg='{0} is required: the path of the VM\'s {1} socket (or host:port)'.format(
@@ -67,8 +73,21 @@ def run_module(module, run):
     try:
         result = run(module)
     except QemuVMError as exc:
+        exc = explain_silent_agent(module.params, exc)
         module.fail_json(msg=str(exc), error_type=type(exc).__name__, **exc.details())
     module.exit_json(**result)
+
+
+def explain_silent_agent(params, exc):
+    """An agent that did not answer while QMP can be asked: when the VM is not running, say that."""
+    if not isinstance(exc, (AgentNotRespondingError, QemuTimeoutError)) or not params.get('qmp') or not params.get('qga'):
+        return exc
+    state = run_state_of(params['qmp'], timeout=min(params['timeout'], 5.0))
+    if state in (None, 'running', 'gone'):
+        return exc
+    return VMStateError('the VM is not running (QEMU run state {0!r}), so its guest agent cannot answer until it runs '
+                        'again (QMP cont{1}): {2}'.format(
+                            state, '; for an I/O error, fix its cause first' if state == 'io-error' else '', exc))
 
 
 class Stopwatch(object):

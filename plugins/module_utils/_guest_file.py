@@ -416,6 +416,25 @@ class GuestFiles(object):
     def chmod(self, path, mode):
         self._tool(['chmod', '{0:04o}'.format(mode), '--', path], path, 'change the mode of')
 
+    def create_private(self, path):
+        """Create `path` empty, 0600 from the first moment (umask 077, noclobber: never an existing file),
+        and delete the temporary files an interrupted earlier run of ours left beside it.
+
+        A killed run cannot clean up; the next one on the same path does. Our tasks on one agent
+        socket never overlap (the host lock), so such files are no other run's work in progress.
+        Returns the leftovers deleted.
+        """
+        directory = posixpath.dirname(path)
+        base = posixpath.basename(target_of_temp(path))
+        script = ('umask 077; for f in "$1/.$2".qemu-vm-????????.tmp; do [ "$f" = "$3" ] && continue; '
+                  'if [ -e "$f" ] || [ -L "$f" ]; then rm -f -- "$f" && printf "%s\\n" "$f"; fi; done; '
+                  'set -C; : > "$3"')
+        code, out, err = self.run(['sh', '-c', script, 'sh', directory or '/', base[:200], path])
+        if code != 0:
+            raise _explain_text(path, 'create the temporary file', err.decode('utf-8', 'replace').strip()
+                                or 'exit code {0}'.format(code))
+        return [line for line in out.decode('utf-8', 'surrogateescape').splitlines() if line]
+
     def new_file_mode(self):
         """0666 & ~umask of the agent, or None when the guest has no sh to ask.
 
@@ -659,11 +678,21 @@ def _explain(exc, path, action):
 # -- the three states ------------------------------------------------------------------------
 
 
+#: Temporary guest files are `.NAME.qemu-vm-XXXXXXXX.tmp` beside the file being written.
+_TEMP_SUFFIX = re.compile(r'\.qemu-vm-[0-9a-f]{8}\.tmp$')
+
+
 def temp_name(target):
     """A hidden temporary name beside `target`, for write-then-rename."""
     directory, name = posixpath.split(target)
     suffix = '.qemu-vm-{0:08x}.tmp'.format(_rng.getrandbits(32))
     return posixpath.join(directory, '.' + name[:200] + suffix)
+
+
+def target_of_temp(temp):
+    """The (possibly shortened) name a temporary file was made for: `.NAME.qemu-vm-X.tmp` -> NAME."""
+    directory, name = posixpath.split(temp)
+    return posixpath.join(directory, _TEMP_SUFFIX.sub('', name)[1:])
 
 
 def _is_text(data):
@@ -820,6 +849,10 @@ def _replace_atomically(guest, source, target, current, desired):
     elif mode is None:
         mode = guest.new_file_mode()
     try:
+        # Created 0600 before the first byte: the content is never readable by others in between.
+        for leftover in guest.create_private(tmp):
+            guest.warnings.append('deleted {0}, a temporary file an interrupted earlier run left in the '
+                                  'guest'.format(leftover))
         written = guest.write_stream(tmp, source)
         _apply_attributes(guest, tmp, owner, group, mode)
         guest.rename(tmp, target)

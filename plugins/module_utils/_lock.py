@@ -20,6 +20,7 @@ import tempfile
 import time
 
 from ansible_collections.qemu.vm.plugins.module_utils._errors import SocketBusyError
+from ansible_collections.qemu.vm.plugins.module_utils._wait import Deadline
 
 _POLL_SECONDS = 0.05
 
@@ -38,6 +39,11 @@ def lock_path_for(address):
     return os.path.join(directory, '.qemu.vm-{0}.lock'.format(digest))
 
 
+def freeze_marker_path(address):
+    """File that says "a freeze of ours through this agent socket may not have been thawed yet"."""
+    return lock_path_for(address)[:-len('.lock')] + '.frozen'
+
+
 class SocketLock(object):
     """Exclusive flock for one socket, waited for at most `timeout` seconds."""
 
@@ -48,7 +54,7 @@ class SocketLock(object):
 
     def acquire(self, timeout):
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-        deadline = time.monotonic() + timeout
+        deadline = Deadline(timeout)
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -58,7 +64,7 @@ class SocketLock(object):
                 if exc.errno not in (errno.EAGAIN, errno.EACCES):
                     os.close(fd)
                     raise
-            if time.monotonic() >= deadline:
+            if deadline.expired:
                 os.close(fd)
                 raise SocketBusyError(
                     self.address,
@@ -71,6 +77,3 @@ class SocketLock(object):
             fd, self._fd = self._fd, None
             os.close(fd)  # closing drops the flock
 
-    @property
-    def held(self):
-        return self._fd is not None

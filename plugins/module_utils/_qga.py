@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import socket
 import time
 
-from ansible_collections.qemu.vm.plugins.module_utils._errors import AgentNotRespondingError, ConnectionLostError, QemuTimeoutError, SocketError
+from ansible_collections.qemu.vm.plugins.module_utils._errors import AgentNotRespondingError, CommandError, ConnectionLostError, QemuTimeoutError, SocketError
+from ansible_collections.qemu.vm.plugins.module_utils._lock import freeze_marker_path
 from ansible_collections.qemu.vm.plugins.module_utils._transport import ClientSession, Deadline, _describe, classify_command_error, connect_socket, qmp_lib
 
 SENTINEL = b'\xff'
@@ -97,6 +99,8 @@ class QGASession(ClientSession):
         self.sync_timeout = min(self.timeout, SYNC_TIMEOUT) if sync_timeout is None else sync_timeout
         self._info = None
         self._pending = []
+        #: True when opening this session thawed a freeze an interrupted run of ours left.
+        self.thawed_interrupted_freeze = False
 
     def _open(self, deadline):
         sock = connect_socket(self.address, deadline.remaining())
@@ -114,6 +118,26 @@ class QGASession(ClientSession):
             sock.close()
             raise
         self._client = client
+        self._thaw_after_interrupted_freeze()
+
+    def _thaw_after_interrupted_freeze(self):
+        """A quiesced snapshot of ours froze the guest and its thaw is not confirmed (the VM was
+        paused, the host rebooted, the guard gave up): thaw before anything else."""
+        marker = freeze_marker_path(self.address)
+        if not os.path.exists(marker):
+            return
+        try:
+            if self.execute('guest-fsfreeze-status') == 'frozen':
+                self.execute('guest-fsfreeze-thaw')
+                self.thawed_interrupted_freeze = True
+            if self.execute('guest-fsfreeze-status') != 'thawed':
+                return
+        except CommandError:
+            return  # an agent without freeze commands cannot be frozen by us either
+        try:
+            os.unlink(marker)
+        except FileNotFoundError:
+            pass
 
     def close(self):
         for task in self._pending:

@@ -10,7 +10,14 @@ from __future__ import annotations
 import contextlib
 import uuid
 
-from ansible_collections.qemu.vm.plugins.module_utils._errors import ConnectionLostError, JobError, QemuTimeoutError
+from ansible_collections.qemu.vm.plugins.module_utils._errors import (
+    ConnectionLostError,
+    JobError,
+    QemuTimeoutError,
+    QemuVMError,
+    SocketBusyError,
+    SocketError,
+)
 from ansible_collections.qemu.vm.plugins.module_utils._transport import ClientSession, Deadline, _describe, connect_socket, qmp_lib
 
 #: Every job this collection starts has an id with this prefix, so a later run
@@ -213,3 +220,16 @@ def stopped_ms(events):
             total += event_time(event) - stopped_at
             stopped_at = None
     return int(round(total * 1000))
+
+
+def run_state_of(address, timeout=5.0):
+    """QEMU's run state on a fresh session; 'gone' when nothing serves the socket, None when it cannot be asked."""
+    try:
+        with QMPSession(address, timeout=timeout) as qmp:
+            return qmp.run_state()
+    except SocketBusyError:
+        return None
+    except SocketError:
+        return 'gone'
+    except QemuVMError:
+        return None

@@ -28,12 +28,14 @@ from ansible_collections.qemu.vm.plugins.module_utils._errors import (
     ConnectionLostError,
     GuestFrozenError,
     QemuTimeoutError,
+    SocketBusyError,
     SocketError,
     SocketMissingError,
     SocketPermissionError,
     SocketRefusedError,
 )
 from ansible_collections.qemu.vm.plugins.module_utils._lock import SocketLock
+from ansible_collections.qemu.vm.plugins.module_utils._wait import Deadline
 
 try:
     import qemu.qmp as qmp_lib
@@ -125,12 +127,32 @@ def connect_socket(address, timeout):
         raise SocketPermissionError(shown, 'permission denied while looking up the socket path')
     if not stat.S_ISSOCK(mode):
         raise SocketError(shown, 'exists but is not a unix socket')
+    deadline = Deadline(timeout)
+    while True:
+        sock = _connect_unix(address, shown, deadline)
+        if sock is not None:
+            return sock
+        if deadline.expired:
+            raise SocketBusyError(
+                shown, 'another client holds this socket and the connections queued behind it fill its listen '
+                       'backlog (QEMU serves one client at a time); waited {0:g} s (timeout)'.format(timeout))
+        time.sleep(min(_BUSY_RETRY_SECONDS, deadline.remaining()))
+
+
+#: Pause between connection attempts while a socket's listen backlog is full.
+_BUSY_RETRY_SECONDS = 0.1
+
+
+def _connect_unix(address, shown, deadline):
+    """A connected unix socket; None when the listen backlog is full (busy: try again)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
+    sock.settimeout(max(deadline.remaining(), 0.001))
     try:
         sock.connect(address)
     except BaseException as exc:
         sock.close()
+        if isinstance(exc, OSError) and exc.errno == errno.EAGAIN:
+            return None  # before the PermissionError check: BlockingIOError is an OSError too
         if isinstance(exc, PermissionError):
             raise SocketPermissionError(shown, 'permission denied: run as a user allowed to use this socket (become: true?)')
         if isinstance(exc, ConnectionRefusedError):
@@ -138,26 +160,9 @@ def connect_socket(address, timeout):
         if isinstance(exc, FileNotFoundError):
             raise SocketMissingError(shown, 'no such socket: is the VM running and the path right?')
         if isinstance(exc, socket.timeout):
-            raise QemuTimeoutError('connecting to {0}'.format(shown), timeout)
-        if isinstance(exc, OSError) and exc.errno == errno.EAGAIN:
-            raise SocketRefusedError(shown, 'the socket backlog is full')
+            raise QemuTimeoutError('connecting to {0}'.format(shown), deadline.seconds)
         raise
     return sock
-
-
-class Deadline(object):
-    """One bound shared by several waits."""
-
-    def __init__(self, seconds):
-        self.seconds = seconds
-        self._end = time.monotonic() + seconds
-
-    def remaining(self):
-        return max(0.0, self._end - time.monotonic())
-
-    @property
-    def expired(self):
-        return time.monotonic() >= self._end
 
 
 class Runner(object):
@@ -230,10 +235,6 @@ class ClientSession(object):
 
     def __exit__(self, *exc_info):
         self.close()
-
-    @property
-    def is_open(self):
-        return self._client is not None
 
     def open(self):
         if qmp_lib is None:

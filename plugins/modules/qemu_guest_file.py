@@ -71,8 +71,12 @@ options:
   dest:
     description:
       - With O(state=fetched), where to put the guest file on the managed host. Required then.
+      - A relative O(dest) is resolved like the O(ansible.builtin.fetch#module:dest) of M(ansible.builtin.fetch),
+        against the playbook's directory, or the current directory for ad-hoc commands. RV(dest_path) is the
+        absolute path written.
       - When O(dest) is an existing directory, the file goes into it under the guest file's name.
-      - The file is written to a temporary file in the same directory and renamed over O(dest).
+      - The file is written to a temporary file C(.NAME.PID.RANDOM.qemu-vm.tmp) in the same directory and renamed
+        over O(dest). A run that is killed leaves it behind; the next run for the same O(dest) deletes it.
     type: path
   chunk_size:
     description:
@@ -130,6 +134,9 @@ notes:
   - Peak memory on the managed host is about seven times O(chunk_size) (the base64 text and the JSON copies made
     by the protocol library), around 80 MB with the default.
   - While the guest filesystems are frozen the agent refuses file commands; the task fails and says how to thaw.
+  - With C(guest-exec), O(state=present) writes a temporary file C(.NAME.qemu-vm-XXXXXXXX.tmp) beside O(path) in the
+    guest, created with mode V(0600) before the first byte, and renames it over O(path) once it has its content,
+    owner and mode. A run that is killed leaves it behind; the next run for the same O(path) deletes it (and warns).
 seealso:
   - module: ansible.builtin.copy
   - module: ansible.builtin.fetch
@@ -197,7 +204,7 @@ guest_target:
   returned: when O(path) is a symbolic link and O(state=present)
   type: str
 dest_path:
-  description: The file on the managed host, with the guest file name added when O(dest) is a directory.
+  description: The absolute path of the file on the managed host, with the guest file name added when O(dest) is a directory.
   returned: when O(state=fetched)
   type: str
   sample: /var/tmp/web1-app.log
@@ -252,14 +259,13 @@ atomic:
 '''
 
 import os
-import tempfile
 
 from ansible.module_utils.common.text.converters import to_native
 
 from ansible_collections.qemu.vm.plugins.module_utils._common import Stopwatch, build_module, qga_session, run_module
+from ansible_collections.qemu.vm.plugins.module_utils._guest_fetch import ensure_fetched, fetch_dest
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file import (
     DEFAULT_CHUNK,
-    DIFF_MAX_BYTES,
     Desired,
     GuestFiles,
     GuestFileError,
@@ -270,7 +276,6 @@ from ansible_collections.qemu.vm.plugins.module_utils._guest_file import (
     ensure_absent,
     ensure_present,
     parse_mode,
-    sha256_file,
     throughput,
 )
 
@@ -316,6 +321,9 @@ def validate(module):
                 problems.append('{0} is only used with state=present'.format(name))
     if state == 'fetched' and not p['dest']:
         problems.append('state=fetched needs dest, the file to write on the managed host')
+    if p['remote_src'] and p['src'] is not None and not os.path.isabs(p['src']):
+        problems.append('src {0} is relative: with remote_src=true give an absolute path on the managed '
+                        'host'.format(p['src']))
     if state == 'absent':
         for name in ('dest', 'mode', 'owner', 'group'):
             if p[name] is not None:
@@ -336,113 +344,18 @@ def make_source(module):
     return Source(path=p['src'])
 
 
-def fetch_dest(module):
-    """The local file to write: dest, or dest/<guest file name> when dest is a directory."""
-    dest = module.params['dest']
-    if os.path.isdir(dest):
-        name = module.params['path'].replace('\\', '/').rstrip('/').rsplit('/', 1)[-1]
-        dest = os.path.join(dest, name)
-    if os.path.isdir(dest):
-        module.fail_json(msg='dest {0} is a directory'.format(dest))
-    if os.path.lexists(dest) and not os.path.isfile(dest):
-        module.fail_json(msg='dest {0} exists and is not a regular file'.format(dest))
-    parent = os.path.dirname(os.path.abspath(dest))
-    if not os.path.isdir(parent):
-        module.fail_json(msg='dest directory {0} does not exist on the managed host'.format(parent))
-    return dest
-
-
-class _DiffKeeper(object):
-    """Keeps the first bytes of a stream, for a diff of small files."""
-
-    def __init__(self, limit):
-        self.limit = limit
-        self.parts = []
-        self.size = 0
-
-    def add(self, data):
-        if self.size <= self.limit:
-            self.parts.append(data[:self.limit + 1 - self.size])
-        self.size += len(data)
-
-    def data(self):
-        return b''.join(self.parts) if self.size <= self.limit else None
-
-
-def _text(data):
-    if data is None or b'\0' in data:
-        return None
-    try:
-        return data.decode('utf-8')
-    except UnicodeDecodeError:
-        return None
-
-
 def fetch(module, guest):
-    path = module.params['path']
-    dest = fetch_dest(module)
-    before = sha256_file(dest) if os.path.exists(dest) else None
-    keeper = _DiffKeeper(DIFF_MAX_BYTES) if module._diff else None
-    if module.check_mode:
-        digest, size = guest.read_stream(path, keeper.add if keeper else None)
-        changed = digest != before
-    else:
-        fd, tmp = tempfile.mkstemp(prefix='.{0}.'.format(os.path.basename(dest)[:200]), suffix='.qemu-vm.tmp',
-                                   dir=os.path.dirname(os.path.abspath(dest)))
-        try:
-            with os.fdopen(fd, 'wb') as handle:
-                if keeper is None:
-                    sink = handle.write
-                else:
-                    def sink(data):
-                        keeper.add(data)
-                        handle.write(data)
-                digest, size = guest.read_stream(path, sink)
-            changed = digest != before
-            if changed:
-                module.atomic_move(tmp, dest)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    # Not 'path'/'dest': AnsibleModule would overwrite size and state with the stat of that file.
-    result = {'changed': changed, 'guest_path': path, 'state': 'fetched', 'dest_path': dest, 'checksum': digest,
-              'size': size}
-    if module._diff and changed:
-        result['diff'] = _fetch_diff(dest, path, before is not None, keeper)
     p = module.params
+    dest = fetch_dest(p['dest'], p['path'])
+    result = ensure_fetched(guest, p['path'], dest, module.atomic_move, module.check_mode, module._diff)
     if p['owner'] is not None or p['group'] is not None or p['mode'] is not None:
-        attributes_changed = False
+        attributes_changed = True  # check mode: dest is not there yet
         if os.path.exists(dest):
             attributes_changed = module.set_owner_if_different(dest, p['owner'], False)
             attributes_changed = module.set_group_if_different(dest, p['group'], attributes_changed)
             attributes_changed = module.set_mode_if_different(dest, p['mode'], attributes_changed)
-        else:
-            attributes_changed = True  # check mode: dest is not there yet
         result['changed'] = result['changed'] or attributes_changed
     return result
-
-
-def _fetch_diff(dest, path, existed, keeper):
-    entry = {'before_header': dest, 'after_header': '{0} (guest)'.format(path)}
-    after = keeper.data()
-    if after is None:
-        entry['src_larger'] = DIFF_MAX_BYTES
-        return entry
-    before = b''
-    if existed:
-        if os.path.getsize(dest) > DIFF_MAX_BYTES:
-            entry['dst_larger'] = DIFF_MAX_BYTES
-            return entry
-        with open(dest, 'rb') as handle:
-            before = handle.read()
-    if _text(before) is None:
-        entry['dst_binary'] = 1
-    elif _text(after) is None:
-        entry['src_binary'] = 1
-    else:
-        entry['before'] = _text(before)
-        entry['after'] = _text(after)
-    return entry
 
 
 def run(module):

@@ -158,7 +158,8 @@ events:
 '''
 
 from ansible_collections.qemu.vm.plugins.module_utils._common import build_module, qga_session, qmp_session, run_module
-from ansible_collections.qemu.vm.plugins.module_utils._guest import POWER_STATES, GuestPower
+from ansible_collections.qemu.vm.plugins.module_utils._power import GuestPower
+from ansible_collections.qemu.vm.plugins.module_utils._power_plan import POWER_STATES
 from ansible_collections.qemu.vm.plugins.module_utils._qga import wait_for_agent
 
 #: One handshake attempt while waiting for the agent to come back.
@@ -177,10 +178,7 @@ def run(module):
             qmp, lambda: qga_session(module), params['qga'], params['timeout'],
             force=params['force'], wait=params['wait'], check_mode=module.check_mode,
             wait_for_agent=_wait_for_agent)
-        try:
-            outcome = power.ensure(params['state'])
-        except ValueError as exc:
-            module.fail_json(msg=str(exc))
+        outcome = power.ensure(params['state'])
         for warning in outcome.warnings:
             module.warn(warning)
         result = outcome.as_dict()

@@ -101,6 +101,10 @@ options:
         C(guest-fsfreeze-status). A guest found already frozen (an earlier run died) is thawed first, with a warning.
       - If the task's process dies while the guest is frozen (killed, controller lost), a small guard process it
         started on the host thaws the guest right away, and at the latest O(freeze_timeout) after the freeze.
+      - If the VM is paused while the guest is frozen (QMP C(stop), or an I/O error that pauses it), the agent cannot
+        thaw until the VM runs again; the task fails saying so, and the guard thaws the guest as soon as the VM
+        runs again, for up to 24 hours. Beyond that, or if the guard is gone (host reboot), the next qemu.vm task
+        that opens this agent socket thaws first (a marker file beside the socket's lock file remembers the freeze).
       - V(required) fails the task, taking no snapshot, when the guest cannot be frozen (agent not answering,
         freeze disabled or failing).
       - V(preferred) takes the snapshot crash-consistent in that case and says so, with RV(quiesced=false),
@@ -419,7 +423,7 @@ def take_snapshot(module, qmp, plan, name, quiesce_report):
     if params['quiesce'] == 'off':
         return save(params['timeout'])
     result, report = quiesced(params['qga'], params['quiesce'], params['timeout'], params['freeze_timeout'],
-                              save, module.warn)
+                              save, module.warn, qmp=qmp)
     quiesce_report.update(report)
     return result
 
@@ -464,8 +468,6 @@ def run(module):
             module.fail_json(msg='quiesce is only used with state=present')
         if not module.params['qga']:
             module.fail_json(msg='quiesce={0} needs qga, the guest agent socket'.format(module.params['quiesce']))
-    if module.params['freeze_timeout'] <= 0:
-        module.fail_json(msg='freeze_timeout must be a positive number of seconds')
     timeout = module.params['timeout']
     with qmp_session(module) as qmp:
         settle_earlier_jobs(qmp, timeout, dismiss=not module.check_mode)
@@ -530,7 +532,7 @@ def report_snapshot(view, plan, request, check_mode):
 
 def main():
     module = build_module(
-        ARGUMENT_SPEC, requires=('qmp',), supports_check_mode=True,
+        ARGUMENT_SPEC, requires=('qmp',), durations=('freeze_timeout',), supports_check_mode=True,
         required_if=[
             ('state', 'present', ('name',)),
             ('state', 'absent', ('name',)),

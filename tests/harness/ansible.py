@@ -58,16 +58,21 @@ class ModuleResult(dict):
         return bool(self.get('changed'))
 
 
-def run_module(module, args, check=False, diff=False, timeout=300, env=None):
-    """`ansible localhost -m qemu.vm.<module> -a <json>` → the module's result dict."""
+def ad_hoc_command(module, args, check=False, diff=False):
+    """The argv of `ansible localhost -m qemu.vm.<module> -a <json>`."""
     cmd = [os.path.join(BIN, 'ansible'), 'localhost', '-i', 'localhost,', '-c', 'local',
            '-m', module if '.' in module else 'qemu.vm.' + module, '-a', json.dumps(args)]
     if check:
         cmd.append('--check')
     if diff:
         cmd.append('--diff')
-    proc = subprocess.run(cmd, env=ansible_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, timeout=timeout, check=False)
+    return cmd
+
+
+def run_module(module, args, check=False, diff=False, timeout=300, env=None, cwd=None):
+    """`ansible localhost -m qemu.vm.<module> -a <json>` (run in `cwd`) → the module's result dict."""
+    proc = subprocess.run(ad_hoc_command(module, args, check, diff), env=ansible_env(env), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout, check=False, cwd=cwd)
     out = proc.stdout
     # Ad-hoc output is "localhost | SUCCESS|CHANGED|FAILED! => {json}", warnings around it.
     marker = out.find(' => ')
@@ -83,7 +88,7 @@ def run_module(module, args, check=False, diff=False, timeout=300, env=None):
     return result
 
 
-def run_playbook(playbook, extra_vars=None, check=False, diff=False, timeout=600, env=None, args=()):
+def run_playbook(playbook, extra_vars=None, check=False, diff=False, timeout=600, env=None, args=(), cwd=None):
     """Run a playbook (a path, or YAML text) on localhost; returns CompletedProcess (stdout has stderr)."""
     path = playbook
     tmp = None
@@ -102,7 +107,7 @@ def run_playbook(playbook, extra_vars=None, check=False, diff=False, timeout=600
     cmd += list(args)
     try:
         return subprocess.run(cmd, env=ansible_env(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              universal_newlines=True, timeout=timeout, check=False)
+                              universal_newlines=True, timeout=timeout, check=False, cwd=cwd)
     finally:
         if tmp is not None:
             os.unlink(tmp.name)

@@ -272,7 +272,7 @@ class VM(object):
     qmp_timeout = 30.0
 
     def __init__(self, workdir, agent=True, ga_block=(), disks=None, memory=256, nic=False,
-                 extra_args=(), name=None, images=None, without=()):
+                 extra_args=(), name=None, images=None, no_shutdown=True, without=()):
         self.workdir = os.path.abspath(str(workdir))
         os.makedirs(self.workdir, exist_ok=True)
         self.agent = bool(agent)
@@ -283,6 +283,8 @@ class VM(object):
         self.nic = bool(nic)
         self.extra_args = tuple(str(a) for a in extra_args)
         self.name = name
+        # QEMU's default (False) is to exit when the guest powers off; -no-shutdown keeps it.
+        self.no_shutdown = bool(no_shutdown)
         self.uuid = str(uuid.uuid5(uuid.NAMESPACE_URL, 'qemu.vm-test:' + name)) if name else None
         self.images = images
         self.proc = None
@@ -377,8 +379,9 @@ class VM(object):
             '-device', 'virtio-serial-pci',
             '-device', 'virtserialport,chardev=qga0,name=org.qemu.guest_agent.0',
             '-global', 'PIIX4_PM.disable_s3=0',
-            '-no-shutdown',
         ]
+        if self.no_shutdown:
+            cmd.append('-no-shutdown')
         for disk in self.disks:
             file_opts = {'driver': 'file', 'filename': disk['path'], 'node-name': disk['file_node']}
             fmt_opts = {'driver': disk['format'], 'file': disk['file_node'], 'node-name': disk['node']}

@@ -34,6 +34,12 @@ def agent_silent(vm, seconds=3):
     return False
 
 
+def boot_id(vm):
+    code, out, _err = vm.guest_exec(['cat', '/proc/sys/kernel/random/boot_id'])
+    assert code == 0
+    return out.decode().strip()
+
+
 def set_marker(vm):
     assert vm.guest_exec(['touch', MARKER])[0] == 0
 
@@ -107,19 +113,37 @@ def test_reboot_waits_for_the_agent(vm):
     result = power(vm, 'reboot')
     assert result['changed'] and not result.failed, result['output']
     assert (result['state_before'], result['state_after'], result['method']) == ('running', 'running', 'agent')
-    assert 'RESET' in result['events'] and result['confirmed_by'] == 'RESET event, agent answers again'
+    assert 'RESET' in result['events'] and result['confirmed_by'] == 'RESET event, new boot id'
     # The module returned once the agent answered: no extra wait needed.
     assert not agent_silent(vm)
     assert not marker_present(vm), 'the RAM root filesystem survived: no reboot happened'
 
 
 def test_reboot_without_qmp(vm):
+    # The virtio-serial channel hands what we send during the reboot to the next agent, which
+    # answers: silence is never seen. The boot id is what changes.
+    before = boot_id(vm)
     set_marker(vm)
     result = power(vm, 'reboot', qmp=None)
     assert result['changed'] and not result.failed, result['output']
-    assert result['confirmed_by'] == 'agent went silent, agent answers again'
+    assert result['confirmed_by'] in ('new boot id', 'boot id changed'), result['output']
     assert result['events'] == []
     assert not marker_present(vm)
+    assert boot_id(vm) != before
+
+
+def test_reboot_without_qmp_needs_the_boot_id(vm_factory):
+    vm = vm_factory(ga_block=['guest-file-open'])
+    before = boot_id(vm)
+    result = power(vm, 'reboot', qmp=None)
+    assert result.failed and result['error_type'] == 'VMStateError', result['output']
+    assert 'boot id' in result['msg'] and 'give qmp' in result['msg']
+    assert boot_id(vm) == before, 'the guest rebooted although the task failed'
+    # With QMP the RESET event confirms it, and any agent answering after it is the new one.
+    result = power(vm, 'reboot')
+    assert result['changed'] and not result.failed, result['output']
+    assert result['confirmed_by'] == 'RESET event, agent answers again'
+    assert boot_id(vm) != before
 
 
 def test_poweroff(vm):
@@ -220,3 +244,54 @@ def test_bad_input(vm, bad):
     assert result.failed
     assert ('state' in result['msg']) or ('timeout' in result['msg'])
     assert vm.status() == 'running'
+
+
+# -- QEMU started without -no-shutdown (its default): it exits when the guest powers off --------
+
+
+def test_poweroff_when_qemu_exits(vm_factory):
+    vm = vm_factory(no_shutdown=False)
+    check = power(vm, 'poweroff', check=True)
+    assert check['changed'] and not check.failed and check['state_after'] == 'shutdown', check['output']
+    assert vm.status() == 'running'
+    result = power(vm, 'poweroff')
+    assert result['changed'] and not result.failed, result['output']
+    assert (result['state_before'], result['state_after'], result['method']) == ('running', 'exited', 'agent')
+    assert result['confirmed_by'] in ('SHUTDOWN event, QEMU exited', 'QEMU exited'), result['output']
+    assert vm.proc.wait(30) == 0
+    assert 'shutdown shim: poweroff' in vm.console_text()
+
+
+def test_poweroff_without_qmp_when_qemu_exits(vm_factory):
+    vm = vm_factory(no_shutdown=False)
+    result = power(vm, 'poweroff', qmp=None)
+    assert result['changed'] and not result.failed, result['output']
+    assert (result['state_before'], result['state_after']) == ('running', 'agent_gone')
+    assert result['confirmed_by'] == 'agent went silent'
+    assert vm.proc.wait(30) == 0
+
+
+def test_halt_when_qemu_would_exit_on_poweroff(vm_factory):
+    vm = vm_factory(no_shutdown=False)
+    result = power(vm, 'halt')
+    assert result['changed'] and not result.failed, result['output']
+    assert (result['state_after'], result['confirmed_by']) == ('halted', 'agent went silent')
+    assert vm.is_running() and vm.status() == 'running'  # a halted guest does not end QEMU
+
+
+def test_reboot_when_qemu_would_exit_on_poweroff(vm_factory):
+    vm = vm_factory(no_shutdown=False)
+    before = boot_id(vm)
+    result = power(vm, 'reboot')
+    assert result['changed'] and not result.failed, result['output']
+    assert result['confirmed_by'] == 'RESET event, new boot id'
+    assert vm.is_running() and boot_id(vm) != before
+
+
+def test_force_escalation_when_qemu_exits(vm_factory):
+    vm = vm_factory(no_shutdown=False, ga_block=['guest-shutdown'])
+    forced = power(vm, 'poweroff', force=True, timeout=5)
+    assert forced['changed'] and not forced.failed, forced['output']
+    assert (forced['method'], forced['state_after'], forced['confirmed_by']) == ('quit', 'exited', 'QEMU quit')
+    vm.proc.wait(30)
+    assert not vm.is_running()

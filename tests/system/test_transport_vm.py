@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -138,3 +139,61 @@ def test_qmp_events_and_version_from_real_qemu(vm):
         assert resume['timestamp']['seconds'] >= stop['timestamp']['seconds']
         assert qmp.run_state() == 'running'
     assert json.dumps(stop)
+
+
+def hold_and_fill_backlog(path):
+    """Hold the monitor with a plain client (not ours: no host lock) and fill its listen backlog.
+
+    QEMU serves one client; further connects queue in the backlog until it is full, and then
+    a unix-socket connect() fails with EAGAIN. Returns the sockets, holder first.
+    """
+    holder = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    holder.settimeout(10)
+    holder.connect(path)
+    assert b'"QMP"' in holder.recv(65536)  # served: the greeting
+    queued = []
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.connect(path)
+        except BlockingIOError:
+            sock.close()
+            break
+        queued.append(sock)
+        assert len(queued) < 256, 'the listen backlog never filled'
+    return [holder] + queued
+
+
+def test_full_backlog_waits_for_the_holder(vm):
+    from harness.ansible import run_module  # pylint: disable=import-outside-toplevel
+    sockets = hold_and_fill_backlog(vm.qmp_path)
+    # Released while the task waits; a margin of seconds both ways on a loaded 2-core machine:
+    # the task starts (ansible, the module) within a few seconds and its timeout is 60 s.
+    release = threading.Timer(3.0, lambda: [s.close() for s in sockets])
+    release.start()
+    try:
+        result = run_module('qemu_vm_info', {'qmp': vm.qmp_path, 'timeout': 60})
+    finally:
+        release.cancel()
+        for sock in sockets:
+            sock.close()
+    assert not result.failed, result['output']
+    assert result['status'] == 'running'
+
+
+def test_full_backlog_at_the_deadline_says_the_socket_is_held(vm):
+    from harness.ansible import run_module  # pylint: disable=import-outside-toplevel
+    sockets = hold_and_fill_backlog(vm.qmp_path)
+    try:
+        start = time.monotonic()
+        result = run_module('qemu_vm_info', {'qmp': vm.qmp_path, 'timeout': 3})
+        elapsed = time.monotonic() - start
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert result.failed and result['error_type'] == 'SocketBusyError', result['output']
+    assert 'another client holds this socket' in result['msg'] and '3 s' in result['msg']
+    assert elapsed >= 3.0  # it waited its timeout instead of failing at once
+    with QMPSession(vm.qmp_path, timeout=30) as qmp:
+        assert qmp.run_state() == 'running'

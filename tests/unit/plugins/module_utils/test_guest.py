@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.qemu.vm.plugins.module_utils import _guest as guest
+from ansible_collections.qemu.vm.plugins.module_utils import _power as power_utils
 from ansible_collections.qemu.vm.plugins.module_utils._errors import (
     AgentNotRespondingError,
     CommandError,
@@ -270,7 +271,7 @@ class AgentContext(object):
 
 def power(qmp, agent=None, check_mode=False, **kwargs):
     opener = AgentContext(agent if agent is not None else FakeAgent())
-    return guest.GuestPower(qmp, opener, 'qga.sock', 5.0, check_mode=check_mode,
+    return power_utils.GuestPower(qmp, opener, 'qga.sock', 5.0, check_mode=check_mode,
                             wait_for_agent=lambda address, timeout: 0.1, **kwargs)
 
 
@@ -342,7 +343,7 @@ def test_power_without_force_reports_the_silent_agent():
 def test_power_validation(kwargs, state, words):
     qmp = kwargs.pop('qmp', FakeMonitor('running'))
     address = kwargs.pop('qga', 'qga.sock')
-    control = guest.GuestPower(qmp, AgentContext(FakeAgent()), address, 5.0, **kwargs)
+    control = power_utils.GuestPower(qmp, AgentContext(FakeAgent()), address, 5.0, **kwargs)
     with pytest.raises(ValueError) as caught:
         control.ensure(state)
     assert words in str(caught.value)

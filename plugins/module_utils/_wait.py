@@ -1,0 +1,67 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qemu.vm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# This module_utils is PRIVATE to the qemu.vm collection: it can change at any time.
+"""Bounded waiting: one Deadline type and one poll helper, instead of hand-written loops.
+
+No Ansible imports.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Optional, TypeVar
+
+from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError, QemuTimeoutError
+
+T = TypeVar('T')
+
+#: The longest bound any option may ask for (one day): longer is a typo, not a plan.
+MAX_SECONDS = 86400.0
+
+
+def check_seconds(name: str, value, maximum: float = MAX_SECONDS) -> float:
+    """`value` as a finite, positive number of seconds no larger than `maximum`, or ParameterError naming `name`."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(name, '{0} must be a number of seconds, got {1!r}'.format(name, value)) from None
+    if not math.isfinite(seconds) or seconds <= 0 or seconds > maximum:
+        raise ParameterError(name, '{0} must be a finite number of seconds greater than 0 and at most {1:g}, '
+                                   'got {2!r}'.format(name, maximum, value))
+    return seconds
+
+
+class Deadline(object):
+    """One bound shared by several waits."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._end = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return max(0.0, self._end - time.monotonic())
+
+    @property
+    def expired(self) -> bool:
+        return time.monotonic() >= self._end
+
+
+def wait_until(predicate: Callable[[], Optional[T]], deadline: Deadline, what: str,
+               hint: Optional[Callable[[], str]] = None, interval: float = 0.25) -> T:
+    """Call predicate() until it returns something truthy, and return that.
+
+    Between calls, sleep `interval` (0 when the predicate blocks for its own slice).
+    When `deadline` passes first: QemuTimeoutError for `what`, with hint() appended.
+    Exceptions from the predicate propagate: they are answers, not reasons to retry.
+    """
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if deadline.expired:
+            raise QemuTimeoutError(what, deadline.seconds, hint() if hint is not None else None)
+        if interval > 0:
+            time.sleep(min(interval, deadline.remaining()))
