@@ -76,4 +76,3 @@ class SocketLock(object):
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)  # closing drops the flock
-

@@ -125,8 +125,9 @@ def test_killed_fetch_leaves_a_temp_file_the_next_run_removes(vm, tmp_path):
 
     def temp_has_data():
         return any(os.path.getsize(p) > 0 for p in glob.glob(pattern) if os.path.exists(p))
-    kill_when(start_module('qemu_guest_file', {'qga': vm.qga_path, 'path': '/tmp/big.bin', 'state': 'fetched',
-                                                'dest': str(dest), 'timeout': 300}), temp_has_data)
+    run = start_module('qemu_guest_file', {'qga': vm.qga_path, 'path': '/tmp/big.bin', 'state': 'fetched',
+                                           'dest': str(dest), 'timeout': 300})
+    kill_when(run, temp_has_data)
     assert len(glob.glob(pattern)) == 1 and not dest.exists()
 
     again = run_module('qemu_guest_file', {'qga': vm.qga_path, 'path': '/tmp/big.bin', 'state': 'fetched',

@@ -272,7 +272,7 @@ class AgentContext(object):
 def power(qmp, agent=None, check_mode=False, **kwargs):
     opener = AgentContext(agent if agent is not None else FakeAgent())
     return power_utils.GuestPower(qmp, opener, 'qga.sock', 5.0, check_mode=check_mode,
-                            wait_for_agent=lambda address, timeout: 0.1, **kwargs)
+                                  wait_for_agent=lambda address, timeout: 0.1, **kwargs)
 
 
 @pytest.mark.parametrize('state, status', [
