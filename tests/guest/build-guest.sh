@@ -112,7 +112,7 @@ MODSRC=$WORK/kernel/lib/modules/$KVER/kernel
 
 # --- initramfs tree ------------------------------------------------------------
 R=$WORK/root
-mkdir -p "$R"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,run,tmp,root,data,home/alice,var,lib64}
+mkdir -p "$R"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,run,tmp,root,data,home/alice,home/tester,var,lib64}
 chmod 1777 "$R/tmp"
 chmod 0700 "$R/root"
 ln -s ../run "$R/var/run"
@@ -151,12 +151,14 @@ printf '%s\n' "${MODULES[@]}" > "$R/etc/modules-order"
 cat > "$R/etc/passwd" <<'EOF'
 root:x:0:0:root:/root:/bin/sh
 alice:x:1000:1000:Alice:/home/alice:/bin/sh
+tester:x:1001:1001:Tester:/home/tester:/bin/sh
 nobody:x:65534:65534:nobody:/nonexistent:/bin/false
 EOF
 cat > "$R/etc/group" <<'EOF'
 root:x:0:
 staff:x:50:alice
 alice:x:1000:
+tester:x:1001:
 nogroup:x:65534:
 EOF
 # --- for the qemu.vm.qga connection tests: Ansible's become to an unprivileged user puts its
@@ -173,6 +175,48 @@ EOF
 echo qemuvm-guest > "$R/etc/hostname"
 printf '127.0.0.1 localhost\n127.0.1.1 qemuvm-guest\n' > "$R/etc/hosts"
 : > "$R/etc/fstab"
+# Shadow entries without passwords ('!', '*'), for guest-set-user-password and readers of /etc/shadow.
+cat > "$R/etc/shadow" <<'EOF'
+root:*:20000:0:99999:7:::
+alice:!:20000:0:99999:7:::
+tester:!:20000:0:99999:7:::
+nobody:*:20000:0:99999:7:::
+EOF
+chmod 0600 "$R/etc/shadow"
+
+# /usr/sbin/chpasswd shim: busybox-static has no chpasswd applet, and qemu-ga's
+# guest-set-user-password pipes "user:password" lines into `chpasswd` (`chpasswd -e` for a hash).
+cat > "$R/usr/sbin/chpasswd" <<'EOF'
+#!/bin/sh
+encrypted=0
+for arg in "$@"; do
+    case "$arg" in
+        -e|--encrypted) encrypted=1 ;;
+        *) echo "chpasswd: unsupported option $arg" >&2; exit 2 ;;
+    esac
+done
+status=0
+while IFS= read -r line; do
+    user=${line%%:*}
+    pass=${line#*:}
+    if [ "$user" = "$line" ] || [ -z "$user" ]; then
+        echo "chpasswd: line without user:password" >&2; status=1; continue
+    fi
+    if [ "$encrypted" = 0 ]; then
+        pass=$(printf '%s\n' "$pass" | mkpasswd -m sha512) || { status=1; continue; }
+    fi
+    if CHP_USER=$user CHP_PASS=$pass awk -F: -v OFS=: '
+        $1 == ENVIRON["CHP_USER"] { $2 = ENVIRON["CHP_PASS"]; $3 = int(systime() / 86400); found = 1 }
+        { print } END { exit !found }' /etc/shadow > /etc/shadow+; then
+        chmod 0600 /etc/shadow+ && mv /etc/shadow+ /etc/shadow || status=1
+    else
+        rm -f /etc/shadow+
+        echo "chpasswd: user '$user' not in /etc/shadow" >&2; status=1
+    fi
+done
+exit $status
+EOF
+chmod 0755 "$R/usr/sbin/chpasswd"
 
 # /sbin/shutdown shim: qemu-ga runs `/sbin/shutdown -P|-H|-r +0 "msg"` and waits for exit 0.
 cat > "$R/sbin/shutdown" <<'EOF'
@@ -213,12 +257,19 @@ done < /etc/modules-order
 
 noagent=0
 ga_block=
+without=
 for word in $(cat /proc/cmdline); do
     case "$word" in
         qemu_vm.noagent=1) noagent=1 ;;
         qemu_vm.ga_block=*) ga_block=${word#qemu_vm.ga_block=} ;;
+        qemu_vm.without=*) without=${word#qemu_vm.without=} ;;
     esac
 done
+# qemu_vm.without=prog[,prog]: a guest lacking these programs (e.g. chpasswd, for error paths).
+for prog in $(echo "$without" | tr ',' ' '); do
+    rm -f "/sbin/$prog" "/bin/$prog" "/usr/sbin/$prog" "/usr/bin/$prog"
+done
+chown 1001:1001 /home/tester
 
 # /dev/virtio-ports/<name> links, as udev would make them.
 make_port_links() {

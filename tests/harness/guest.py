@@ -272,11 +272,13 @@ class VM(object):
     qmp_timeout = 30.0
 
     def __init__(self, workdir, agent=True, ga_block=(), disks=None, memory=256, nic=False,
-                 extra_args=(), name=None, images=None, no_shutdown=True, python=False):
+                 extra_args=(), name=None, images=None, no_shutdown=True, python=False, without=()):
         self.workdir = os.path.abspath(str(workdir))
         os.makedirs(self.workdir, exist_ok=True)
         self.agent = bool(agent)
         self.ga_block = tuple(ga_block)
+        # Programs the guest's init deletes before the agent starts (e.g. 'chpasswd').
+        self.without = tuple(without)
         self.memory = int(memory)
         self.nic = bool(nic)
         self.extra_args = tuple(str(a) for a in extra_args)
@@ -361,6 +363,8 @@ class VM(object):
             words.append('qemu_vm.ga_block=' + ','.join(self.ga_block))
         if self.python:
             words.append('qemu_vm.python=1')
+        if self.without:
+            words.append('qemu_vm.without=' + ','.join(self.without))
         return ' '.join(words)
 
     def command(self):
