@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: qemu_guest_authorized_key
 short_description: Add or remove SSH authorized keys of a guest user through the QEMU guest agent
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Manages the OpenSSH public keys in a guest user's C(~/.ssh/authorized_keys) without SSH access to the guest,
     through the agent's C(guest-ssh-get-authorized-keys), C(guest-ssh-add-authorized-keys) and

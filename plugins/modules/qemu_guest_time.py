@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: qemu_guest_time
 short_description: Set a guest's clock to the host's (or to a given moment) through the QEMU guest agent
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Reads the guest clock (C(guest-get-time)) with the host clock read around it, and when the guest is more than
     O(max_drift) seconds off, sets it (C(guest-set-time) with an explicit time) and reads it again.

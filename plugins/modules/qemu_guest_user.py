@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: qemu_guest_user
 short_description: Set a guest user's password through the QEMU guest agent
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Sets the password of an existing guest account with the agent's C(guest-set-user-password), which runs the
     guest's C(chpasswd) (C(chpasswd -e) for a hash). This resets a password when nobody can log in.
