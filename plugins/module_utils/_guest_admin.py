@@ -30,7 +30,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._errors import (
     ParameterError,
     VMStateError,
 )
-from ansible_collections.qemu.vm.plugins.module_utils._guest_file import GuestFileError, GuestFiles
+from ansible_collections.qemu.vm.plugins.module_utils._guest_files import GuestFileError, GuestFiles
 
 # -- SSH authorized keys -----------------------------------------------------------------
 

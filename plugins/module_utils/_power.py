@@ -328,14 +328,19 @@ class GuestPower(object):
             self._wait_for_agent(self.qga_address, self.timeout)
             return '{0}, agent answers again'.format(how)
         deadline = Deadline(self.timeout)
+        last_error = []
 
         def new_boot():
             with self._open_probe(max(min(BOOT_PROBE_SECONDS, deadline.remaining()), 0.5)) as probe:
-                seen = _boot_id_or_none(lambda: read_boot_id(probe))
+                seen = _boot_id_or_none(lambda: read_boot_id(probe), last_error)
             return seen if seen is not None and seen != boot_id else None
+
+        def hint():
+            if last_error:
+                return 'the guest agent could not read the boot id: {0}'.format(last_error[0])
+            return 'the guest still reports boot id {0}: it did not reboot'.format(boot_id)
         wait_until(lambda: _session_or_none(new_boot), deadline, 'waiting for the guest to boot again',
-                   hint=lambda: 'the guest still reports boot id {0}: it did not reboot'.format(boot_id),
-                   interval=0.2)
+                   hint=hint, interval=0.2)
         return 'RESET event, new boot id' if how == 'RESET event' else 'new boot id'
 
     # -- force ------------------------------------------------------------------------------
@@ -380,12 +385,22 @@ def _poll_quietly(predicate, deadline):
         return None
 
 
-def _boot_id_or_none(read):
-    """The boot id, or None while the agent cannot answer (it is going down or coming up)."""
+def _boot_id_or_none(read, errors=None):
+    """The boot id, or None while the agent cannot answer it (it is going down or coming up).
+
+    A reboot can fall between the commands of one read: a handle opened by the old agent
+    is unknown to the new one ("handle ... has not been found"), so agent errors mean
+    "not yet" here too; the last one is kept in `errors` for the timeout's message.
+    """
     try:
-        return read()
-    except (AgentNotRespondingError, ConnectionLostError, QemuTimeoutError):
+        seen = read()
+    except (AgentNotRespondingError, ConnectionLostError, QemuTimeoutError, CommandError) as exc:
+        if errors is not None:
+            errors[:] = [exc]
         return None
+    if errors is not None:
+        errors[:] = []
+    return seen
 
 
 def _session_or_none(probe):
