@@ -15,14 +15,11 @@ bound; the others are not held up, and the VM is still listed with what is known
 from __future__ import annotations
 
 import asyncio
-import errno
-import fcntl
 import glob
 import ipaddress
 import os
 import stat
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.qemu.vm.plugins.module_utils._cmdline import (
@@ -32,13 +29,12 @@ from ansible_collections.qemu.vm.plugins.module_utils._cmdline import (
     normalize_uuid,
     parse_cmdline,
 )
-from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, ParameterError, QemuVMError, SocketBusyError
-from ansible_collections.qemu.vm.plugins.module_utils._lock import lock_path_for
+from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, ParameterError, QemuVMError
+from ansible_collections.qemu.vm.plugins.module_utils._lock import SocketLock
 from ansible_collections.qemu.vm.plugins.module_utils._qga import QGASession
 from ansible_collections.qemu.vm.plugins.module_utils._qmp import QMPSession
 from ansible_collections.qemu.vm.plugins.module_utils._transport import Deadline, Runner, parse_address
 
-_LOCK_POLL_SECONDS = 0.05
 #: Threads asking sockets at once; more sockets than this wait for a free thread.
 MAX_WORKERS = 64
 #: The agent commands whose answers become host variables, each optional.
@@ -168,48 +164,6 @@ def _remaining(deadline):
     return max(deadline.remaining(), 0.001)
 
 
-class _ExistingLock(object):
-    """The collection's per-socket lock, taken only if its file exists, and never created.
-
-    A task of this collection creates the lock file (as its user, beside the socket). The
-    inventory, often run as another user or as root over everybody's VMs, must not leave
-    files it owns there: a root-owned lock file would lock its owner's tasks out. flock
-    needs no write access, so the file is opened read-only. No file: no qemu.vm task has
-    used the socket here, and the read-only query goes ahead unlocked.
-    """
-
-    def __init__(self, address):
-        self.address = address
-        self.path = lock_path_for(address)
-        self._fd = None
-
-    def acquire(self, deadline):
-        try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            return
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                self._fd = fd
-                return
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    os.close(fd)
-                    return
-            if deadline.expired:
-                os.close(fd)
-                raise SocketBusyError(self.address, 'another qemu.vm task held this socket for longer than the '
-                                                    'inventory timeout={0:g} s (lock file {1})'.format(
-                                                        deadline.seconds, self.path))
-            time.sleep(min(_LOCK_POLL_SECONDS, deadline.remaining()))
-
-    def release(self):
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)
-
-
 class _Probe(object):
     """One socket asked within one deadline, on an event loop of its own (this thread's)."""
 
@@ -217,10 +171,10 @@ class _Probe(object):
         self.address = address
         self.deadline = Deadline(timeout)
         self.runner = Runner()
-        self.lock = _ExistingLock(parse_address(address))
+        self.lock = SocketLock(parse_address(address), existing_only=True)
 
     def take_lock(self):
-        self.lock.acquire(self.deadline)
+        self.lock.acquire(_remaining(self.deadline))
 
     def close(self):
         self.lock.release()

@@ -45,15 +45,32 @@ def freeze_marker_path(address):
 
 
 class SocketLock(object):
-    """Exclusive flock for one socket, waited for at most `timeout` seconds."""
+    """Exclusive flock for one socket, waited for at most `timeout` seconds.
 
-    def __init__(self, address):
+    With existing_only, the lock file is never created, only opened read-only (flock needs
+    no write access) when it exists; without it there is nothing to wait for. A reader that
+    runs as another user (the inventory, often as root over everybody's VMs) must not leave
+    files it owns beside their sockets: a root-owned lock file would lock their tasks out.
+    """
+
+    def __init__(self, address, existing_only=False):
         self.address = address
         self.path = lock_path_for(address)
+        self.existing_only = existing_only
         self._fd = None
 
+    def _open(self):
+        if not self.existing_only:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            return os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+
     def acquire(self, timeout):
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        fd = self._open()
+        if fd is None:
+            return
         deadline = Deadline(timeout)
         while True:
             try:
@@ -63,6 +80,8 @@ class SocketLock(object):
             except OSError as exc:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES):
                     os.close(fd)
+                    if self.existing_only:
+                        return  # a reader goes ahead unlocked rather than fail over the lock
                     raise
             if deadline.expired:
                 os.close(fd)
@@ -70,7 +89,7 @@ class SocketLock(object):
                     self.address,
                     'another qemu.vm task held this socket for longer than timeout={0:g} s '
                     '(lock file {1})'.format(timeout, self.path))
-            time.sleep(_POLL_SECONDS)
+            time.sleep(min(_POLL_SECONDS, deadline.remaining()))
 
     def release(self):
         if self._fd is not None:
