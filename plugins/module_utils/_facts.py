@@ -31,8 +31,6 @@ def _dashes_to_underscores(value):
     return value
 
 
-
-
 #: gather_subset name -> (agent command, fact name). 'agent' (guest-info) is always read.
 FACT_SUBSETS = (
     ('os', 'guest-get-osinfo', 'os'),

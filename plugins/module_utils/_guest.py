@@ -14,6 +14,7 @@ from __future__ import annotations
 from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandNotFoundError
 from ansible_collections.qemu.vm.plugins.module_utils._transport import classify_command_error
 
+
 def agent_version(qga):
     return qga.info().get('version') or 'unknown'
 

@@ -61,7 +61,6 @@ def target_of_temp(temp):
     return posixpath.join(directory, _TEMP_SUFFIX.sub('', name)[1:])
 
 
-
 class GuestToolMissingError(GuestFileError):
     """guest-exec could not start a program: it is not installed in the guest (or no POSIX guest)."""
 
@@ -235,8 +234,8 @@ class GuestFiles(object):
                   'set -C; : > "$3"')
         code, out, err = self.run(['sh', '-c', script, 'sh', directory or '/', base[:200], path])
         if code != 0:
-            raise explain_text(path, 'create the temporary file', err.decode('utf-8', 'replace').strip()
-                                or 'exit code {0}'.format(code))
+            raise explain_text(path, 'create the temporary file',
+                               err.decode('utf-8', 'replace').strip() or 'exit code {0}'.format(code))
         return [line for line in out.decode('utf-8', 'surrogateescape').splitlines() if line]
 
     def new_file_mode(self):
@@ -316,5 +315,3 @@ class GuestFiles(object):
                 return digest, 'sha256sum'
         digest, _size = self.read_stream(path)
         return digest, 'stream'
-
-

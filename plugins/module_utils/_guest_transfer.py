@@ -384,5 +384,3 @@ def sha256_file(path, chunk_size=MIB):
                 break
             hasher.update(view[:count])
     return hasher.hexdigest()
-
-
