@@ -198,8 +198,10 @@ artifact: venv guest
 	mkdir -p $(ARTIFACT_DIR)
 	env -u PYTHONPATH -u ANSIBLE_COLLECTIONS_PATH $(VENV_BIN)/ansible-galaxy collection build \
 		--output-path $(ARTIFACT_DIR) .
-	env -u PYTHONPATH -u ANSIBLE_COLLECTIONS_PATH $(VENV_BIN)/ansible-galaxy collection install \
-		--offline -p $(ARTIFACT_DIR)/collections $(ARTIFACT_DIR)/qemu-vm-*.tar.gz
+	# Only the fresh path is configured: a copy elsewhere (molecule and ansible-lint install the
+	# collection under test into ~/.ansible/collections) would make galaxy skip the install.
+	env -u PYTHONPATH ANSIBLE_COLLECTIONS_PATH=$(ARTIFACT_DIR)/collections $(VENV_BIN)/ansible-galaxy \
+		collection install --offline -p $(ARTIFACT_DIR)/collections $(ARTIFACT_DIR)/qemu-vm-*.tar.gz
 	env -u PYTHONPATH -u ANSIBLE_COLLECTIONS_PATH QEMU_VM_ARTIFACT_DIR=$(ARTIFACT_DIR) \
 		$(VENV_BIN)/python -m pytest -p no:cacheprovider tests/artifact
 
