@@ -256,10 +256,12 @@ class GuestPower(object):
 
     def _listen_briefly(self, pending):
         """wait=false: give the agent a moment to refuse; it says nothing on success."""
-        deadline = Deadline(min(NO_WAIT_LISTEN_SECONDS, self.timeout))
-        while not deadline.expired:
-            pending.check()
-            time.sleep(0.05)
+        def refused():
+            pending.check()  # raises the agent's refusal, if one came
+            return None
+
+        wait_until(refused, Deadline(min(NO_WAIT_LISTEN_SECONDS, self.timeout)), 'the agent',
+                   interval=0.05, default=None)
         pending.check()
         return None
 
