@@ -63,7 +63,7 @@ def _previous(entry):
                 if k in entry)
 
 
-def measure(numbers, args, entries):
+def measure(numbers, args, entries, base):
     figures = registry.FIGURES
     os.makedirs(OUTPUT, exist_ok=True)
     ctx = registry.Context(OUTPUT, args.runs, ensure_guest(), VM, log)
@@ -91,6 +91,7 @@ def measure(numbers, args, entries):
                 'previous': _previous(entries.get(str(number))),
             }
             entries[str(number)] = entry
+            save(base, entries, figures)  # a later figure that fails does not lose this one
             print(report.table({str(number): entry}), flush=True)
             later = set()
             for other in order[position + 1:]:
@@ -132,9 +133,8 @@ def main(argv=None):
     if not set(numbers) <= set(known) or args.runs < 1:
         parser.error('--only takes figures {0} and --runs a positive number'.format(known))
     started = time.perf_counter()
-    entries = measure(numbers, args, entries)
     base = RESULTS if args.runs >= FULL_RUNS else os.path.join(OUTPUT, 'results')
-    save(base, entries, figures)
+    entries = measure(numbers, args, entries, base)
     print()
     print(report.table(entries))
     print('\nwrote {0}.md and {0}.json (measuring took {1:.0f} s)'.format(
