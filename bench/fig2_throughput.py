@@ -71,7 +71,7 @@ def _sweep(ctx, vm, fig, data, get_src):
                 '{0} {1:.2f}'.format(_label(c), sweep[str(c)]['get_mbps'][-1]) for c in CHUNKS)))
     figures.guest_rm(vm, path)
     for way in ('put', 'get'):
-        fig['best_{0}_chunk'.format(way)] = max(CHUNKS, key=lambda c: median(sweep[str(c)][way + '_mbps']))
+        fig['best_{0}_chunk'.format(way)] = max(CHUNKS, key=lambda c, w=way: median(sweep[str(c)][w + '_mbps']))
 
 
 def _module_rounds(ctx, vm, fig, src, src_sum, data, get_src, get_sum):
@@ -146,8 +146,8 @@ def _connection_rounds(ctx, vm, fig, src, src_sum, get_src, get_sum):
             if int(size) == fig['size']:
                 timed[way] = int(size) / 1e6 / float(seconds)
         if proc.returncode != 0 or set(timed) != {'PUT', 'FETCH'}:
-            raise RuntimeError('the qga copy/fetch play failed (rc={0}):\n{1}'.format(proc.returncode,
-                                                                                    proc.stdout[-4000:]))
+            raise RuntimeError('the qga copy/fetch play failed (rc={0}):\n{1}'.format(
+                proc.returncode, proc.stdout[-4000:]))
         if figures._sha256(dest) != get_sum:  # pylint: disable=protected-access
             raise RuntimeError('the qga fetch brought back something else')
         os.unlink(dest)

@@ -61,8 +61,8 @@ def _play(ctx, inventory, count, pipelining):
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, check=False)
     wall = time.perf_counter() - started
     if proc.returncode != 0 or 'ok={0} '.format(count) not in proc.stdout:
-        raise RuntimeError('the {0}-task qga play failed (rc={1}):\n{2}'.format(count, proc.returncode,
-                                                                              proc.stdout[-3000:]))
+        raise RuntimeError('the {0}-task qga play failed (rc={1}):\n{2}'.format(
+            count, proc.returncode, proc.stdout[-3000:]))
     return wall
 
 

@@ -115,7 +115,7 @@ def measure(ctx):
                 fig.setdefault(name, []).append(methods[name]())
             ctx.log('fig 5 round {0}/{1}: facts 8 VMs {2:.2f} s, 1 VM {3:.2f} s; inventory 8 VMs {4:.2f} s, '
                     '1 VM {5:.2f} s'.format(index + 1, ctx.rounds, fig['facts_8_s'][-1], fig['facts_1_s'][-1],
-                                           fig['inventory_8_s'][-1], fig['inventory_1_s'][-1]))
+                                            fig['inventory_8_s'][-1], fig['inventory_1_s'][-1]))
     finally:
         for vm in vms:
             vm.stop()
