@@ -34,6 +34,14 @@ PLAY = """- name: bench qemu_guest_facts over the fleet
       qemu.vm.qemu_guest_facts:
         qga: "{{ bench_qga }}"
 """
+#: The reference: the same play with the cheapest module there is, on the same hosts and forks.
+PING = """- name: bench ansible.builtin.ping over the fleet
+  hosts: fleet
+  gather_facts: false
+  tasks:
+    - name: Ping
+      ansible.builtin.ping:
+"""
 
 
 def _run(argv, env, what):
@@ -94,6 +102,9 @@ def measure(ctx):
         play = os.path.join(ctx.output, 'fig5-facts.yml')
         with open(play, 'w') as handle:
             handle.write(PLAY)
+        ping = os.path.join(ctx.output, 'fig5-ping.yml')
+        with open(ping, 'w') as handle:
+            handle.write(PING)
         configs = {}
         for count, pattern in ((FLEET, 'vm-*'), (1, 'vm-0')):
             path = os.path.join(ctx.output, 'fig5-{0}.qemu.yml'.format(count))
@@ -106,6 +117,8 @@ def measure(ctx):
             'facts_1_s': lambda: _facts(ctx, inventory, play, 1),
             'inventory_8_s': lambda: _inventory(configs[FLEET], FLEET),
             'inventory_1_s': lambda: _inventory(configs[1], 1),
+            'ping_8_s': lambda: _facts(ctx, inventory, ping, FLEET),
+            'ping_1_s': lambda: _facts(ctx, inventory, ping, 1),
         }
         for method in methods.values():
             method()  # warm-up, not counted
@@ -114,8 +127,9 @@ def measure(ctx):
             for name in figures._rotate(order, index):  # pylint: disable=protected-access
                 fig.setdefault(name, []).append(methods[name]())
             ctx.log('fig 5 round {0}/{1}: facts 8 VMs {2:.2f} s, 1 VM {3:.2f} s; inventory 8 VMs {4:.2f} s, '
-                    '1 VM {5:.2f} s'.format(index + 1, ctx.rounds, fig['facts_8_s'][-1], fig['facts_1_s'][-1],
-                                            fig['inventory_8_s'][-1], fig['inventory_1_s'][-1]))
+                    '1 VM {5:.2f} s; ping 8 hosts {6:.2f} s, 1 host {7:.2f} s'.format(
+                        index + 1, ctx.rounds, fig['facts_8_s'][-1], fig['facts_1_s'][-1], fig['inventory_8_s'][-1],
+                        fig['inventory_1_s'][-1], fig['ping_8_s'][-1], fig['ping_1_s'][-1]))
     finally:
         for vm in vms:
             vm.stop()
@@ -129,7 +143,9 @@ def rows(fig):
             's', 'the same play over 1 VM', median(fig['facts_1_s']), 2.0),
         row('5inv', 'ansible-inventory --list, qemu.vm.qemu plugin, {0} VMs'.format(fig['fleet']),
             median(fig['inventory_8_s']), 's', 'the same over 1 VM', median(fig['inventory_1_s']), 2.0),
-    ]
+    ] + ([row('5ping', 'ansible.builtin.ping play over {0} hosts (forks {0}), the reference'.format(fig['fleet']),
+              median(fig['ping_8_s']), 's', 'the same play over 1 host', median(fig['ping_1_s']))]
+         if fig.get('ping_8_s') else [])
 
 
 def details(fig):
@@ -144,6 +160,9 @@ def details(fig):
         '- ansible-inventory, {0} VMs: {1}; 1 VM: {2}; ratio per round: {3}; median {4:.2f}'.format(
             fig['fleet'], samples(fig['inventory_8_s'], '{0:.2f}'), samples(fig['inventory_1_s'], '{0:.2f}'),
             samples(inventory, '{0:.2f}'), median(inventory)),
+        '- ansible.builtin.ping play, {0} hosts: {1}; 1 host: {2}; ratio per round: {3}'.format(
+            fig['fleet'], samples(fig.get('ping_8_s', []), '{0:.2f}'), samples(fig.get('ping_1_s', []), '{0:.2f}'),
+            samples(paired(fig.get('ping_8_s', []), fig.get('ping_1_s', [])), '{0:.2f}')),
         '- boot time of each VM (to the agent answering), one after the other: {0} s'.format(
             samples(fig['boot_s'], '{0:.1f}')),
     ]
