@@ -132,6 +132,7 @@ def section_header(number, entry):
     if previous:
         lines.append('- Previous measurement (column "Before"): {0} at commit {1}, rounds {2}'.format(
             previous['measured_utc'], previous['commit'], previous['rounds']))
+    lines.append('')
     return lines
 
 
