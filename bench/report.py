@@ -68,6 +68,15 @@ def _before(item, previous):
     return ''
 
 
+def _ratio(item):
+    if item['ratio'] is None:
+        return '-'
+    text = '{0:.2f}'.format(item['ratio'])
+    if item['target'] is not None and float(text) == item['target'] and item['met'] is False:
+        text = '{0:.3f}'.format(item['ratio'])  # 0.104 shows as 0.10, which would read as met
+    return text + '×'
+
+
 def table(entries):
     """The figure table over `entries` ({number: entry}), figures in number order."""
     header = ['#', 'Figure', 'Value', 'Baseline', 'Baseline value', 'Ratio', 'Target', 'Result', 'Before']
@@ -75,7 +84,7 @@ def table(entries):
     for number in sorted(entries, key=int):
         entry = entries[number]
         for item in entry['rows']:
-            ratio = '-' if item['ratio'] is None else '{0:.2f}×'.format(item['ratio'])
+            ratio = _ratio(item)
             result = {True: 'met', False: 'MISSED', None: ''}[item['met']]
             cells = [item['key'], item['figure'], num(item['value'], item['unit']), item['baseline'],
                      num(item['baseline_value'], item['unit']), ratio, _target(item), result,
