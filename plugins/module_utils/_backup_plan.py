@@ -13,6 +13,7 @@ The QMP work is in _backup_job, the layout in _backup_chain. No Ansible imports 
 from __future__ import annotations
 
 from ansible_collections.qemu.vm.plugins.module_utils._backup_chain import (
+    BITMAP_PREFIX,
     bitmap_name,
     chain_problem,
     check_dest,
@@ -74,6 +75,13 @@ def select_devices(disks: list, wanted):
                                             'dirty bitmap incremental backups need'.format(name, disk['driver']))
         chosen.append(disk)
     return chosen, warnings
+
+
+def taken_ids(dest_names, disks: list) -> list:
+    """Ids a new chain must not take: names in dest, and chains whose bitmap the VM has (another dest's)."""
+    from_bitmaps = [b['name'][len(BITMAP_PREFIX):] for d in disks for b in d['bitmaps']
+                    if (b.get('name') or '').startswith(BITMAP_PREFIX)]
+    return list(dest_names) + from_bitmaps
 
 
 def vm_disk_map(disks: list) -> dict:
