@@ -112,7 +112,7 @@ def decide(request: dict, disks: list, chains: list, now, taken, missing=()) -> 
     else:
         point = chain = next_point(None, now, taken)
         parent = None
-    future = [c for c in chains] + ([] if mode == 'incremental' else [{'chain': chain, 'manifest': {
+    future = list(chains) + ([] if mode == 'incremental' else [{'chain': chain, 'manifest': {
         'created': now.strftime('%Y-%m-%dT%H:%M:%SZ'), 'points': []}}])
     drop = retention(future, chain, now, request['keep_chains'], request['max_age'])
     older = [c['chain'] for c in chains if c['chain'] != chain]

@@ -32,8 +32,10 @@ description:
     bitmap is missing (QEMU restarted on other images, bitmap removed), a bitmap is inconsistent (QEMU was killed
     or crashed while it was in use) or busy, or files of the chain are missing. Once a new chain has its full
     point, the VM's bitmaps of older chains are removed (their files stay, restorable).
-  - Loading an internal snapshot (C(snapshot-load), C(loadvm)) changes the disks behind QEMU's bitmaps' back and
-    cannot be seen over QMP; after loading one, run with O(mode=full).
+  - QEMU refuses to load an internal snapshot (C(snapshot-load), C(loadvm)) into disks that have active dirty
+    bitmaps ("Device has active dirty bitmaps"), so a chain cannot be broken that way behind the module's back.
+    The same holds offline for C(qemu-img snapshot -a). To load one, remove the chain's bitmaps first (QMP
+    C(block-dirty-bitmap-remove), or C(qemu-img bitmap --remove) offline); the next backup then starts a new chain.
 author:
   - qemu.vm maintainers (@qemu-vm)
 options:
