@@ -1,0 +1,263 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qemu.vm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Figure 6: the qemu.vm.qga connection against community.libvirt.libvirt_qemu (issue 18).
+
+The same test guest runs twice at once: as a harness VM (tests/harness, QEMU with the agent on a
+unix socket that qemu.vm.qga opens) and as a libvirt domain (bench/libvirt_guest.py, the agent
+channel held by libvirtd, which libvirt_qemu reaches through virDomainQemuAgentCommand). Both have
+the same kernel, initrd, disks, RAM and one TCG vCPU. Every play runs with the bench venv's
+ansible-playbook (.venv-bench: the `ansible` package, so community.libvirt 2.0.0, on the same
+ansible-core as the project), `-vvvv` into a log file whose millisecond timestamps give the raw
+transfer spans. The guest's Python is a wrapper (TIMED_PYTHON) that records how long each module
+ran inside the guest, so a task's time splits into the module's own run and the connection's rest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from datetime import datetime
+
+from harness.ansible import REPO, ensure_collection_link  # pylint: disable=import-error
+from tools import MIB, median, random_file  # pylint: disable=import-error
+
+#: The guest's "python": runs the real one and appends "<start> <end>" (uptime seconds, 10 ms
+#: resolution; sh built-ins only, so it adds no process start of its own) to /tmp/bench/times.
+TIMED_PYTHON = r'''#!/bin/sh
+read s rest < /proc/uptime
+/usr/bin/python3 "$@"
+rc=$?
+read e rest < /proc/uptime
+echo "$s $e" >> /tmp/bench/times
+exit $rc
+'''
+SIZES = (8 * MIB, 64 * MIB)
+# (name in the results, inventory host, pipelining)
+VARIANTS = (('qga', 'harness', False), ('qga_pipe', 'harness', True), ('libvirt', 'libvirt', False))
+TRANSFER_VARIANTS = ('qga_pipe', 'libvirt')  # put_file/fetch_file do not depend on pipelining
+LOG_LINE = re.compile(r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*?<([^>]+)> (.*)$')
+
+
+def bench_venv():
+    return os.environ.get('BENCH_VENV') or os.path.join(REPO, '.venv-bench')
+
+
+def inventory(path, qga_socket, domain):
+    with open(path, 'w') as handle:
+        handle.write('harness ansible_connection=qemu.vm.qga ansible_qemu_qga={0}\n'.format(qga_socket))
+        handle.write('libvirt ansible_connection=community.libvirt.libvirt_qemu ansible_host={0} '
+                     'ansible_libvirt_uri=qemu:///system\n'.format(domain))
+        handle.write('[all:vars]\nansible_python_interpreter=/tmp/bench/timed-python\n')
+    return path
+
+
+def _play(tasks):
+    return [{'hosts': 'all', 'gather_facts': False, 'tasks': tasks + [
+        _raw('cat /tmp/bench/times; : > /tmp/bench/times')]}]
+
+
+def _raw(command):
+    # libvirt_qemu runs raw's words without a shell unless `executable` says which.
+    return {'ansible.builtin.raw': command, 'args': {'executable': '/bin/sh'}}
+
+
+def playbooks(workdir, data):
+    """The measured plays (JSON is YAML): 1 and 10 commands, copy and fetch per size."""
+    command = {'ansible.builtin.command': '/bin/true', 'changed_when': False}
+    plays = {'cmd1': _play([command]), 'cmd10': _play([command] * 10)}
+    for size in SIZES:
+        mib = size // MIB
+        plays['put{0}'.format(mib)] = _play([
+            {'ansible.builtin.copy': {'src': data[size], 'dest': '/tmp/bench/put.bin', 'mode': '0644'}},
+            _raw('rm -f /tmp/bench/put.bin')])
+        plays['get{0}'.format(mib)] = _play([
+            {'ansible.builtin.fetch': {'src': '/tmp/bench/src{0}.bin'.format(mib),
+                                       'dest': os.path.join(workdir, 'fetched-{{ inventory_hostname }}.bin'),
+                                       'flat': True}}])
+    script = "'" + TIMED_PYTHON.replace("'", "'\\''") + "'"
+    sources = ' && '.join('head -c {0} /dev/urandom > /tmp/bench/src{1}.bin'.format(s, s // MIB) for s in SIZES)
+    setup = [{'hosts': 'all', 'gather_facts': False, 'tasks': [_raw(
+        "mkdir -p /tmp/bench && printf '%s' " + script + " > /tmp/bench/timed-python && "
+        "chmod 755 /tmp/bench/timed-python && : > /tmp/bench/times && " + sources)]}]
+    plays['setup'] = setup
+    paths = {}
+    for name, play in plays.items():
+        paths[name] = os.path.join(workdir, name + '.yml')
+        with open(paths[name], 'w') as handle:
+            json.dump(play, handle, indent=1)
+    return paths
+
+
+def run_play(workdir, inv, playbook, host, pipelining, tag):
+    """Run one play on one host; (wall seconds, module run seconds list, log path)."""
+    log_path = os.path.join(workdir, 'logs', '{0}.log'.format(tag))
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    if os.path.exists(log_path):
+        os.unlink(log_path)
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=ensure_collection_link(), ANSIBLE_PIPELINING=str(pipelining),
+               ANSIBLE_LOG_PATH=log_path, ANSIBLE_STDOUT_CALLBACK='ansible.builtin.json', ANSIBLE_NOCOLOR='1',
+               ANSIBLE_HOST_KEY_CHECKING='False', ANSIBLE_RETRY_FILES_ENABLED='False',
+               ANSIBLE_LOCALHOST_WARNING='False')
+    env.pop('PYTHONPATH', None)
+    argv = [os.path.join(bench_venv(), 'bin', 'ansible-playbook'), '-i', inv, '-l', host, '-vvvv', playbook]
+    started = time.perf_counter()
+    proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                          check=False, timeout=1800)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError('{0} on {1} failed (rc={2}):\n{3}\n{4}'.format(
+            os.path.basename(playbook), host, proc.returncode, proc.stdout[-3000:], proc.stderr[-2000:]))
+    return wall, module_times(proc.stdout, host), log_path
+
+
+def module_times(stdout, host):
+    """Seconds each module ran in the guest, from the last task's `times` output (json callback)."""
+    # -vvvv lines come first; the json callback's document starts on a line of its own.
+    result = json.JSONDecoder().raw_decode(stdout[stdout.rindex('\n{\n') + 1:])[0]
+    last = result['plays'][-1]['tasks'][-1]['hosts'][host]
+    out = []
+    for line in last.get('stdout', '').splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            out.append(float(parts[1]) - float(parts[0]))
+    return out
+
+
+def _stamp(text):
+    return datetime.strptime(text, '%Y-%m-%d %H:%M:%S,%f').timestamp()
+
+
+def transfer_span(log_path, verb, marker):
+    """Seconds from the connection's `PUT <marker...>`/`FETCH <marker...>` line to the end of that transfer.
+
+    The end is qemu.vm.qga's own `PUT|FETCH <n> bytes` line (-vvvv), or for libvirt_qemu the agent's
+    reply to the `guest-file-close` that ends its transfer loop.
+    """
+    start = None
+    closing = False
+    with open(log_path, errors='replace') as handle:
+        for raw in handle:
+            match = LOG_LINE.match(raw.rstrip('\n'))
+            if not match:
+                continue
+            stamp, message = _stamp(match.group(1)), match.group(3)
+            if start is None:
+                if message.startswith(verb + ' ') and marker in message:
+                    start = stamp
+                continue
+            if re.match(r'{0} \d+ bytes'.format(verb), message):
+                return stamp - start
+            if message.startswith('GA send:') and 'guest-file-close' in message:
+                closing = True
+            elif closing and message.startswith('GA return:'):
+                return stamp - start
+    raise RuntimeError('no complete {0} of {1} in {2}'.format(verb, marker, log_path))
+
+
+def prepare(workdir):
+    data = {size: random_file(os.path.join(workdir, 'data-{0}m.bin'.format(size // MIB)), size) for size in SIZES}
+    return data, playbooks(workdir, data)
+
+
+def measure(workdir, harness_vm, domain, runs, log):
+    """Interleaved rounds over the variants; returns raw samples keyed by variant."""
+    data, paths = prepare(workdir)
+    inv = inventory(os.path.join(workdir, 'inventory.ini'), harness_vm.qga_path, domain.name)
+    for host in ('harness', 'libvirt'):
+        run_play(workdir, inv, paths['setup'], host, False, 'setup-' + host)
+        run_play(workdir, inv, paths['cmd1'], host, False, 'warmup-' + host)
+    samples = {name: {'cmd1_s': [], 'cmd10_s': [], 'module_s': []} for name, _h, _p in VARIANTS}
+    for name in TRANSFER_VARIANTS:
+        for size in SIZES:
+            mib = size // MIB
+            samples[name].update({'put{0}_s'.format(mib): [], 'get{0}_s'.format(mib): [],
+                                  'put{0}_task_s'.format(mib): [], 'get{0}_task_s'.format(mib): []})
+    for index in range(runs):
+        order = VARIANTS[index % 3:] + VARIANTS[:index % 3]
+        for name, host, pipelining in order:
+            for play in ('cmd1', 'cmd10') if index % 2 == 0 else ('cmd10', 'cmd1'):
+                wall, times, _log = run_play(workdir, inv, paths[play], host, pipelining,
+                                             '{0}-{1}-{2}'.format(name, play, index))
+                samples[name][play + '_s'].append(wall)
+                if play == 'cmd10':
+                    samples[name]['module_s'].extend(times)
+        for name, host, pipelining in order:
+            if name not in TRANSFER_VARIANTS:
+                continue
+            for size in SIZES:
+                mib = size // MIB
+                for verb, play in (('PUT', 'put{0}'.format(mib)), ('FETCH', 'get{0}'.format(mib))):
+                    fetched = os.path.join(workdir, 'fetched-{0}.bin'.format(host))
+                    if os.path.exists(fetched):
+                        os.unlink(fetched)  # else fetch finds the same checksum and moves nothing
+                    wall, _times, log_path = run_play(workdir, inv, paths[play], host, pipelining,
+                                                      '{0}-{1}-{2}'.format(name, play, index))
+                    marker = os.path.basename(data[size]) if verb == 'PUT' else 'src{0}.bin'.format(mib)
+                    samples[name][play + '_s'].append(transfer_span(log_path, verb, marker))
+                    samples[name][play + '_task_s'].append(wall)
+        log('fig 6 round {0}/{1}: {2}'.format(index + 1, runs, summary(samples)))
+    return samples
+
+
+def per_task(sample):
+    """Per-task seconds of each round: (10-task play - 1-task play) / 9."""
+    return [(ten - one) / 9.0 for ten, one in zip(sample['cmd10_s'], sample['cmd1_s'])]
+
+
+def overhead(sample):
+    """Per round: per-task time minus the median module run inside the guest."""
+    module = median(sample['module_s'])
+    return [task - module for task in per_task(sample)]
+
+
+def mbps(sample, key, size):
+    return [size / 1e6 / seconds for seconds in sample[key]]
+
+
+def summary(samples):
+    parts = []
+    for name, sample in samples.items():
+        if sample['cmd10_s']:
+            parts.append('{0} {1:.2f} s/task (module {2:.2f})'.format(name, per_task(sample)[-1],
+                                                                      median(sample['module_s'])))
+        if sample.get('put64_s'):
+            parts.append('{0} put {1:.2f} get {2:.2f} MB/s'.format(
+                name, mbps(sample, 'put64_s', 64 * MIB)[-1], mbps(sample, 'get64_s', 64 * MIB)[-1]))
+    return '; '.join(parts)
+
+
+def connection(runs, output, images, log):
+    """Figure 6: boot the guest under the harness and under libvirtd together, measure, stop both."""
+    from harness.guest import VM  # pylint: disable=import-error,import-outside-toplevel
+    from libvirt_guest import LibvirtGuest  # pylint: disable=import-error,import-outside-toplevel
+
+    workdir = os.path.join(output, 'fig6')
+    os.makedirs(workdir, exist_ok=True)
+    domain = LibvirtGuest('qemu-vm-bench', os.path.join(workdir, 'libvirt'), images, memory=512)
+    vm = VM(os.path.join(workdir, 'harness'), name='bench-conn', memory=512, python=True, images=images)
+    try:
+        domain.start(wait=False)
+        vm.start(timeout=300)
+        domain.wait_agent(300)
+        log('fig 6: both guests up (harness {0:.0f} s)'.format(vm.boot_seconds))
+        samples = measure(workdir, vm, domain, runs, log)
+    finally:
+        vm.stop()
+        domain.destroy()
+    samples['versions'] = versions()
+    return samples
+
+
+def versions():
+    """The anchor's versions, from the bench venv."""
+    code = ('import json, libvirt; from importlib.metadata import version as v; import ansible_collections.community'
+            '.libvirt as c, os; m = json.load(open(os.path.join(list(c.__path__)[0], "MANIFEST.json")));'
+            'print(json.dumps({"community.libvirt": m["collection_info"]["version"], "ansible": v("ansible"),'
+            '"ansible_core": v("ansible-core"), "libvirt": libvirt.getVersion(), "libvirt_python": v("libvirt-python")}))')
+    out = subprocess.run([os.path.join(bench_venv(), 'bin', 'python'), '-c', code], stdout=subprocess.PIPE,
+                         universal_newlines=True, check=True).stdout
+    return json.loads(out)
