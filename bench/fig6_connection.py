@@ -163,75 +163,89 @@ def prepare(workdir):
     return data, playbooks(workdir, data)
 
 
-def measure(workdir, harness_vm, domain, runs, log):
-    """Interleaved rounds over the variants; returns raw samples keyed by variant."""
+def _key(variant, metric):
+    return '{0}_{1}'.format(variant, metric)
+
+
+def measure_rounds(workdir, harness_vm, domain, runs, log):
+    """Interleaved rounds over the variants; a flat dict of sample lists ('<variant>_<metric>')."""
     data, paths = prepare(workdir)
     inv = inventory(os.path.join(workdir, 'inventory.ini'), harness_vm.qga_path, domain.name)
     for host in ('harness', 'libvirt'):
         run_play(workdir, inv, paths['setup'], host, False, 'setup-' + host)
         run_play(workdir, inv, paths['cmd1'], host, False, 'warmup-' + host)
-    samples = {name: {'cmd1_s': [], 'cmd10_s': [], 'module_s': []} for name, _h, _p in VARIANTS}
-    for name in TRANSFER_VARIANTS:
-        for size in SIZES:
-            mib = size // MIB
-            samples[name].update({'put{0}_s'.format(mib): [], 'get{0}_s'.format(mib): [],
-                                  'put{0}_task_s'.format(mib): [], 'get{0}_task_s'.format(mib): []})
+    fig = {}
     for index in range(runs):
         order = VARIANTS[index % 3:] + VARIANTS[:index % 3]
         for name, host, pipelining in order:
             for play in ('cmd1', 'cmd10') if index % 2 == 0 else ('cmd10', 'cmd1'):
                 wall, times, _log = run_play(workdir, inv, paths[play], host, pipelining,
                                              '{0}-{1}-{2}'.format(name, play, index))
-                samples[name][play + '_s'].append(wall)
+                fig.setdefault(_key(name, play + '_s'), []).append(wall)
                 if play == 'cmd10':
-                    samples[name]['module_s'].extend(times)
+                    fig.setdefault(_key(name, 'module_s'), []).extend(times)
+            fig.setdefault(_key(name, 'per_task_s'), []).append(
+                (fig[_key(name, 'cmd10_s')][-1] - fig[_key(name, 'cmd1_s')][-1]) / 9.0)
         for name, host, pipelining in order:
-            if name not in TRANSFER_VARIANTS:
-                continue
-            for size in SIZES:
-                mib = size // MIB
-                for verb, play in (('PUT', 'put{0}'.format(mib)), ('FETCH', 'get{0}'.format(mib))):
-                    fetched = os.path.join(workdir, 'fetched-{0}.bin'.format(host))
-                    if os.path.exists(fetched):
-                        os.unlink(fetched)  # else fetch finds the same checksum and moves nothing
-                    wall, _times, log_path = run_play(workdir, inv, paths[play], host, pipelining,
-                                                      '{0}-{1}-{2}'.format(name, play, index))
-                    marker = os.path.basename(data[size]) if verb == 'PUT' else 'src{0}.bin'.format(mib)
-                    samples[name][play + '_s'].append(transfer_span(log_path, verb, marker))
-                    samples[name][play + '_task_s'].append(wall)
-        log('fig 6 round {0}/{1}: {2}'.format(index + 1, runs, summary(samples)))
-    return samples
+            if name in TRANSFER_VARIANTS:
+                _transfers(fig, workdir, inv, paths, data, (name, host, pipelining), index)
+        log('fig 6 round {0}/{1}: {2}'.format(index + 1, runs, summary(fig)))
+    for name, _host, _pipelining in VARIANTS:
+        module = median(fig[_key(name, 'module_s')])
+        fig[_key(name, 'overhead_s')] = [task - module for task in fig[_key(name, 'per_task_s')]]
+    return fig
 
 
-def per_task(sample):
-    """Per-task seconds of each round: (10-task play - 1-task play) / 9."""
-    return [(ten - one) / 9.0 for ten, one in zip(sample['cmd10_s'], sample['cmd1_s'])]
+def _transfers(fig, workdir, inv, paths, data, variant, index):
+    name, host, pipelining = variant
+    for size in SIZES:
+        mib = size // MIB
+        for verb, play in (('PUT', 'put{0}'.format(mib)), ('FETCH', 'get{0}'.format(mib))):
+            fetched = os.path.join(workdir, 'fetched-{0}.bin'.format(host))
+            if os.path.exists(fetched):
+                os.unlink(fetched)  # else fetch finds the same checksum and moves nothing
+            wall, _times, log_path = run_play(workdir, inv, paths[play], host, pipelining,
+                                              '{0}-{1}-{2}'.format(name, play, index))
+            marker = os.path.basename(data[size]) if verb == 'PUT' else 'src{0}.bin'.format(mib)
+            span = transfer_span(log_path, verb, marker)
+            fig.setdefault(_key(name, play + '_mbps'), []).append(size / 1e6 / span)
+            fig.setdefault(_key(name, play + '_task_s'), []).append(wall)
 
 
-def overhead(sample):
-    """Per round: per-task time minus the median module run inside the guest."""
-    module = median(sample['module_s'])
-    return [task - module for task in per_task(sample)]
-
-
-def mbps(sample, key, size):
-    return [size / 1e6 / seconds for seconds in sample[key]]
-
-
-def summary(samples):
+def summary(fig):
     parts = []
-    for name, sample in samples.items():
-        if sample['cmd10_s']:
-            parts.append('{0} {1:.2f} s/task (module {2:.2f})'.format(name, per_task(sample)[-1],
-                                                                      median(sample['module_s'])))
-        if sample.get('put64_s'):
+    for name, _host, _pipelining in VARIANTS:
+        if fig.get(_key(name, 'per_task_s')):
+            parts.append('{0} {1:.2f} s/task (module {2:.2f})'.format(
+                name, fig[_key(name, 'per_task_s')][-1], median(fig[_key(name, 'module_s')])))
+        if fig.get(_key(name, 'put64_mbps')):
             parts.append('{0} put {1:.2f} get {2:.2f} MB/s'.format(
-                name, mbps(sample, 'put64_s', 64 * MIB)[-1], mbps(sample, 'get64_s', 64 * MIB)[-1]))
+                name, fig[_key(name, 'put64_mbps')][-1], fig[_key(name, 'get64_mbps')][-1]))
     return '; '.join(parts)
 
 
+def measure(ctx):
+    """Figure 6: install the anchors, boot the guest under the harness and under libvirtd together,
+    measure, stop both."""
+    try:
+        install_anchors(ctx.log)
+    except (RuntimeError, OSError) as exc:
+        # The figure then says why the anchor could not run, not "n/a".
+        return {'anchor_failure': str(exc)[-1500:]}
+    return connection(ctx.rounds, ctx.output, ctx.images, ctx.log)
+
+
+def install_anchors(log):
+    started = time.perf_counter()
+    proc = subprocess.run(['sh', os.path.join(REPO, 'bench', 'anchors.sh')], cwd=REPO, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, universal_newlines=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError('bench/anchors.sh failed (rc={0}):\n{1}'.format(proc.returncode, proc.stdout[-3000:]))
+    log('anchors ready in {0:.0f} s: {1}'.format(time.perf_counter() - started, proc.stdout.strip().splitlines()[-1]))
+
+
 def connection(runs, output, images, log):
-    """Figure 6: boot the guest under the harness and under libvirtd together, measure, stop both."""
+    """Boot the guest under the harness and under libvirtd together, measure, stop both."""
     from harness.guest import VM  # pylint: disable=import-error,import-outside-toplevel
     from libvirt_guest import LibvirtGuest  # pylint: disable=import-error,import-outside-toplevel
 
@@ -243,12 +257,14 @@ def connection(runs, output, images, log):
         domain.start(wait=False)
         vm.start(timeout=300)
         domain.wait_agent(300)
-        log('fig 6: both guests up (harness {0:.0f} s)'.format(vm.boot_seconds))
-        samples = measure(workdir, vm, domain, runs, log)
+        guest_agent = vm.qga('guest-info')['version']
+        log('fig 6: both guests up')
+        samples = measure_rounds(workdir, vm, domain, runs, log)
     finally:
         vm.stop()
         domain.destroy()
-    samples['versions'] = versions()
+    samples['anchor_versions'] = versions()
+    samples['guest_agent'] = guest_agent
     return samples
 
 
@@ -261,3 +277,72 @@ def versions():
     out = subprocess.run([os.path.join(bench_venv(), 'bin', 'python'), '-c', code], stdout=subprocess.PIPE,
                          universal_newlines=True, check=True).stdout
     return json.loads(out)
+
+
+NAMES = {'qga': 'qemu.vm.qga, pipelining off', 'qga_pipe': 'qemu.vm.qga, pipelining on',
+         'libvirt': 'community.libvirt.libvirt_qemu'}
+
+
+def rows(fig):
+    from report import row  # pylint: disable=import-error,import-outside-toplevel
+    if fig.get('anchor_failure'):
+        return [row('6', 'Connection plugins (not measured: the anchor could not run)', None, 's',
+                    fig['anchor_failure'].strip().splitlines()[-1][:200], None)]
+    base = NAMES['libvirt']
+    out = []
+    for name, suffix in (('qga_pipe', ''), ('qga', 'off')):
+        out.append(row('6over' + suffix, 'Connection overhead per `command` task, ' + NAMES[name],
+                       median(fig[_key(name, 'overhead_s')]), 's', base, median(fig['libvirt_overhead_s']), 0.3))
+    for name, suffix in (('qga_pipe', ''), ('qga', 'off')):
+        out.append(row('6task' + suffix, 'Time per `command` task, ' + NAMES[name],
+                       median(fig[_key(name, 'per_task_s')]), 's', base, median(fig['libvirt_per_task_s']), 0.8))
+    out.append(row('6mod', 'The module\'s own run in the guest (`command`), qemu.vm.qga pipelining on',
+                   median(fig['qga_pipe_module_s']), 's', base + ' (pipelining unsupported)',
+                   median(fig['libvirt_module_s'])))
+    for size in SIZES:
+        mib = size // MIB
+        for way, target, what in (('put', 1.5, 'upload (put_file)'), ('get', 1.0, 'download (fetch_file)')):
+            key = '{0}{1}_mbps'.format(way, mib)
+            out.append(row('6{0}{1}'.format(way, mib), 'Raw {0}, {1} MiB, qemu.vm.qga'.format(what, mib),
+                           median(fig['qga_pipe_' + key]), 'MB/s', base, median(fig['libvirt_' + key]), target,
+                           higher_is_better=True))
+    return out
+
+
+def details(fig):
+    from report import paired, samples  # pylint: disable=import-error,import-outside-toplevel
+    if fig.get('anchor_failure'):
+        return ['The anchor could not run here; bench/anchors.sh or the libvirt domain failed with:', '',
+                '```', fig['anchor_failure'].strip(), '```']
+    out = ['Anchor: {0}; guest agent {1}.'.format(
+        ', '.join('{0} {1}'.format(k, v) for k, v in sorted(fig['anchor_versions'].items())), fig.get('guest_agent')),
+        '', 'Samples (in run order; per task = (10-task play - 1-task play) / 9; overhead = per task - median '
+        'module run in the guest):', '']
+    for name, _host, _pipelining in VARIANTS:
+        out.append('- {0}: 1-task play {1} s; 10-task play {2} s; per task {3} s; overhead {4} s; module runs '
+                   '(median of {5}) {6:.2f} s'.format(
+                       NAMES[name], samples(fig[_key(name, 'cmd1_s')], '{0:.1f}'),
+                       samples(fig[_key(name, 'cmd10_s')], '{0:.1f}'), samples(fig[_key(name, 'per_task_s')], '{0:.2f}'),
+                       samples(fig[_key(name, 'overhead_s')], '{0:.2f}'), len(fig[_key(name, 'module_s')]),
+                       median(fig[_key(name, 'module_s')])))
+    for name in ('qga_pipe', 'qga'):
+        out.append('- {0} / libvirt_qemu per round: per task {1}; overhead {2}'.format(
+            NAMES[name], samples(paired(fig[_key(name, 'per_task_s')], fig['libvirt_per_task_s']), '{0:.2f}'),
+            samples(paired(fig[_key(name, 'overhead_s')], fig['libvirt_overhead_s']), '{0:.2f}')))
+    for name in TRANSFER_VARIANTS:
+        out.append('- {0}, raw MB/s: put 8 MiB {1}; put 64 MiB {2}; get 8 MiB {3}; get 64 MiB {4}; copy task '
+                   '64 MiB {5} s; fetch task 64 MiB {6} s'.format(
+                       NAMES[name], *[samples(fig[_key(name, k)], '{0:.2f}') for k in (
+                           'put8_mbps', 'put64_mbps', 'get8_mbps', 'get64_mbps')],
+                       samples(fig[_key(name, 'put64_task_s')], '{0:.1f}'),
+                       samples(fig[_key(name, 'get64_task_s')], '{0:.1f}')))
+    return out
+
+
+try:
+    from registry import Figure, register  # pylint: disable=import-error
+except ImportError:  # the first edition's bench/run.py has no registry
+    Figure = register = None
+if register is not None:
+    register(Figure(6, 'connection plugins: qemu.vm.qga and community.libvirt.libvirt_qemu', measure, rows, details,
+                    rounds=lambda runs: max(2, (runs + 1) // 2)))
