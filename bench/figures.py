@@ -1,11 +1,11 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) qemu.vm contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The four figures of make bench, each with its baselines measured in the same run.
+"""Measuring code shared by the figures (bench/fig<N>_*.py register them; see bench/registry.py).
 
-Every function takes a started harness VM (or starts its own peer), runs `runs`
-interleaved rounds and returns a dict of raw samples; bench/run.py turns them into the
-table. No assertions on times here: a figure that misses its target is reported, not failed.
+Every figure function takes a started harness VM (or starts its own peer), runs `runs`
+interleaved rounds and returns a dict of raw samples. No assertions on times here: a figure
+that misses its target is reported, not failed.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from tools import (
     MIB,
     AgentTap,
     HostAgent,
-    median,
     random_file,
     run_module_process,
 )
@@ -209,82 +208,6 @@ def floor_get(qga, path, chunk, expected):
     return size / 1e6 / elapsed
 
 
-def file_throughput(vm, runs, workdir, size=64 * MIB, small=MIB, small_chunk=4096):
-    """Figure 2: qemu_guest_file put/get of a `size` random file vs the bare 48 MiB loop, and 4 KiB chunks."""
-    guest_scratch(vm, 1200)
-    src = random_file(os.path.join(workdir, 'random-64m.bin'), size)
-    src_sum = _sha256(src)
-    with open(src, 'rb') as handle:
-        data = handle.read()
-    small_data = data[:small]
-    get_src = GUEST_DIR + '/get-source'
-    dest = os.path.join(workdir, 'fetched-64m.bin')
-    samples = {'size': size, 'module_put_mbps': [], 'module_put_wall_s': [], 'module_put_rss_kib': [],
-               'floor_put_mbps': [], 'module_get_mbps': [], 'module_get_wall_s': [], 'module_get_rss_kib': [],
-               'floor_get_mbps': [], 'small_size': small, 'small_chunk': small_chunk, 'chunk4k_put_mbps': [],
-               'chunk4k_get_mbps': []}
-
-    # The file every get reads: made in the guest (a put of it would take half a minute under TCG).
-    code, out, err = vm.guest_exec(['sh', '-c', 'head -c {0} /dev/urandom > {1} && sha256sum {1}'.format(size, get_src)],
-                                   timeout=300)
-    if code != 0:
-        raise RuntimeError('cannot make {0} in the guest: {1}'.format(get_src, err))
-    get_sum = out.decode('ascii', 'replace').split()[0]
-
-    def module_put(index):
-        path = '{0}/module-put-{1}'.format(GUEST_DIR, index)
-        result, wall, rss = run_module_process('qemu_guest_file', {
-            'qga': vm.qga_path, 'path': path, 'src': src, 'remote_src': True})
-        if result.get('checksum') != src_sum or not result.get('changed'):
-            raise RuntimeError('qemu_guest_file put wrote something else: {0}'.format(result))
-        samples['module_put_mbps'].append(result['mb_per_s'])
-        samples['module_put_wall_s'].append(wall)
-        samples['module_put_rss_kib'].append(rss)
-        guest_rm(vm, path)
-
-    def bare_put(index):
-        path = '{0}/floor-put-{1}'.format(GUEST_DIR, index)
-        with QGASession(vm.qga_path, timeout=120) as qga:
-            samples['floor_put_mbps'].append(floor_put(qga, path, data, MAX_WRITE))
-        guest_rm(vm, path)
-
-    def module_get(index):
-        del index
-        result, wall, rss = run_module_process('qemu_guest_file', {
-            'qga': vm.qga_path, 'path': get_src, 'state': 'fetched', 'dest': dest})
-        if result.get('checksum') != get_sum or _sha256(dest) != get_sum:
-            raise RuntimeError('qemu_guest_file get fetched something else: {0}'.format(result))
-        samples['module_get_mbps'].append(result['mb_per_s'])
-        samples['module_get_wall_s'].append(wall)
-        samples['module_get_rss_kib'].append(rss)
-        os.unlink(dest)
-
-    def bare_get(index):
-        del index
-        with QGASession(vm.qga_path, timeout=120) as qga:
-            samples['floor_get_mbps'].append(floor_get(qga, get_src, MAX_FILE_CHUNK, size))
-
-    for index in range(runs):
-        for method in _rotate([module_get, bare_get], index):
-            method(index)
-        log('fig 2 get round {0}/{1}: module {2:.2f} MB/s, floor {3:.2f} MB/s'.format(
-            index + 1, runs, samples['module_get_mbps'][-1], samples['floor_get_mbps'][-1]))
-    for index in range(runs):
-        for method in _rotate([module_put, bare_put], index):
-            method(index)
-        log('fig 2 put round {0}/{1}: module {2:.2f} MB/s, floor {3:.2f} MB/s'.format(
-            index + 1, runs, samples['module_put_mbps'][-1], samples['floor_put_mbps'][-1]))
-    small_path = GUEST_DIR + '/small'
-    with QGASession(vm.qga_path, timeout=120) as qga:
-        for index in range(runs):
-            samples['chunk4k_put_mbps'].append(floor_put(qga, small_path, small_data, small_chunk))
-            samples['chunk4k_get_mbps'].append(floor_get(qga, small_path, small_chunk, small))
-    log('fig 2 4 KiB chunks ({0} MiB file): put {1:.2f} MB/s, get {2:.2f} MB/s'.format(
-        small // MIB, median(samples['chunk4k_put_mbps']), median(samples['chunk4k_get_mbps'])))
-    guest_rm(vm, get_src, small_path)
-    return samples
-
-
 # -- figure 3: peak RSS ---------------------------------------------------------------------------------------
 
 
@@ -342,21 +265,6 @@ def _adhoc(module, args):
     proc = subprocess.run(argv, env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           universal_newlines=True, check=False)
     wall = time.perf_counter() - started
-    if proc.returncode != 0 or 'SUCCESS' not in proc.stdout:
+    if proc.returncode != 0 or not ('SUCCESS' in proc.stdout or 'CHANGED' in proc.stdout):
         raise RuntimeError('ansible -m {0} failed (rc={1}):\n{2}'.format(module, proc.returncode, proc.stdout[-3000:]))
     return wall
-
-
-def task_overhead(vm, runs):
-    """Figure 4: wall time of ad-hoc qemu_guest_facts vs ansible.builtin.ping, interleaved."""
-    facts = ('qemu.vm.qemu_guest_facts', 'qga={0}'.format(vm.qga_path))
-    ping = ('ansible.builtin.ping', None)
-    samples = {'facts_s': [], 'ping_s': []}
-    _adhoc(*ping)  # warm-up: byte-compiled caches, page cache
-    _adhoc(*facts)
-    for index in range(runs):
-        for name, (module, args) in _rotate([('ping_s', ping), ('facts_s', facts)], index):
-            samples[name].append(_adhoc(module, args))
-        log('fig 4 round {0}/{1}: ping {2:.2f} s, qemu_guest_facts {3:.2f} s'.format(
-            index + 1, runs, samples['ping_s'][-1], samples['facts_s'][-1]))
-    return samples

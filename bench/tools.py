@@ -395,7 +395,9 @@ def machine(qemu_binary):
     except Exception:  # pylint: disable=broad-except
         ansible_core = qmp = 'unknown'
     commit = _first_line(['git', '-C', REPO, 'rev-parse', '--short', 'HEAD'])
-    dirty = _first_line(['git', '-C', REPO, 'status', '--porcelain', '--untracked-files=no'])
+    # The results files change between figures of one run: they are not the code being measured.
+    dirty = _first_line(['git', '-C', REPO, 'status', '--porcelain', '--untracked-files=no', '--', '.',
+                         ':!bench/results.json', ':!bench/results.md'])
     return {
         'cpu': _cpu_model(),
         'cores': os.cpu_count(),

@@ -154,7 +154,7 @@ def test_round_trip_is_byte_exact_at_chunk_boundaries(vm, qga, tmp_path, size):
 
 
 def test_large_file_round_trip_with_default_chunk(vm_factory, tmp_path):
-    """A file over 64 MiB (not a multiple of the chunk) both ways with the default 8 MiB chunks."""
+    """A file over 64 MiB (not a multiple of the chunk) both ways with the default (1 MiB) chunks."""
     vm = vm_factory(memory=640)
     size = 64 * MIB + 12345
     src = random_file(tmp_path, 'big.bin', size)

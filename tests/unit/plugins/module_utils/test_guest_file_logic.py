@@ -448,7 +448,7 @@ def test_bad_paths(path):
 
 
 def test_chunk_size_bounds():
-    assert gf.check_chunk_size(None) == 8 * MIB
+    assert gf.check_chunk_size(None) == MIB  # the default, figure 2 of bench/results.md
     assert gf.check_chunk_size(48 * MIB) == 48 * MIB
     for bad in (0, 1023, 48 * MIB + 1):
         with pytest.raises(ValueError) as caught:
