@@ -212,8 +212,8 @@ def chain_problem(manifest, vm_bitmaps: dict, vm_disks: dict, missing=()):
 def bitmap_problem(bitmap, name: str, device: str):
     """Why one disk's bitmap cannot be trusted for an incremental, or None."""
     if bitmap is None:
-        return ('bitmap {0} missing on disk {1} (QEMU restarted on other images, a snapshot was loaded, '
-                'or someone removed it)'.format(name, device))
+        return ('bitmap {0} missing on disk {1} (QEMU stopped without a clean shutdown before it stored the '
+                'bitmap, was restarted on other images, or someone removed it)'.format(name, device))
     if bitmap.get('inconsistent'):
         return ('bitmap {0} on disk {1} is inconsistent (in use when QEMU stopped without a clean shutdown, '
                 'for example after a crash or SIGKILL)'.format(name, device))

@@ -174,24 +174,29 @@ class BackupPoint(object):
     def wait(self):
         """Wait until every job concluded; returns {job id: job info}."""
         started = time.monotonic()
-        state = {'next': started}
+        state = {'next': started + PROGRESS_EVERY}
+
+        def sample(jobs, now):
+            done = sum(j.get('current-progress', 0) for j in jobs.values())
+            total = sum(j.get('total-progress', 0) for j in jobs.values())
+            self.progress.append({'elapsed_ms': int((now - started) * 1000), 'bytes_done': done, 'bytes_total': total})
+            self.log('qemu_backup {0}: {1} of {2} bytes copied'.format(self.point, done, total))
 
         def concluded():
             jobs = self.jobs()
+            now = time.monotonic()
+            if not jobs:
+                raise BackupError('the backup jobs of point {0} disappeared from query-jobs'.format(self.point))
             if all(j.get('status') in ('concluded', 'null') for j in jobs.values()):
+                sample(jobs, now)
                 return jobs
             if any(j.get('error') for j in jobs.values()):
                 self.cancel()  # a full point's jobs are individual: cancel the others ourselves
                 jobs.update(self.settled)
                 return jobs
-            now = time.monotonic()
             if now >= state['next']:
                 state['next'] = now + PROGRESS_EVERY
-                done = sum(j.get('current-progress', 0) for j in jobs.values())
-                total = sum(j.get('total-progress', 0) for j in jobs.values())
-                self.progress.append({'elapsed_ms': int((now - started) * 1000), 'bytes_done': done,
-                                      'bytes_total': total})
-                self.log('qemu_backup {0}: {1} of {2} bytes copied'.format(self.point, done, total))
+                sample(jobs, now)
             return None
 
         return wait_until(concluded, Deadline(self.job_timeout), 'backup jobs of point {0}'.format(self.point),

@@ -13,6 +13,7 @@ The QMP work is in _backup_job, the layout in _backup_chain. No Ansible imports 
 from __future__ import annotations
 
 from ansible_collections.qemu.vm.plugins.module_utils._backup_chain import (
+    BITMAP_PREFIX,
     bitmap_name,
     chain_problem,
     check_dest,
@@ -76,6 +77,13 @@ def select_devices(disks: list, wanted):
     return chosen, warnings
 
 
+def taken_ids(dest_names, disks: list) -> list:
+    """Ids a new chain must not take: names in dest, and chains whose bitmap the VM has (another dest's)."""
+    from_bitmaps = [b['name'][len(BITMAP_PREFIX):] for d in disks for b in d['bitmaps']
+                    if (b.get('name') or '').startswith(BITMAP_PREFIX)]
+    return list(dest_names) + from_bitmaps
+
+
 def vm_disk_map(disks: list) -> dict:
     return dict((d['device'], {'node': d['node'], 'virtual_size': d['virtual_size']}) for d in disks)
 
@@ -104,7 +112,7 @@ def decide(request: dict, disks: list, chains: list, now, taken, missing=()) -> 
     else:
         point = chain = next_point(None, now, taken)
         parent = None
-    future = [c for c in chains] + ([] if mode == 'incremental' else [{'chain': chain, 'manifest': {
+    future = list(chains) + ([] if mode == 'incremental' else [{'chain': chain, 'manifest': {
         'created': now.strftime('%Y-%m-%dT%H:%M:%SZ'), 'points': []}}])
     drop = retention(future, chain, now, request['keep_chains'], request['max_age'])
     older = [c['chain'] for c in chains if c['chain'] != chain]

@@ -19,9 +19,12 @@ description:
     C(<point>.<device>.qcow2), and a C(manifest.json) listing the disks, the bitmap, the points, and each file's
     size and SHA-256. An incremental file records the previous point's file of its disk as its backing file, so
     C(qemu-img convert) of any point's file gives the whole disk at that point (see M(qemu.vm.qemu_backup_restore)).
-  - Every disk's copy job starts in one QMP C(transaction) with C(completion-mode=grouped), together with the
-    bitmap changes: the disks of a point are consistent with each other, and if one disk's job fails, every job
-    is cancelled, no bitmap advances, the chain's manifest is not changed and the partial files are removed.
+  - Every disk's copy job starts in one QMP C(transaction) together with the bitmap changes, so the disks of a
+    point are consistent with each other. An incremental point uses C(completion-mode=grouped), so if one disk's
+    job fails every job is cancelled and no bitmap advances. QEMU refuses bitmap actions in a grouped
+    transaction, so a full point's transaction is individual, and the module cancels the other jobs and removes
+    the new bitmaps itself. Either way, after a failure the VM's bitmaps and the chain's manifest are as before
+    and the partial files are removed.
   - Targets are written as C(<file>.partial) and renamed when every job succeeded; only then is the point added to
     the manifest (written atomically).
   - Only the newest chain of the VM in O(dest) is written into. A chain is not trusted, and O(mode=auto) starts a
@@ -29,8 +32,10 @@ description:
     bitmap is missing (QEMU restarted on other images, bitmap removed), a bitmap is inconsistent (QEMU was killed
     or crashed while it was in use) or busy, or files of the chain are missing. Once a new chain has its full
     point, the VM's bitmaps of older chains are removed (their files stay, restorable).
-  - Loading an internal snapshot (C(snapshot-load), C(loadvm)) changes the disks behind QEMU's bitmaps' back and
-    cannot be seen over QMP; after loading one, run with O(mode=full).
+  - QEMU refuses to load an internal snapshot (C(snapshot-load), C(loadvm)) into disks that have active dirty
+    bitmaps ("Device has active dirty bitmaps"), so a chain cannot be broken that way behind the module's back.
+    The same holds offline for C(qemu-img snapshot -a). To load one, remove the chain's bitmaps first (QMP
+    C(block-dirty-bitmap-remove), or C(qemu-img bitmap --remove) offline); the next backup then starts a new chain.
 author:
   - qemu.vm maintainers (@qemu-vm)
 options:
@@ -245,7 +250,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._backup_chain import (
     iso_time, list_chains, missing_files, new_manifest, remove_chain, same_vm, vm_identity, write_manifest)
 from ansible_collections.qemu.vm.plugins.module_utils._backup_job import BackupPoint, read_disks, remove_bitmaps
 from ansible_collections.qemu.vm.plugins.module_utils._backup_plan import (
-    MODES, chain_points, decide, parse_request, predicted_chains, select_devices)
+    MODES, chain_points, decide, parse_request, predicted_chains, select_devices, taken_ids)
 from ansible_collections.qemu.vm.plugins.module_utils._common import Stopwatch, build_module, qmp_session, run_module
 from ansible_collections.qemu.vm.plugins.module_utils._quiesce import QUIESCE_MODES, quiesced
 
@@ -315,7 +320,7 @@ def run(module):
         newest = chains[-1] if chains else None
         missing = missing_files(newest['dir'], newest['manifest']) if newest else ()
         # decide
-        plan = decide(request, disks, chains, now, os.listdir(request['dest']), missing)
+        plan = decide(request, disks, chains, now, taken_ids(os.listdir(request['dest']), every_disk), missing)
         result = dict(changed=True, mode=plan['mode'], chain=plan['chain'], point=plan['point'],
                       chain_reset=plan['chain_reset'], devices=plan['devices'], files=[], bytes_written=0,
                       frozen_ms=0, quiesced=False, duration_ms=0, mb_per_s=0.0,
