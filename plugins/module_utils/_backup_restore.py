@@ -221,9 +221,8 @@ def convert(selection: Selection, target: str, timeout: float) -> dict:
                                dir=os.path.dirname(target))
     os.close(fd)
     try:
-        run_qemu_img(['convert', '-O', 'qcow2', source_spec(selection), tmp], timeout,
-                     'converting point {0} of {1} into {2}'.format(selection.point['point'], selection.device,
-                                                                    target))
+        what = 'converting point {0} of {1} into {2}'.format(selection.point['point'], selection.device, target)
+        run_qemu_img(['convert', '-O', 'qcow2', source_spec(selection), tmp], timeout, what)
         info = image_info(tmp, timeout)
         if info.get('backing-filename') or info.get('virtual-size') != selection.virtual_size:
             raise VMStateError('the converted image is not the standalone {0}-byte disk expected (qemu-img info: '

@@ -481,7 +481,8 @@ def run(module):
         view = read_view(qmp)
         # decide
         plan = decide(request, view)
-        require_job_selection(qmp, view, request['devices'], request['vmstate'])
+        # a disk-only save is a transaction on the chosen nodes, whatever QEMU's version
+        require_job_selection(qmp, view, request['devices'] if request['ram'] else None, request['vmstate'])
         status = qmp.run_state()
         if request['state'] == 'restored' or plan.changed:
             check_run_state(status, RUN_STATE_ACTION[request['state']])
