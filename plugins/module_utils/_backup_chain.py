@@ -1,0 +1,315 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qemu.vm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# This module_utils is PRIVATE to the qemu.vm collection: it can change at any time.
+"""External backup chains on disk: the layout under `dest`, manifests, point ids, and the
+decisions taken on them (is a chain still valid for this VM, which chains retention drops).
+
+The layout is the one in the collection's external backup contract:
+    dest/<chain>/manifest.json, dest/<chain>/<point>.<device>.qcow2 (and .partial while a job runs).
+Decisions are plain functions on dicts, unit-tested without QEMU. File I/O is limited to
+reading and atomically writing manifests, listing chains, and removing a whole chain.
+No Ansible imports here.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import shutil
+import tempfile
+
+from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError, QemuVMError
+
+MANIFEST = 'manifest.json'
+FORMAT = 1
+BITMAP_PREFIX = 'qemu-vm-'
+PARTIAL = '.partial'
+_POINT_ID = re.compile(r'^[0-9]{8}T[0-9]{6}Z(-[0-9]+)?$')
+_NULL_UUID = '00000000-0000-0000-0000-000000000000'
+
+
+class ManifestError(QemuVMError):
+    """A manifest could not be read or written."""
+
+
+class ChainInvalidError(QemuVMError):
+    """mode=incremental was asked for, but the chain cannot take an incremental point."""
+
+
+# -- names -------------------------------------------------------------------------
+
+def point_stamp(now: datetime.datetime) -> str:
+    """UTC time as a point id stem: 20261201T004512Z."""
+    return now.astimezone(datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ')
+
+
+def iso_time(now: datetime.datetime) -> str:
+    return now.astimezone(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
+def unique_id(stem: str, taken) -> str:
+    """`stem`, or `stem-2`, `stem-3`, ... the first not in `taken`."""
+    taken = set(taken)
+    if stem not in taken:
+        return stem
+    n = 2
+    while '{0}-{1}'.format(stem, n) in taken:
+        n += 1
+    return '{0}-{1}'.format(stem, n)
+
+
+def is_point_id(text) -> bool:
+    return bool(_POINT_ID.match(text or ''))
+
+
+def bitmap_name(chain: str) -> str:
+    return BITMAP_PREFIX + chain
+
+
+def file_name(point: str, device: str) -> str:
+    return '{0}.{1}.qcow2'.format(point, device)
+
+
+def vm_identity(name, uuid) -> dict:
+    """The VM as a manifest records it; QEMU's all-zero UUID means "none given"."""
+    return {'uuid': uuid if uuid and uuid != _NULL_UUID else None, 'name': name or None}
+
+
+def same_vm(recorded: dict, current: dict) -> bool:
+    """Whether a chain recorded for `recorded` belongs to the VM `current` (uuid first, else name)."""
+    recorded = recorded or {}
+    if recorded.get('uuid') and current.get('uuid'):
+        return recorded['uuid'] == current['uuid']
+    return recorded.get('name') == current.get('name')
+
+
+# -- dest and manifests -------------------------------------------------------------
+
+def check_dest(dest) -> str:
+    """`dest` as an absolute, existing, writable directory, or ParameterError naming it."""
+    if not dest or not os.path.isabs(dest):
+        raise ParameterError('dest', 'dest must be an absolute path, got {0!r}'.format(dest))
+    if not os.path.isdir(dest):
+        raise ParameterError('dest', 'dest {0} does not exist or is not a directory; create it first'.format(dest))
+    return os.path.normpath(dest)
+
+
+def read_manifest(chain_dir: str):
+    """The manifest of a chain directory, or None when it has none or it is not ours (wrong format)."""
+    path = os.path.join(chain_dir, MANIFEST)
+    try:
+        with open(path) as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ManifestError('cannot read {0}: {1}'.format(path, exc))
+    if not isinstance(data, dict) or data.get('format') != FORMAT or not isinstance(data.get('points'), list):
+        return None
+    return data
+
+
+def write_manifest(chain_dir: str, manifest: dict) -> None:
+    """Write atomically: a temporary file in the same directory, fsync, then os.replace."""
+    fd, tmp = tempfile.mkstemp(prefix='.manifest.', suffix='.tmp', dir=chain_dir)
+    try:
+        with os.fdopen(fd, 'w') as handle:
+            json.dump(manifest, handle, indent=2, sort_keys=True)
+            handle.write('\n')
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, os.path.join(chain_dir, MANIFEST))
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise ManifestError('cannot write the manifest in {0}: {1}'.format(chain_dir, exc))
+
+
+def list_chains(dest: str) -> list:
+    """Every chain directory of `dest` that holds a manifest of ours, oldest first.
+
+    Each entry: {'chain', 'dir', 'manifest'}. Other directories and files are ignored.
+    """
+    chains = []
+    for entry in sorted(os.listdir(dest)):
+        chain_dir = os.path.join(dest, entry)
+        if not os.path.isdir(chain_dir) or os.path.islink(chain_dir):
+            continue
+        manifest = read_manifest(chain_dir)
+        if manifest is not None and manifest.get('chain') == entry:
+            chains.append({'chain': entry, 'dir': chain_dir, 'manifest': manifest})
+    chains.sort(key=lambda c: (c['manifest'].get('created') or '', c['chain']))
+    return chains
+
+
+def chain_bytes(chain_dir: str, manifest: dict) -> int:
+    return sum(f.get('bytes', 0) for p in manifest['points'] for f in p.get('files', []))
+
+
+def missing_files(chain_dir: str, manifest: dict) -> list:
+    """Files the manifest lists that are not in the chain directory (relative names)."""
+    return [f['path'] for p in manifest['points'] for f in p.get('files', [])
+            if not os.path.isfile(os.path.join(chain_dir, f['path']))]
+
+
+def remove_chain(chain_dir: str) -> None:
+    """Remove a whole chain: the manifest first, so a half-removed chain is never listed."""
+    try:
+        os.unlink(os.path.join(chain_dir, MANIFEST))
+        shutil.rmtree(chain_dir)
+    except OSError as exc:
+        raise ManifestError('cannot remove the chain {0}: {1}'.format(chain_dir, exc))
+
+
+# -- decisions ----------------------------------------------------------------------
+
+def new_manifest(chain: str, created: str, vm: dict, disks: list) -> dict:
+    return {'format': FORMAT, 'chain': chain, 'bitmap': bitmap_name(chain), 'created': created,
+            'vm': dict(vm), 'disks': [dict(d) for d in disks], 'points': []}
+
+
+def chain_problem(manifest, vm_bitmaps: dict, vm_disks: dict, missing=()):
+    """Why incremental backups cannot go on in this chain, or None when they can.
+
+    manifest: the chain's manifest, or None when the VM has no chain in dest.
+    vm_bitmaps: {device: [QEMU dirty bitmap dicts of the device's node]} (query-named-block-nodes).
+    vm_disks: {device: {'node', 'virtual_size'}} of the devices this backup covers.
+    missing: files the manifest lists that are gone from the chain directory.
+    """
+    if manifest is None:
+        return 'no chain: dest holds no backup chain of this VM yet'
+    if not manifest.get('points'):
+        return 'chain {0} has no complete point'.format(manifest.get('chain'))
+    chain_devices = [d['device'] for d in manifest.get('disks', [])]
+    added = sorted(set(vm_disks) - set(chain_devices))
+    removed = sorted(set(chain_devices) - set(vm_disks))
+    if added or removed:
+        parts = (['added: ' + ', '.join(added)] if added else []) + (['removed: ' + ', '.join(removed)] if removed else [])
+        return 'disk added or removed since chain {0} started ({1})'.format(manifest['chain'], '; '.join(parts))
+    if missing:
+        return 'files of chain {0} are missing from dest: {1}'.format(manifest['chain'], ', '.join(sorted(missing)))
+    name = manifest.get('bitmap')
+    for disk in manifest['disks']:
+        device = disk['device']
+        current = vm_disks[device]
+        if disk.get('virtual_size') != current.get('virtual_size'):
+            return 'disk {0} was resized ({1} -> {2} bytes) since chain {3} started'.format(
+                device, disk.get('virtual_size'), current.get('virtual_size'), manifest['chain'])
+        bitmap = next((b for b in vm_bitmaps.get(device, []) if b.get('name') == name), None)
+        problem = bitmap_problem(bitmap, name, device)
+        if problem:
+            return problem
+    return None
+
+
+def bitmap_problem(bitmap, name: str, device: str):
+    """Why one disk's bitmap cannot be trusted for an incremental, or None."""
+    if bitmap is None:
+        return ('bitmap {0} missing on disk {1} (QEMU stopped without a clean shutdown before it stored the '
+                'bitmap, was restarted on other images, or someone removed it)'.format(name, device))
+    if bitmap.get('inconsistent'):
+        return ('bitmap {0} on disk {1} is inconsistent (in use when QEMU stopped without a clean shutdown, '
+                'for example after a crash or SIGKILL)'.format(name, device))
+    if bitmap.get('busy'):
+        return 'bitmap {0} on disk {1} is in use by another block job'.format(name, device)
+    if not bitmap.get('recording', True):
+        return 'bitmap {0} on disk {1} is disabled (not recording writes)'.format(name, device)
+    if not bitmap.get('persistent', True):
+        return 'bitmap {0} on disk {1} is not persistent'.format(name, device)
+    return None
+
+
+def choose_mode(requested: str, problem):
+    """(mode, chain_reset) for `requested` (auto|full|incremental) given the current chain's problem.
+
+    Raises ChainInvalidError for incremental without a valid chain.
+    """
+    if requested == 'incremental':
+        if problem:
+            raise ChainInvalidError('mode=incremental, but no valid chain to add to: {0}. Run with mode=auto or '
+                                    'mode=full to start a new chain'.format(problem))
+        return 'incremental', None
+    if requested == 'full':
+        return 'full', None
+    if problem:
+        return 'full', {'reason': problem}
+    return 'incremental', None
+
+
+def next_point(manifest, now: datetime.datetime, taken_chains=()) -> str:
+    """The id of the next point: in `manifest`'s chain, or (manifest None) of a new chain in dest."""
+    stem = point_stamp(now)
+    if manifest is None:
+        return unique_id(stem, taken_chains)
+    return unique_id(stem, [p['point'] for p in manifest['points']] + [manifest['chain']])
+
+
+def last_time(manifest) -> str:
+    points = manifest.get('points') or []
+    return points[-1].get('time') if points else manifest.get('created')
+
+
+def parse_iso(text):
+    try:
+        return datetime.datetime.strptime(text, '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=datetime.timezone.utc)
+    except (TypeError, ValueError):
+        return None
+
+
+def retention(chains: list, in_use, now: datetime.datetime, keep_chains=None, max_age=None) -> list:
+    """The chains (names) to remove, oldest first.
+
+    chains: this VM's chains, oldest first (list_chains entries or {'chain', 'manifest'}).
+    in_use: the chain written to by this run (never removed), or None.
+    keep_chains: the newest N chains are kept whatever their age (the chain in use counts).
+    max_age: seconds; of the chains not kept by keep_chains, those whose newest point is older are removed.
+    With keep_chains only, every chain beyond the newest N is removed; with neither, none is.
+    """
+    if keep_chains is None and max_age is None:
+        return []
+    names = [c['chain'] for c in chains]
+    kept = set(names[-keep_chains:]) if keep_chains else set()
+    drop = []
+    for entry in chains:
+        name = entry['chain']
+        if name == in_use or name in kept:
+            continue
+        if max_age is not None:
+            when = parse_iso(last_time(entry['manifest']))
+            if when is not None and (now - when).total_seconds() <= max_age:
+                continue
+        drop.append(name)
+    return drop
+
+
+def check_keep_chains(value):
+    if value is not None and value < 1:
+        raise ParameterError('keep_chains', 'keep_chains must be at least 1 (the chain in use is always kept), '
+                                            'got {0}'.format(value))
+    return value
+
+
+def summary(entry: dict) -> dict:
+    """A chain as qemu_backup_info and diffs show it."""
+    manifest = entry['manifest']
+    return {
+        'chain': entry['chain'],
+        'path': entry['dir'],
+        'bitmap': manifest.get('bitmap'),
+        'created': manifest.get('created'),
+        'vm': manifest.get('vm'),
+        'disks': manifest.get('disks'),
+        'bytes': chain_bytes(entry['dir'], manifest),
+        'points': [{'point': p['point'], 'mode': p['mode'], 'parent': p.get('parent'), 'time': p.get('time'),
+                    'quiesced': p.get('quiesced'),
+                    'bytes': sum(f.get('bytes', 0) for f in p.get('files', [])),
+                    'files': [dict(f, path=os.path.join(entry['dir'], f['path'])) for f in p.get('files', [])]}
+                   for p in manifest['points']],
+    }

@@ -1,0 +1,297 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qemu.vm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# This module_utils is PRIVATE to the qemu.vm collection: it can change at any time.
+"""The QMP work of one external backup point (see docs/interop/bitmaps.rst in QEMU).
+
+  1. `qemu-img create` one target per disk as `<point>.<device>.qcow2.partial` (an incremental's
+     target records the previous point's file as its backing file, by relative name);
+  2. `blockdev-add` each target with `backing: null` (QEMU writes only what it copies);
+  3. one `transaction`: for an incremental point, `blockdev-backup sync=incremental` with the
+     chain's bitmap per disk, `completion-mode: grouped` (one failing job cancels the others, and a
+     bitmap is cleared only when every job succeeded); for a full point, `block-dirty-bitmap-add`
+     (persistent) + `blockdev-backup sync=full` per disk. QEMU 7.2 refuses bitmap actions in a
+     grouped transaction ("does not support Transaction property completion-mode = grouped"), so
+     a full point's transaction is individual: when one job fails we cancel the others and remove
+     the new bitmaps ourselves. The caller may freeze the guest around this step only (it returns
+     as soon as the jobs started);
+  4. wait for every job (query-jobs, bounded), dismiss them, `blockdev-del` the targets;
+  5. on success rename `.partial` away and take each file's size and sha256; on any failure
+     cancel the jobs, remove the partial files and the bitmaps a full point added, so the VM's
+     bitmaps and the chain are as before.
+
+No Ansible imports here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import time
+import uuid
+
+from ansible_collections.qemu.vm.plugins.module_utils._block import describe_nodes
+from ansible_collections.qemu.vm.plugins.module_utils._backup_chain import PARTIAL, file_name
+from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, JobError, QemuTimeoutError, QemuVMError
+from ansible_collections.qemu.vm.plugins.module_utils._qmp import JOB_ID_PREFIX
+from ansible_collections.qemu.vm.plugins.module_utils._wait import Deadline, wait_until
+
+QEMU_IMG = 'qemu-img'
+#: How long cancelled jobs get to conclude before we give up on them.
+CANCEL_GRACE = 30.0
+#: A progress sample is kept (and logged) at most this often.
+PROGRESS_EVERY = 5.0
+
+
+class BackupError(QemuVMError):
+    """Preparing or finishing a backup point failed (target files, qemu-img)."""
+
+
+def read_disks(qmp) -> list:
+    """The VM's top-of-device nodes with their dirty bitmaps (query-block + query-named-block-nodes)."""
+    named = qmp.execute('query-named-block-nodes', {'flat': True})
+    bitmaps = dict((raw.get('node-name'), raw.get('dirty-bitmaps') or []) for raw in named)
+    disks = []
+    for node in describe_nodes(qmp.execute('query-block'), named):
+        if node['top'] and node['device']:
+            disks.append({'device': node['device'], 'node': node['node_name'], 'driver': node['driver'],
+                          'read_only': node['read_only'], 'virtual_size': node['virtual_size'],
+                          'bitmaps': bitmaps.get(node['node_name'], [])})
+    return disks
+
+
+def remove_bitmaps(qmp, node_names: dict, name: str) -> list:
+    """Remove bitmap `name` from each node of {device: node} that has it; returns the devices it was removed from."""
+    removed = []
+    for device, node in sorted(node_names.items()):
+        try:
+            qmp.execute('block-dirty-bitmap-remove', {'node': node, 'name': name})
+            removed.append(device)
+        except CommandError:
+            pass  # not there (or the node is gone): nothing to remove
+    return removed
+
+
+def sha256_of(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as handle:
+        for block in iter(lambda: handle.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def allocated_bytes(path: str) -> int:
+    return os.stat(path).st_blocks * 512
+
+
+class BackupPoint(object):
+    """One point: disks [{'device', 'node', 'virtual_size'}], written into chain_dir.
+
+    mode 'full' adds `bitmap` on every disk; 'incremental' copies what `bitmap` recorded onto
+    targets backed by `parent`'s files. Call run(start) where start(begin) must call begin()
+    once (the caller wraps it in the guest freeze) and return what it returned.
+    """
+
+    def __init__(self, qmp, chain_dir, point, mode, disks, bitmap, parent=None, job_timeout=3600.0, log=None):
+        self.qmp = qmp
+        self.chain_dir = chain_dir
+        self.point = point
+        self.mode = mode
+        self.disks = disks
+        self.bitmap = bitmap
+        self.parent = parent
+        self.job_timeout = job_timeout
+        self.log = log or (lambda message: None)
+        tag = uuid.uuid4().hex[:8]
+        self.targets = [{'device': d['device'], 'node': d['node'], 'virtual_size': d['virtual_size'],
+                         'name': file_name(point, d['device']),
+                         'target_node': '{0}backup-{1}-{2}'.format(JOB_ID_PREFIX, tag, i),
+                         'job': '{0}backup-{1}-{2}'.format(JOB_ID_PREFIX, tag, d['device'])}
+                        for i, d in enumerate(disks)]
+        self.created = []
+        self.added = []
+        self.jobs_started = False
+        self.settled = {}
+        self.progress = []
+
+    def path(self, target, partial=True):
+        return os.path.join(self.chain_dir, target['name'] + (PARTIAL if partial else ''))
+
+    # -- steps --------------------------------------------------------------------
+
+    def create_targets(self):
+        for target in self.targets:
+            path = self.path(target)
+            cmd = [QEMU_IMG, 'create', '-q', '-f', 'qcow2']
+            if self.mode == 'incremental':
+                cmd += ['-b', file_name(self.parent, target['device']), '-F', 'qcow2']
+            cmd += [path, str(target['virtual_size'])]
+            if os.path.lexists(path):
+                raise BackupError('{0} already exists: another backup may be running into this chain; remove it if '
+                                  'not'.format(path))
+            try:
+                proc = subprocess.run(cmd, cwd=self.chain_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      universal_newlines=True, check=False, timeout=60)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise BackupError('cannot run {0}: {1}'.format(QEMU_IMG, exc))
+            if os.path.exists(path):
+                self.created.append(path)
+            if proc.returncode != 0:
+                raise BackupError('creating the backup target {0} failed: {1}'.format(path, proc.stdout.strip()))
+        for target in self.targets:
+            self.qmp.execute('blockdev-add', {
+                'driver': 'qcow2', 'node-name': target['target_node'], 'backing': None,
+                'file': {'driver': 'file', 'filename': self.path(target)}})
+            self.added.append(target['target_node'])
+
+    def actions(self):
+        actions = []
+        for target in self.targets:
+            if self.mode == 'full':
+                actions.append({'type': 'block-dirty-bitmap-add',
+                                'data': {'node': target['node'], 'name': self.bitmap, 'persistent': True}})
+            backup = {'job-id': target['job'], 'device': target['node'], 'target': target['target_node'],
+                      'sync': 'full' if self.mode == 'full' else 'incremental', 'auto-dismiss': False}
+            if self.mode == 'incremental':
+                backup['bitmap'] = self.bitmap
+            actions.append({'type': 'blockdev-backup', 'data': backup})
+        return actions
+
+    def begin(self):
+        """The transaction: bitmaps and every disk's job start together (the frozen window)."""
+        arguments = {'actions': self.actions()}
+        if self.mode == 'incremental':
+            arguments['properties'] = {'completion-mode': 'grouped'}
+        self.qmp.execute('transaction', arguments)
+        self.jobs_started = True
+
+    def jobs(self):
+        ours = set(t['job'] for t in self.targets)
+        return dict((j['id'], j) for j in self.qmp.execute('query-jobs') if j.get('id') in ours)
+
+    def wait(self):
+        """Wait until every job concluded; returns {job id: job info}."""
+        started = time.monotonic()
+        state = {'next': started + PROGRESS_EVERY}
+
+        def sample(jobs, now):
+            done = sum(j.get('current-progress', 0) for j in jobs.values())
+            total = sum(j.get('total-progress', 0) for j in jobs.values())
+            self.progress.append({'elapsed_ms': int((now - started) * 1000), 'bytes_done': done, 'bytes_total': total})
+            self.log('qemu_backup {0}: {1} of {2} bytes copied'.format(self.point, done, total))
+
+        def concluded():
+            jobs = self.jobs()
+            now = time.monotonic()
+            if not jobs:
+                raise BackupError('the backup jobs of point {0} disappeared from query-jobs'.format(self.point))
+            if all(j.get('status') in ('concluded', 'null') for j in jobs.values()):
+                sample(jobs, now)
+                return jobs
+            if any(j.get('error') for j in jobs.values()):
+                self.cancel()  # a full point's jobs are individual: cancel the others ourselves
+                jobs.update(self.settled)
+                return jobs
+            if now >= state['next']:
+                state['next'] = now + PROGRESS_EVERY
+                sample(jobs, now)
+            return None
+
+        return wait_until(concluded, Deadline(self.job_timeout), 'backup jobs of point {0}'.format(self.point),
+                          hint='the jobs were cancelled; nothing changed', interval=0.05, max_interval=1.0)
+
+    def finish(self):
+        """Rename the finished files and describe them for the manifest."""
+        files = []
+        for target in self.targets:
+            final = self.path(target, partial=False)
+            os.replace(self.path(target), final)
+            self.created.remove(self.path(target))
+            files.append({'device': target['device'], 'path': target['name'], 'bytes': os.stat(final).st_size,
+                          'sha256': sha256_of(final), 'virtual_size': target['virtual_size']})
+        return files
+
+    # -- the whole point ------------------------------------------------------------
+
+    def run(self, start):
+        """Create, start (through `start`), wait, finish. Returns (files, start's result)."""
+        try:
+            self.create_targets()
+            started = start(self.begin)
+            try:
+                jobs = self.wait()
+            except QemuTimeoutError:
+                self.cancel()
+                raise
+            self.dismiss(jobs)
+            failed = [j for j in jobs.values() if j.get('error')]
+            if failed:
+                raise self.job_failure(failed)
+            self.delete_nodes()
+            files = self.finish()
+        except BaseException:
+            self.cleanup()
+            raise
+        return files, started
+
+    def job_failure(self, failed):
+        # With grouped completion, one failing job cancels the others: report the real cause.
+        real = [j for j in failed if 'cancel' not in j['error'].lower()] or failed
+        job = real[0]
+        device = next((t['device'] for t in self.targets if t['job'] == job['id']), '?')
+        return JobError(job['id'], 'blockdev-backup', 'disk {0}: {1}; the jobs of every disk were cancelled, no '
+                        'bitmap or chain changed'.format(device, job['error']))
+
+    def cancel(self):
+        """Cancel our jobs that still run, wait (bounded) until all concluded, dismiss them."""
+        jobs = self.jobs()
+        if not jobs:
+            return
+        for job_id, job in jobs.items():
+            if job.get('status') not in ('concluded', 'null'):
+                try:
+                    self.qmp.execute('job-cancel', {'id': job_id})
+                except CommandError:
+                    pass
+
+        def settled():
+            current = self.jobs()
+            return current if all(j.get('status') == 'concluded' for j in current.values()) else None
+
+        self.settled = wait_until(settled, Deadline(CANCEL_GRACE), 'cancelling the backup jobs', default={},
+                                  interval=0.05, max_interval=0.5)
+        self.dismiss(self.settled)
+
+    def dismiss(self, jobs):
+        for job_id, job in jobs.items():
+            if job.get('status') == 'concluded':
+                try:
+                    self.qmp.execute('job-dismiss', {'id': job_id})
+                except CommandError:
+                    pass
+
+    def delete_nodes(self):
+        while self.added:
+            self.qmp.execute('blockdev-del', {'node-name': self.added[-1]})
+            self.added.pop()
+
+    def cleanup(self):
+        """After any failure: stop our jobs, drop our nodes, files and (full) bitmaps."""
+        try:
+            if self.jobs_started:
+                self.cancel()
+            if self.added:
+                self.delete_nodes()
+            if self.jobs_started and self.mode == 'full':
+                remove_bitmaps(self.qmp, dict((t['device'], t['node']) for t in self.targets), self.bitmap)
+        except QemuVMError as exc:
+            self.log('qemu_backup {0}: cleanup in QEMU failed: {1}'.format(self.point, exc))
+        finally:
+            for path in self.created:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+            self.created = []

@@ -1,0 +1,378 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) qemu.vm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: qemu_backup
+short_description: Full and incremental external backups of a running QEMU VM's disks
+version_added: 0.3.0
+description:
+  - Copies the disks of a running (or paused) VM into files under O(dest), outside the VM's own images, through
+    its QMP monitor, while the guest keeps running.
+  - A B(chain) is a full backup point plus the incremental points after it. QEMU's persistent dirty bitmaps
+    (one per disk, named C(qemu-vm-<chain>)) record which clusters the guest wrote since the last point, so an
+    incremental point copies only those.
+  - Each chain is a directory C(<dest>/<chain>/) with one qcow2 file per disk per point,
+    C(<point>.<device>.qcow2), and a C(manifest.json) listing the disks, the bitmap, the points, and each file's
+    size and SHA-256. An incremental file records the previous point's file of its disk as its backing file, so
+    C(qemu-img convert) of any point's file gives the whole disk at that point (see M(qemu.vm.qemu_backup_restore)).
+  - Every disk's copy job starts in one QMP C(transaction) together with the bitmap changes, so the disks of a
+    point are consistent with each other. An incremental point uses C(completion-mode=grouped), so if one disk's
+    job fails every job is cancelled and no bitmap advances. QEMU refuses bitmap actions in a grouped
+    transaction, so a full point's transaction is individual, and the module cancels the other jobs and removes
+    the new bitmaps itself. Either way, after a failure the VM's bitmaps and the chain's manifest are as before
+    and the partial files are removed.
+  - Targets are written as C(<file>.partial) and renamed when every job succeeded; only then is the point added to
+    the manifest (written atomically).
+  - Only the newest chain of the VM in O(dest) is written into. A chain is not trusted, and O(mode=auto) starts a
+    new full chain saying why in RV(chain_reset), when a disk was added, removed or resized since it started, a
+    bitmap is missing (QEMU restarted on other images, bitmap removed), a bitmap is inconsistent (QEMU was killed
+    or crashed while it was in use) or busy, or files of the chain are missing. Once a new chain has its full
+    point, the VM's bitmaps of older chains are removed (their files stay, restorable).
+  - QEMU refuses to load an internal snapshot (C(snapshot-load), C(loadvm)) into disks that have active dirty
+    bitmaps ("Device has active dirty bitmaps"), so a chain cannot be broken that way behind the module's back.
+    The same holds offline for C(qemu-img snapshot -a). To load one, remove the chain's bitmaps first (QMP
+    C(block-dirty-bitmap-remove), or C(qemu-img bitmap --remove) offline); the next backup then starts a new chain.
+author:
+  - qemu.vm maintainers (@qemu-vm)
+options:
+  dest:
+    description:
+      - Absolute path of an existing directory on the host that runs the module (and QEMU), holding the chains.
+      - Use one directory per VM. Chains record the VM's UUID and name; those of other VMs are never written into
+        or removed, but VMs started without C(-uuid) and C(-name) cannot be told apart.
+    type: path
+    required: true
+  mode:
+    description:
+      - V(auto) takes an incremental point when the newest chain is valid for every disk, else a full point that
+        starts a new chain (RV(chain_reset) says why).
+      - V(full) always starts a new chain.
+      - V(incremental) fails, changing nothing, when there is no valid chain, and says why.
+    type: str
+    choices: [auto, full, incremental]
+    default: auto
+  devices:
+    description:
+      - The disks to back up, by device id (the C(-device ...,id=) of the disk, else its drive id), as
+        RV(qemu.vm.qemu_vm_info#module:block_nodes[].device) shows them.
+      - Default is every writable qcow2 disk; writable disks of other formats are left out with a warning. A named
+        disk that is unknown, read-only or not qcow2 fails the task.
+      - A chain covers a fixed set of disks: a different set starts a new chain.
+    type: list
+    elements: str
+  quiesce:
+    description:
+      - Freeze the guest filesystems through the guest agent (O(qga)) around the QMP C(transaction) that starts the
+        copy jobs and creates or clears the bitmaps, not during the copy, so the guest is frozen for milliseconds
+        (RV(frozen_ms)) whatever the disk size. Thawed on every path, with the same guard as
+        M(qemu.vm.qemu_snapshot).
+      - V(required) fails, changing nothing, when the guest cannot be frozen; V(preferred) then backs up
+        crash-consistent with a warning; V(off) never freezes.
+      - Default V(preferred) when O(qga) is given, else V(off).
+    type: str
+    choices: ["off", preferred, required]
+  freeze_timeout:
+    description:
+      - With O(quiesce), the longest the guest filesystems may stay frozen, in seconds.
+    type: float
+    default: 60
+  job_timeout:
+    description:
+      - Seconds the copy of one point may take. When it runs out the jobs are cancelled and nothing changes.
+    type: float
+    default: 3600
+  keep_chains:
+    description:
+      - Retention, after a successful backup, the newest this many chains of the VM are kept (the chain written to
+        counts, and is never removed). Older chains are removed whole, never single points, with the VM's bitmaps
+        of those chains.
+    type: int
+  max_age:
+    description:
+      - Retention, after a successful backup, remove the VM's chains whose newest point is older than this
+        (for example V(14d), V(12h), V(1d12h)); with O(keep_chains), the newest O(keep_chains) chains are kept
+        whatever their age. The chain written to is never removed.
+    type: str
+extends_documentation_fragment:
+  - qemu.vm._connection
+  - qemu.vm._attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Reports the mode, chain, point, RV(chain_reset), the disks and the chains retention would remove; writes
+        nothing and changes no bitmap.
+  diff_mode:
+    support: full
+    details:
+      - The chains in O(dest) with their points, before and after.
+notes:
+  - O(timeout) bounds each QMP command and the guest agent; O(job_timeout) bounds the copy.
+  - Progress of long copies is sampled every 5 seconds into RV(progress) (shown with C(-v)) and logged to the
+    managed host's system log while the task runs.
+  - Nothing is written into the VM's own image files except the bitmaps.
+seealso:
+  - module: qemu.vm.qemu_backup_info
+  - module: qemu.vm.qemu_backup_restore
+  - module: qemu.vm.qemu_snapshot
+'''
+
+EXAMPLES = r'''
+- name: Nightly backup, incremental when the chain allows, frozen for milliseconds
+  qemu.vm.qemu_backup:
+    qmp: /run/qemu/web1/qmp.sock
+    qga: /run/qemu/web1/qga.sock
+    dest: /srv/backup/web1
+    keep_chains: 4
+  register: backup
+
+- name: Say when a new chain had to be started
+  ansible.builtin.debug:
+    msg: "new full backup: {{ backup.chain_reset.reason }}"
+  when: backup.chain_reset
+
+- name: Weekly full backup of the system disk only, chains older than 30 days removed
+  qemu.vm.qemu_backup:
+    qmp: /run/qemu/db1/qmp.sock
+    dest: /srv/backup/db1
+    devices: [system]
+    mode: full
+    max_age: 30d
+'''
+
+RETURN = r'''
+mode:
+  description: The kind of point taken (or, in check mode, that would be taken), V(full) or V(incremental).
+  returned: always
+  type: str
+  sample: incremental
+chain:
+  description: The id of the chain written to (its directory under O(dest)).
+  returned: always
+  type: str
+  sample: 20261201T004512Z
+point:
+  description: The id of this backup point (UTC time, C(-2) and on appended when taken in the same second).
+  returned: always
+  type: str
+  sample: 20261201T005001Z
+chain_reset:
+  description: Why a new chain was started instead of an incremental point (O(mode=auto)); V(null) otherwise.
+  returned: always
+  type: dict
+  contains:
+    reason:
+      description: The reason, for example no chain yet, a bitmap missing or inconsistent after a crash, a disk
+        added, removed or resized.
+      type: str
+      sample: "bitmap qemu-vm-20261201T004512Z on disk vda is inconsistent (...)"
+devices:
+  description: The disks backed up, by device id.
+  returned: always
+  type: list
+  elements: str
+  sample: [vda, vdb]
+files:
+  description: The files written, one per disk; empty in check mode.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    device:
+      description: The disk.
+      type: str
+    path:
+      description: Absolute path of the file.
+      type: str
+    bytes:
+      description: Size of the file.
+      type: int
+bytes_written:
+  description: Total size of RV(files).
+  returned: always
+  type: int
+  sample: 1245184
+frozen_ms:
+  description: Milliseconds the guest filesystems were frozen (0 when not quiesced).
+  returned: always
+  type: int
+  sample: 14
+quiesced:
+  description: Whether the guest filesystems were frozen when the point was taken.
+  returned: always
+  type: bool
+duration_ms:
+  description: Milliseconds from creating the targets to the manifest written.
+  returned: always
+  type: int
+  sample: 2210
+mb_per_s:
+  description: RV(bytes_written) in MB (10^6 bytes) per second of RV(duration_ms).
+  returned: always
+  type: float
+  sample: 48.2
+removed_chains:
+  description: Chains removed by retention (in check mode, that would be removed).
+  returned: always
+  type: list
+  elements: str
+  sample: [20261101T004512Z]
+quiesce_reason:
+  description: Why the point was taken without freezing the guest, with O(quiesce=preferred).
+  returned: when the guest could not be frozen with O(quiesce=preferred)
+  type: str
+  sample: "the guest agent is not usable: ..."
+progress:
+  description: Samples of the copy, every 5 seconds while it ran.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    elapsed_ms:
+      description: Milliseconds since the jobs started.
+      type: int
+    bytes_done:
+      description: Bytes the jobs had copied.
+      type: int
+    bytes_total:
+      description: Bytes the jobs expected to copy.
+      type: int
+'''
+
+import datetime
+import os
+
+from ansible_collections.qemu.vm.plugins.module_utils._backup_chain import (
+    iso_time, list_chains, missing_files, new_manifest, remove_chain, same_vm, vm_identity, write_manifest)
+from ansible_collections.qemu.vm.plugins.module_utils._backup_job import BackupPoint, read_disks, remove_bitmaps
+from ansible_collections.qemu.vm.plugins.module_utils._backup_plan import (
+    MODES, chain_points, decide, parse_request, predicted_chains, select_devices, taken_ids)
+from ansible_collections.qemu.vm.plugins.module_utils._common import Stopwatch, build_module, qmp_session, run_module
+from ansible_collections.qemu.vm.plugins.module_utils._quiesce import QUIESCE_MODES, quiesced
+
+ARGUMENT_SPEC = dict(
+    dest=dict(type='path', required=True),
+    mode=dict(type='str', default='auto', choices=list(MODES)),
+    devices=dict(type='list', elements='str'),
+    quiesce=dict(type='str', choices=list(QUIESCE_MODES)),
+    freeze_timeout=dict(type='float', default=60.0),
+    job_timeout=dict(type='float', default=3600.0),
+    keep_chains=dict(type='int'),
+    max_age=dict(type='str'),
+)
+
+
+def ask(qmp, request):
+    """The VM's identity, its disks to back up, and its chains in dest."""
+    name = qmp.execute('query-name').get('name')
+    vm = vm_identity(name, qmp.execute('query-uuid').get('UUID'))
+    every_disk = read_disks(qmp)
+    disks, warnings = select_devices(every_disk, request['devices'])
+    chains = [c for c in list_chains(request['dest']) if same_vm(c['manifest'].get('vm'), vm)]
+    return vm, every_disk, disks, chains, warnings
+
+
+def take_point(module, qmp, request, plan, disks, chain_dir):
+    """Copy the disks (freezing around the transaction only); returns (files, quiesce report, progress)."""
+    params = module.params
+    job = BackupPoint(qmp, chain_dir, plan['point'], plan['mode'], disks, plan['bitmap'], plan['parent'],
+                      params['job_timeout'], log=module.log)
+
+    def start(begin):
+        if request['quiesce'] == 'off':
+            begin()
+            return {'quiesced': False, 'frozen_ms': 0}
+        _none, report = quiesced(params['qga'], request['quiesce'], params['timeout'], params['freeze_timeout'],
+                                 lambda bound: begin(), module.warn, qmp=qmp)
+        return report
+
+    files, report = job.run(start)
+    return files, report, job.progress
+
+
+def record(chains, plan, request, vm, disks, files, report, now):
+    """Append the point to its chain's manifest (a new manifest for a full point)."""
+    chain_dir = os.path.join(request['dest'], plan['chain'])
+    if plan['mode'] == 'full':
+        manifest = new_manifest(plan['chain'], iso_time(now), vm,
+                                [{'device': d['device'], 'node': d['node'], 'virtual_size': d['virtual_size']}
+                                 for d in disks])
+    else:
+        manifest = next(c['manifest'] for c in chains if c['chain'] == plan['chain'])
+    manifest['points'].append({'point': plan['point'], 'mode': plan['mode'], 'parent': plan['parent'],
+                               'time': iso_time(now), 'frozen_ms': report.get('frozen_ms', 0),
+                               'quiesced': bool(report.get('quiesced')), 'files': files})
+    write_manifest(chain_dir, manifest)
+
+
+def run(module):
+    request = parse_request(module.params)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    with qmp_session(module) as qmp:
+        # ask
+        vm, every_disk, disks, chains, warnings = ask(qmp, request)
+        for warning in warnings:
+            module.warn(warning)
+        newest = chains[-1] if chains else None
+        missing = missing_files(newest['dir'], newest['manifest']) if newest else ()
+        # decide
+        plan = decide(request, disks, chains, now, taken_ids(os.listdir(request['dest']), every_disk), missing)
+        result = dict(changed=True, mode=plan['mode'], chain=plan['chain'], point=plan['point'],
+                      chain_reset=plan['chain_reset'], devices=plan['devices'], files=[], bytes_written=0,
+                      frozen_ms=0, quiesced=False, duration_ms=0, mb_per_s=0.0,
+                      removed_chains=plan['removed_chains'], progress=[])
+        before = chain_points(chains)
+        if module._diff:
+            result['diff'] = {'before': {'chains': before}, 'after': {'chains': predicted_chains(chains, plan)}}
+        if module.check_mode:
+            return result
+        # act
+        qmp.dismiss_stale_jobs()
+        watch = Stopwatch()
+        chain_dir = os.path.join(request['dest'], plan['chain'])
+        if plan['mode'] == 'full':
+            os.mkdir(chain_dir)
+        try:
+            files, report, progress = take_point(module, qmp, request, plan, disks, chain_dir)
+            record(chains, plan, request, vm, disks, files, report, now)
+        except BaseException:
+            if plan['mode'] == 'full':
+                _remove_empty(chain_dir)
+            raise
+        for name in plan['stale_bitmaps']:
+            remove_bitmaps(qmp, dict((d['device'], d['node']) for d in every_disk
+                                     if any(b.get('name') == name for b in d['bitmaps'])), name)
+    for entry in chains:
+        if entry['chain'] in plan['removed_chains']:
+            remove_chain(entry['dir'])
+    # report
+    written = sum(f['bytes'] for f in files)
+    result.update(files=[{'device': f['device'], 'path': os.path.join(chain_dir, f['path']), 'bytes': f['bytes']}
+                         for f in files],
+                  bytes_written=written, frozen_ms=report.get('frozen_ms', 0), quiesced=bool(report.get('quiesced')),
+                  duration_ms=watch.ms, mb_per_s=round(written / 1e6 / max(watch.ms / 1000.0, 0.001), 1),
+                  progress=progress)
+    if report.get('quiesce_reason'):
+        result['quiesce_reason'] = report['quiesce_reason']
+    return result
+
+
+def _remove_empty(chain_dir):
+    try:
+        os.rmdir(chain_dir)
+    except OSError:
+        pass
+
+
+def main():
+    module = build_module(ARGUMENT_SPEC, requires=('qmp',), durations=('freeze_timeout', 'job_timeout'),
+                          supports_check_mode=True)
+    run_module(module, run)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,207 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qemu.vm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The pure decisions of qemu_backup: point ids, chain validity, mode, devices, retention, manifests."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+
+import pytest
+
+from ansible_collections.qemu.vm.plugins.module_utils import _backup_chain as chain
+from ansible_collections.qemu.vm.plugins.module_utils import _backup_plan as plan
+from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError, QemuVMError
+
+NOW = datetime.datetime(2026, 12, 1, 0, 45, 12, tzinfo=datetime.timezone.utc)
+BITMAP = 'qemu-vm-20261130T000000Z'
+
+
+def manifest(chain_id='20261130T000000Z', disks=(('vda', 1024), ('vdb', 2048)), points=1, vm=None, last=None):
+    data = chain.new_manifest(chain_id, '2026-11-30T00:00:00Z', vm or {'uuid': None, 'name': 'web1'},
+                              [{'device': d, 'node': 'n-' + d, 'virtual_size': s} for d, s in disks])
+    for index in range(points):
+        point = chain_id if index == 0 else '{0}-{1}'.format(chain_id, index + 1)
+        data['points'].append({'point': point, 'mode': 'full' if index == 0 else 'incremental',
+                               'parent': None if index == 0 else data['points'][-1]['point'],
+                               'time': last if (last and index == points - 1) else '2026-11-30T00:00:00Z',
+                               'files': [{'device': d, 'path': chain.file_name(point, d), 'bytes': 10}
+                                         for d, _s in disks]})
+    return data
+
+
+def bitmap(name=BITMAP, **flags):
+    entry = {'name': name, 'recording': True, 'busy': False, 'persistent': True, 'count': 0}
+    entry.update(flags)
+    return entry
+
+
+def vm_disks(sizes=(('vda', 1024), ('vdb', 2048))):
+    return dict((d, {'node': 'n-' + d, 'virtual_size': s}) for d, s in sizes)
+
+
+def all_bitmaps(**flags):
+    return {'vda': [bitmap(**flags)], 'vdb': [bitmap()]}
+
+
+# -- point ids ------------------------------------------------------------------------
+
+def test_point_ids_are_utc_stamps_with_suffixes_in_the_same_chain():
+    assert chain.point_stamp(NOW) == '20261201T004512Z'
+    assert chain.next_point(None, NOW) == '20261201T004512Z'
+    assert chain.next_point(None, NOW, ['20261201T004512Z']) == '20261201T004512Z-2'
+    data = manifest('20261201T004512Z', points=2)
+    assert chain.next_point(data, NOW) == '20261201T004512Z-3'
+    assert chain.is_point_id('20261201T004512Z-3') and not chain.is_point_id('2026-12-01')
+    assert chain.bitmap_name('20261201T004512Z') == 'qemu-vm-20261201T004512Z'
+    assert chain.file_name('20261201T004512Z', 'vda') == '20261201T004512Z.vda.qcow2'
+
+
+# -- chain validity -------------------------------------------------------------------
+
+def test_a_chain_with_recording_bitmaps_on_every_disk_is_valid():
+    assert chain.chain_problem(manifest(), all_bitmaps(), vm_disks()) is None
+
+
+@pytest.mark.parametrize('data, bitmaps, disks, words', [
+    (None, {}, vm_disks(), 'no chain'),
+    (manifest(points=0), all_bitmaps(), vm_disks(), 'no complete point'),
+    (manifest(), all_bitmaps(), vm_disks((('vda', 1024), ('vdb', 2048), ('vdc', 1))), 'added: vdc'),
+    (manifest(), all_bitmaps(), vm_disks((('vda', 1024),)), 'removed: vdb'),
+    (manifest(), all_bitmaps(), vm_disks((('vda', 4096), ('vdb', 2048))), 'resized'),
+    (manifest(), {'vda': [], 'vdb': [bitmap()]}, vm_disks(), 'missing on disk vda'),
+    (manifest(), {'vda': [bitmap('other')], 'vdb': [bitmap()]}, vm_disks(), 'missing on disk vda'),
+    (manifest(), all_bitmaps(inconsistent=True), vm_disks(), 'inconsistent'),
+    (manifest(), all_bitmaps(busy=True), vm_disks(), 'in use'),
+    (manifest(), all_bitmaps(recording=False), vm_disks(), 'disabled'),
+    (manifest(), all_bitmaps(persistent=False), vm_disks(), 'not persistent'),
+])
+def test_chain_problems_name_the_reason(data, bitmaps, disks, words):
+    assert words in chain.chain_problem(data, bitmaps, disks)
+
+
+def test_missing_files_invalidate_the_chain():
+    problem = chain.chain_problem(manifest(), all_bitmaps(), vm_disks(), missing=['x.vda.qcow2'])
+    assert 'missing from dest' in problem and 'x.vda.qcow2' in problem
+
+
+def test_mode_choice():
+    assert chain.choose_mode('auto', None) == ('incremental', None)
+    assert chain.choose_mode('auto', 'why') == ('full', {'reason': 'why'})
+    assert chain.choose_mode('full', None) == ('full', None)
+    assert chain.choose_mode('incremental', None) == ('incremental', None)
+    with pytest.raises(chain.ChainInvalidError, match='no valid chain.*why') as info:
+        chain.choose_mode('incremental', 'why')
+    assert isinstance(info.value, QemuVMError)
+
+
+def test_vm_identity_prefers_uuid_then_name():
+    assert chain.vm_identity('x', '00000000-0000-0000-0000-000000000000') == {'uuid': None, 'name': 'x'}
+    assert chain.same_vm({'uuid': 'u1', 'name': 'a'}, {'uuid': 'u1', 'name': 'b'})
+    assert not chain.same_vm({'uuid': 'u1', 'name': 'a'}, {'uuid': 'u2', 'name': 'a'})
+    assert chain.same_vm({'uuid': None, 'name': 'a'}, {'uuid': 'u2', 'name': 'a'})
+    assert not chain.same_vm({'uuid': None, 'name': 'a'}, {'uuid': None, 'name': 'b'})
+
+
+# -- retention --------------------------------------------------------------------------
+
+def chains_aged(*days_old):
+    entries = []
+    for index, days in enumerate(days_old):
+        when = NOW - datetime.timedelta(days=days)
+        name = chain.point_stamp(when)
+        entries.append({'chain': name, 'manifest': manifest(name, last=chain.iso_time(when))})
+    return entries
+
+
+def test_retention_keeps_the_newest_chains_and_never_the_one_in_use():
+    entries = chains_aged(30, 20, 10, 1)
+    names = [e['chain'] for e in entries]
+    assert chain.retention(entries, names[-1], NOW) == []
+    assert chain.retention(entries, names[-1], NOW, keep_chains=2) == names[:2]
+    # the chain in use is kept even when keep_chains would drop it
+    assert chain.retention(entries, names[0], NOW, keep_chains=1) == names[1:3]
+    assert chain.retention(entries, names[-1], NOW, max_age=15 * 86400) == names[:2]
+    assert chain.retention(entries, names[-1], NOW, keep_chains=3, max_age=5 * 86400) == names[:1]
+    assert chain.retention(entries, names[0], NOW, max_age=86400 // 2) == names[1:]
+
+
+def test_keep_chains_must_be_positive():
+    with pytest.raises(ParameterError) as info:
+        chain.check_keep_chains(0)
+    assert info.value.parameter == 'keep_chains'
+
+
+# -- the plan -----------------------------------------------------------------------------
+
+def disk(device, driver='qcow2', read_only=False, size=1024, bitmaps=()):
+    return {'device': device, 'node': 'n-' + device, 'driver': driver, 'read_only': read_only,
+            'virtual_size': size, 'bitmaps': list(bitmaps)}
+
+
+def test_select_devices_defaults_to_writable_qcow2_and_names_bad_ones():
+    disks = [disk('vda'), disk('vdb', driver='raw'), disk('cd', read_only=True)]
+    chosen, warnings = plan.select_devices(disks, None)
+    assert [d['device'] for d in chosen] == ['vda'] and 'vdb' in warnings[0]
+    for wanted, words in ((['nope'], "no disk 'nope'"), (['vdb'], 'not qcow2'), (['cd'], 'read-only')):
+        with pytest.raises(ParameterError, match=words) as info:
+            plan.select_devices(disks, wanted)
+        assert info.value.parameter == 'devices'
+    with pytest.raises(ParameterError, match='no writable qcow2'):
+        plan.select_devices([disk('vdb', driver='raw')], None)
+
+
+def request(tmp_path, **params):
+    params.setdefault('dest', str(tmp_path))
+    return plan.parse_request(params)
+
+
+def test_parse_request_checks_dest_and_quiesce(tmp_path):
+    for dest, words in (('relative/dir', 'absolute'), (str(tmp_path / 'missing'), 'does not exist')):
+        with pytest.raises(ParameterError, match=words) as info:
+            plan.parse_request({'dest': dest})
+        assert info.value.parameter == 'dest'
+    with pytest.raises(ParameterError, match='needs qga'):
+        request(tmp_path, quiesce='required')
+    assert request(tmp_path, qga='/x')['quiesce'] == 'preferred'
+    assert request(tmp_path)['quiesce'] == 'off'
+    assert request(tmp_path, max_age='1d')['max_age'] == 86400
+
+
+def test_decide_continues_a_valid_chain_and_resets_an_invalid_one(tmp_path):
+    disks = [disk('vda', bitmaps=[bitmap()]), disk('vdb', size=2048, bitmaps=[bitmap()])]
+    current = {'chain': '20261130T000000Z', 'manifest': manifest()}
+    result = plan.decide(request(tmp_path), disks, [current], NOW, [])
+    assert (result['mode'], result['chain'], result['parent'], result['chain_reset']) == (
+        'incremental', '20261130T000000Z', '20261130T000000Z', None)
+    assert result['point'] == '20261201T004512Z' and result['bitmap'] == BITMAP
+    disks[0]['bitmaps'] = [bitmap(inconsistent=True)]
+    result = plan.decide(request(tmp_path, keep_chains=1), disks, [current], NOW, ['20261130T000000Z'])
+    assert result['mode'] == 'full' and result['chain'] == result['point'] == '20261201T004512Z'
+    assert 'inconsistent' in result['chain_reset']['reason']
+    assert result['removed_chains'] == ['20261130T000000Z']
+    assert result['stale_bitmaps'] == [BITMAP]
+    after = plan.predicted_chains([current], result)
+    assert after == {'20261201T004512Z': ['20261201T004512Z']}
+
+
+# -- manifests on disk --------------------------------------------------------------------
+
+def test_manifest_round_trip_and_listing(tmp_path):
+    data = manifest('20261130T000000Z')
+    chain_dir = tmp_path / data['chain']
+    chain_dir.mkdir()
+    chain.write_manifest(str(chain_dir), data)
+    (tmp_path / 'not-a-chain').mkdir()
+    (tmp_path / 'stray.txt').write_text('x')
+    assert json.loads((chain_dir / 'manifest.json').read_text()) == data
+    assert not [p for p in os.listdir(str(chain_dir)) if p != 'manifest.json']
+    listed = chain.list_chains(str(tmp_path))
+    assert [c['chain'] for c in listed] == ['20261130T000000Z']
+    assert chain.missing_files(str(chain_dir), data) == ['20261130T000000Z.vda.qcow2', '20261130T000000Z.vdb.qcow2']
+    summary = chain.summary(listed[0])
+    assert summary['bytes'] == 20 and summary['points'][0]['files'][0]['path'].startswith(str(chain_dir))
+    chain.remove_chain(str(chain_dir))
+    assert chain.list_chains(str(tmp_path)) == []
