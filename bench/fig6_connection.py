@@ -158,6 +158,35 @@ def transfer_span(log_path, verb, marker):
     raise RuntimeError('no complete {0} of {1} in {2}'.format(verb, marker, log_path))
 
 
+def connection_seconds(log_path):
+    """Seconds spent inside the connection's exec_command/put_file/fetch_file calls of a play.
+
+    qemu.vm.qga says each call's time itself (`EXEC rc=.. in X s`, `PUT|FETCH <n> bytes in X s`, -vvvv);
+    for libvirt_qemu a call runs from its `EXEC`/`PUT`/`FETCH` line to its `GA stderr:` line (exec) or
+    to the agent's reply to its `guest-file-close` (transfers), at the log's timestamps.
+    """
+    total, start, closing = 0.0, None, False
+    own = re.compile(r'^(?:EXEC rc=-?\d+|PUT \d+ bytes|FETCH \d+ bytes) in ([0-9.]+) s')
+    with open(log_path, errors='replace') as handle:
+        for raw in handle:
+            match = LOG_LINE.match(raw.rstrip('\n'))
+            if not match:
+                continue
+            stamp, message = _stamp(match.group(1)), match.group(3)
+            mine = own.match(message)
+            if mine:
+                total += float(mine.group(1))
+            elif start is None and message.startswith(('EXEC /', 'PUT /', 'FETCH /')):
+                start, closing = stamp, False
+            elif start is not None and message.startswith('GA stderr:'):
+                total, start = total + stamp - start, None
+            elif start is not None and message.startswith('GA send:') and 'guest-file-close' in message:
+                closing = True
+            elif closing and message.startswith('GA return:'):
+                total, start, closing = total + stamp - start, None, False
+    return total
+
+
 def prepare(workdir):
     data = {size: random_file(os.path.join(workdir, 'data-{0}m.bin'.format(size // MIB)), size) for size in SIZES}
     return data, playbooks(workdir, data)
@@ -179,9 +208,10 @@ def measure_rounds(workdir, harness_vm, domain, runs, log):
         order = VARIANTS[index % 3:] + VARIANTS[:index % 3]
         for name, host, pipelining in order:
             for play in ('cmd1', 'cmd10') if index % 2 == 0 else ('cmd10', 'cmd1'):
-                wall, times, _log = run_play(workdir, inv, paths[play], host, pipelining,
-                                             '{0}-{1}-{2}'.format(name, play, index))
+                wall, times, log_path = run_play(workdir, inv, paths[play], host, pipelining,
+                                                 '{0}-{1}-{2}'.format(name, play, index))
                 fig.setdefault(_key(name, play + '_s'), []).append(wall)
+                fig.setdefault(_key(name, play + '_conn_s'), []).append(connection_seconds(log_path))
                 if play == 'cmd10':
                     fig.setdefault(_key(name, 'module_s'), []).extend(times)
             fig.setdefault(_key(name, 'per_task_s'), []).append(
@@ -193,6 +223,10 @@ def measure_rounds(workdir, harness_vm, domain, runs, log):
     for name, _host, _pipelining in VARIANTS:
         module = median(fig[_key(name, 'module_s')])
         fig[_key(name, 'overhead_s')] = [task - module for task in fig[_key(name, 'per_task_s')]]
+        # Inside the connection's calls, per task, less the module's own run: the plugin's share.
+        calls = [(ten - one) / 9.0 for ten, one in zip(fig[_key(name, 'cmd10_conn_s')], fig[_key(name, 'cmd1_conn_s')])]
+        fig[_key(name, 'plugin_s')] = [value - module for value in calls]
+        fig[_key(name, 'ansible_s')] = [task - value for task, value in zip(fig[_key(name, 'per_task_s')], calls)]
     return fig
 
 
@@ -291,8 +325,13 @@ def rows(fig):
     base = NAMES['libvirt']
     out = []
     for name, suffix in (('qga_pipe', ''), ('qga', 'off')):
-        out.append(row('6over' + suffix, 'Connection overhead per `command` task, ' + NAMES[name],
-                       median(fig[_key(name, 'overhead_s')]), 's', base, median(fig['libvirt_overhead_s']), 0.3))
+        out.append(row('6conn' + suffix, 'Connection overhead per `command` task (in its calls, less the module), '
+                       + NAMES[name], median(fig[_key(name, 'plugin_s')]), 's', base,
+                       median(fig['libvirt_plugin_s']), 0.3))
+    for name, suffix in (('qga_pipe', ''), ('qga', 'off')):
+        out.append(row('6rest' + suffix, 'Per `command` task less the module run (Ansible\'s own work included), '
+                       + NAMES[name], median(fig[_key(name, 'overhead_s')]), 's', base,
+                       median(fig['libvirt_overhead_s'])))
     for name, suffix in (('qga_pipe', ''), ('qga', 'off')):
         out.append(row('6task' + suffix, 'Time per `command` task, ' + NAMES[name],
                        median(fig[_key(name, 'per_task_s')]), 's', base, median(fig['libvirt_per_task_s']), 0.8))
@@ -325,10 +364,17 @@ def details(fig):
                        samples(fig[_key(name, 'cmd10_s')], '{0:.1f}'), samples(fig[_key(name, 'per_task_s')], '{0:.2f}'),
                        samples(fig[_key(name, 'overhead_s')], '{0:.2f}'), len(fig[_key(name, 'module_s')]),
                        median(fig[_key(name, 'module_s')])))
+    out.append('- split of a task (medians, s): ' + '; '.join(
+        '{0}: module {1:.2f}, connection {2:.3f}, Ansible {3:.2f}'.format(
+            NAMES[name], median(fig[_key(name, 'module_s')]), median(fig[_key(name, 'plugin_s')]),
+            median(fig[_key(name, 'ansible_s')])) for name, _host, _pipelining in VARIANTS))
+    out.append('- connection per task (in its calls, less the module), per round: ' + '; '.join(
+        '{0} {1}'.format(NAMES[name], samples(fig[_key(name, 'plugin_s')], '{0:.3f}'))
+        for name, _host, _pipelining in VARIANTS))
     for name in ('qga_pipe', 'qga'):
-        out.append('- {0} / libvirt_qemu per round: per task {1}; overhead {2}'.format(
+        out.append('- {0} / libvirt_qemu per round: per task {1}; connection {2}'.format(
             NAMES[name], samples(paired(fig[_key(name, 'per_task_s')], fig['libvirt_per_task_s']), '{0:.2f}'),
-            samples(paired(fig[_key(name, 'overhead_s')], fig['libvirt_overhead_s']), '{0:.2f}')))
+            samples(paired(fig[_key(name, 'plugin_s')], fig['libvirt_plugin_s']), '{0:.2f}')))
     for name in TRANSFER_VARIANTS:
         out.append('- {0}, raw MB/s: put 8 MiB {1}; put 64 MiB {2}; get 8 MiB {3}; get 64 MiB {4}; copy task '
                    '64 MiB {5} s; fetch task 64 MiB {6} s'.format(

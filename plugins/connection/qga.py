@@ -193,6 +193,7 @@ class Connection(ConnectionBase):
         argv = ['/bin/sh', '-c', to_text(cmd, errors='surrogate_or_strict')]
         display.vvv('EXEC {0}{1}'.format(argv, ', with {0} bytes of stdin'.format(len(in_data)) if in_data else ''),
                     host=self._play_context.remote_addr)
+        started = time.monotonic()
         try:
             result = self._run(argv, None if in_data is None else to_bytes(in_data))
         except ProgramNotFoundError as exc:
@@ -202,6 +203,8 @@ class Connection(ConnectionBase):
         for name in ('stdout', 'stderr'):
             if getattr(result, name + '_truncated'):
                 display.warning('qemu.vm.qga: the guest agent truncated the {0} of a command at its cap'.format(name))
+        display.vvvv('EXEC rc={0} in {1:.3f} s'.format(result.rc, time.monotonic() - started),
+                     host=self._play_context.remote_addr)
         return result.rc, result.stdout, result.stderr
 
     def _run(self, argv, stdin):
