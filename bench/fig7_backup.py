@@ -35,20 +35,20 @@ QEMU_IMG = shutil.which('qemu-img') or '/usr/bin/qemu-img'
 
 
 def adhoc(module, args):
-    """`ansible localhost -m module -a <json>`: (result dict, wall seconds of the whole process)."""
-    env = ansible_env({'ANSIBLE_LOAD_CALLBACK_PLUGINS': '1', 'ANSIBLE_STDOUT_CALLBACK': 'ansible.builtin.json'})
-    argv = [os.path.join(BIN, 'ansible'), 'localhost', '-i', 'localhost,', '-c', 'local', '-m', module,
+    """`ansible localhost -m module -a <json> -o`: (result dict, wall seconds of the whole process)."""
+    argv = [os.path.join(BIN, 'ansible'), 'localhost', '-i', 'localhost,', '-c', 'local', '-o', '-m', module,
             '-a', json.dumps(args)]
     started = time.perf_counter()
-    proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
-                          check=False)
+    proc = subprocess.run(argv, env=ansible_env({'ANSIBLE_DEPRECATION_WARNINGS': 'False'}), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, check=False)
     wall = time.perf_counter() - started
-    try:
-        text = proc.stdout if proc.stdout.startswith('{') else proc.stdout[proc.stdout.index('\n{\n') + 1:]
-        doc = json.JSONDecoder().raw_decode(text)[0]
-        result = doc['plays'][0]['tasks'][0]['hosts']['localhost']
-    except (ValueError, KeyError, IndexError):
-        result = {'failed': True, 'msg': proc.stdout[-2000:]}
+    result = {'failed': True, 'msg': proc.stdout[-2000:]}
+    for line in proc.stdout.splitlines():
+        if line.startswith('localhost | ') and ' => ' in line:
+            try:
+                result = json.loads(line.split(' => ', 1)[1])
+            except ValueError:
+                pass
     if proc.returncode != 0 or result.get('failed'):
         raise RuntimeError('{0} failed (rc={1}): {2}'.format(module, proc.returncode, result.get('msg')))
     return result, wall
