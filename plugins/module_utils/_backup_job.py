@@ -277,6 +277,17 @@ class BackupPoint(object):
             self.qmp.execute('blockdev-del', {'node-name': self.added[-1]})
             self.added.pop()
 
+    def abandon(self, files):
+        """The point's jobs succeeded but it could not be recorded: remove its files and make sure the
+        chain is not continued from a bitmap that no longer covers the unrecorded point."""
+        for item in files:
+            try:
+                os.unlink(os.path.join(self.chain_dir, item['path']))
+            except OSError:
+                pass
+        # A full point's bitmap is new; an incremental job cleared the chain's bitmap: either way it must go.
+        remove_bitmaps(self.qmp, dict((t['device'], t['node']) for t in self.targets), self.bitmap)
+
     def cleanup(self):
         """After any failure: stop our jobs, drop our nodes, files and (full) bitmaps."""
         try:

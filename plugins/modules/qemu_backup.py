@@ -61,7 +61,7 @@ options:
         RV(qemu.vm.qemu_vm_info#module:block_nodes[].device) shows them.
       - Default is every writable qcow2 disk; writable disks of other formats are left out with a warning. A named
         disk that is unknown, read-only or not qcow2 fails the task.
-      - A chain covers a fixed set of disks: a different set starts a new chain.
+      - A chain covers a fixed set of disks; a different set starts a new chain.
     type: list
     elements: str
   quiesce:
@@ -247,7 +247,7 @@ import datetime
 import os
 
 from ansible_collections.qemu.vm.plugins.module_utils._backup_chain import (
-    iso_time, list_chains, missing_files, new_manifest, remove_chain, same_vm, vm_identity, write_manifest)
+    ManifestError, iso_time, list_chains, missing_files, new_manifest, remove_chain, same_vm, vm_identity, write_manifest)
 from ansible_collections.qemu.vm.plugins.module_utils._backup_job import BackupPoint, read_disks, remove_bitmaps
 from ansible_collections.qemu.vm.plugins.module_utils._backup_plan import (
     MODES, chain_points, decide, parse_request, predicted_chains, select_devices, taken_ids)
@@ -277,7 +277,7 @@ def ask(qmp, request):
 
 
 def take_point(module, qmp, request, plan, disks, chain_dir):
-    """Copy the disks (freezing around the transaction only); returns (files, quiesce report, progress)."""
+    """Copy the disks (freezing around the transaction only); returns (the BackupPoint, files, quiesce report)."""
     params = module.params
     job = BackupPoint(qmp, chain_dir, plan['point'], plan['mode'], disks, plan['bitmap'], plan['parent'],
                       params['job_timeout'], log=module.log)
@@ -291,7 +291,7 @@ def take_point(module, qmp, request, plan, disks, chain_dir):
         return report
 
     files, report = job.run(start)
-    return files, report, job.progress
+    return job, files, report
 
 
 def record(chains, plan, request, vm, disks, files, report, now):
@@ -337,8 +337,12 @@ def run(module):
         if plan['mode'] == 'full':
             os.mkdir(chain_dir)
         try:
-            files, report, progress = take_point(module, qmp, request, plan, disks, chain_dir)
-            record(chains, plan, request, vm, disks, files, report, now)
+            job, files, report = take_point(module, qmp, request, plan, disks, chain_dir)
+            try:
+                record(chains, plan, request, vm, disks, files, report, now)
+            except BaseException:
+                job.abandon(files)
+                raise
         except BaseException:
             if plan['mode'] == 'full':
                 _remove_empty(chain_dir)
@@ -348,14 +352,18 @@ def run(module):
                                      if any(b.get('name') == name for b in d['bitmaps'])), name)
     for entry in chains:
         if entry['chain'] in plan['removed_chains']:
-            remove_chain(entry['dir'])
+            try:
+                remove_chain(entry['dir'])
+            except ManifestError as exc:  # the backup itself succeeded: say so, do not fail it
+                module.warn('retention: {0}'.format(exc))
+                plan['removed_chains'].remove(entry['chain'])
     # report
     written = sum(f['bytes'] for f in files)
     result.update(files=[{'device': f['device'], 'path': os.path.join(chain_dir, f['path']), 'bytes': f['bytes']}
                          for f in files],
                   bytes_written=written, frozen_ms=report.get('frozen_ms', 0), quiesced=bool(report.get('quiesced')),
                   duration_ms=watch.ms, mb_per_s=round(written / 1e6 / max(watch.ms / 1000.0, 0.001), 1),
-                  progress=progress)
+                  progress=job.progress)
     if report.get('quiesce_reason'):
         result['quiesce_reason'] = report['quiesce_reason']
     return result

@@ -85,6 +85,7 @@ def test_quiesced_full_then_small_incremental(shared_vm, tmp_path):
     assert full['mode'] == 'full' and full['chain'] == full['point']
     assert 'no chain' in full['chain_reset']['reason']
     assert full['quiesced'] is True and 0 < full['frozen_ms'] < full['duration_ms']
+    print('frozen_ms full={0} of duration_ms={1}'.format(full['frozen_ms'], full['duration_ms']))
     assert [f['device'] for f in full['files']] == ['vda', 'vdb']
     assert 'vdc' in full['output'] and 'not qcow2' in full['output']  # the raw disk is left out, with a warning
     for item in full['files']:
@@ -192,6 +193,7 @@ def test_a_failing_disk_cancels_the_grouped_jobs_and_changes_nothing(shared_vm, 
 
     failed = backup(vm, dest, qga=vm.qga_path, quiesce='required')
     assert failed.failed and 'No space left on device' in failed['msg'], failed['output']
+    assert failed['error_type'] == 'JobError' and failed['job_type'] == 'blockdev-backup'  # a job failed, not setup
     assert 'cancelled' in failed['msg']
     assert vm.qga('guest-fsfreeze-status') == 'thawed'
     assert our_jobs(vm) == []
