@@ -16,7 +16,8 @@ if [ -n "$need_apt" ]; then
     if [ "$(id -u)" != 0 ]; then echo "anchors: need root to install:$need_apt" >&2; exit 1; fi
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
-    # policy-rc.d: do not let the packages' maintainer scripts start daemons (or the default network).
+    # The packages' own scripts do not start the daemons here (no systemd); they are started below.
+    # shellcheck disable=SC2086  # one word per package
     apt-get install -y -q --no-install-recommends $need_apt
 fi
 

@@ -69,7 +69,7 @@ def make_disk(path):
         return path
     raw = path + '.raw'
     with open(raw, 'wb') as handle:
-        for _ in range(FILLED_MIB // 8):
+        for _piece in range(FILLED_MIB // 8):
             handle.write(os.urandom(8 * MIB))
         handle.truncate(DISK_MIB * MIB)
     subprocess.run([QEMU_IMG, 'convert', '-q', '-f', 'raw', '-O', 'qcow2', raw, path], check=True)
@@ -178,8 +178,8 @@ def ours_round(fig, vm, disk, workdir, index):
             _add(fig, 'ours_{0}_{1}'.format(key, name), result[name])
         _add(fig, 'ours_{0}_wall_s'.format(key), wall)
     target = os.path.join(workdir, 'restored-ours.qcow2')
-    result, wall = adhoc('qemu.vm.qemu_backup_restore', {'dest': dest, 'device': DEVICE, 'target': target,
-                                                        'force': True})
+    restore = {'dest': dest, 'device': DEVICE, 'target': target, 'force': True}
+    result, wall = adhoc('qemu.vm.qemu_backup_restore', restore)
     _add(fig, 'ours_restore_duration_ms', result['duration_ms'])
     _add(fig, 'ours_restore_wall_s', wall)
     for ram in (False, True):
@@ -330,7 +330,9 @@ def details(fig):
     if fig.get('anchor_failure'):
         return ['The anchor could not run here; bench/anchors.sh or the libvirt domain failed with:', '',
                 '```', fig['anchor_failure'].strip(), '```']
-    mib = lambda values: samples([v / MIB for v in values], '{0:.2f}')  # noqa: E731
+    def mib(values):
+        return samples([v / MIB for v in values], '{0:.2f}')
+
     out = ['Disk: {0} MiB qcow2, {1} MiB of random data; {2}. Samples in run order:'.format(
         fig['disk_mib'], fig['filled_mib'], fig.get('virtnbdbackup')), '',
         '- floor (qemu-img convert -U) MB/s: {0}; qemu_backup full `mb_per_s`: {1}'.format(
