@@ -330,6 +330,7 @@ def details(fig):
     if fig.get('anchor_failure'):
         return ['The anchor could not run here; bench/anchors.sh or the libvirt domain failed with:', '',
                 '```', fig['anchor_failure'].strip(), '```']
+
     def mib(values):
         return samples([v / MIB for v in values], '{0:.2f}')
 
