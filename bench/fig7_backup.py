@@ -185,10 +185,10 @@ def ours_round(fig, vm, disk, workdir, index):
     for ram in (False, True):
         name = 'bench7-{0}'.format('ram' if ram else 'disk')
         snap = {'qmp': vm.qmp_path, 'qga': vm.qga_path, 'name': name, 'quiesce': 'required', 'ram': ram,
-                'devices': ['vda']}
+                'devices': ['disk0']}
         result, _wall = adhoc('qemu.vm.qemu_snapshot', snap)
         _add(fig, 'snapshot_{0}_frozen_ms'.format('ram' if ram else 'disk'), result['frozen_ms'])
-        adhoc('qemu.vm.qemu_snapshot', {'qmp': vm.qmp_path, 'name': name, 'state': 'absent', 'devices': ['vda']})
+        adhoc('qemu.vm.qemu_snapshot', {'qmp': vm.qmp_path, 'name': name, 'state': 'absent', 'devices': ['disk0']})
 
 
 def theirs_round(fig, domain, workdir, index, agent_log):
