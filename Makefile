@@ -248,4 +248,4 @@ clean:
 		-o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) $(TOOLS_VENV) $(CURDIR)/.venv-core* .cache
+	rm -rf $(VENV) $(TOOLS_VENV) $(CURDIR)/.venv-core* $(CURDIR)/.venv-bench .cache

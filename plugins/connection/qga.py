@@ -20,10 +20,12 @@ description:
   - Become works through Ansible's become plugins (C(su), C(sudo) where the guest has it) without a tty.
     The agent runs as root, so neither asks for a password; password prompts are not supported.
   - The host running this plugin must be able to open the agent socket (the hypervisor, or a controller
-    with access to it). Each command or transfer takes the collection's per-socket lock, connects, and
-    lets go again, so C(qemu.vm) modules delegated to the hypervisor can use the same socket between tasks.
-    A command still running after 2 seconds is polled on a fresh connection every half second, so other
-    clients of the socket get their turn while it runs.
+    with access to it). A task takes the collection's per-socket lock and connects at its first command or
+    transfer, keeps that one session for the task's other commands and transfers (every new connection
+    waits up to 0.1 s for qemu-ga to notice it), and lets go at the end of the task, so C(qemu.vm) modules
+    delegated to the hypervisor can use the same socket between tasks. A command still running after
+    2 seconds is polled on a fresh connection every half second, so other clients of the socket get their
+    turn while it runs.
 author:
   - qemu.vm maintainers (@qemu-vm)
 extends_documentation_fragment:
@@ -83,6 +85,7 @@ EXAMPLES = r'''
         mode: '0644'
 '''
 
+import contextlib
 import os
 import time
 
@@ -142,6 +145,7 @@ class Connection(ConnectionBase):
     def __init__(self, play_context, new_stdin, *args, **kwargs):
         super(Connection, self).__init__(play_context, new_stdin, *args, **kwargs)
         self._address = None
+        self._held_session = None
 
     def _connect(self):
         if QMP_IMPORT_ERROR is not None:
@@ -163,12 +167,33 @@ class Connection(ConnectionBase):
     def _session(self):
         return QGASession(self.get_option('qga'), timeout=float(self.get_option('timeout')))
 
+    @contextlib.contextmanager
+    def _held(self):
+        """The task's session: opened at its first use, kept for the task's next commands and transfers
+        (qemu-ga polls a host side with no client only every 0.1 s, so each new connection waits up to
+        that long), closed by close() at the end of the task, or at once after an error."""
+        if self._held_session is None:
+            session = self._session()
+            session.open()
+            self._held_session = session
+        try:
+            yield self._held_session
+        except BaseException:
+            self._let_go()
+            raise
+
+    def _let_go(self):
+        session, self._held_session = self._held_session, None
+        if session is not None:
+            session.close()
+
     def exec_command(self, cmd, in_data=None, sudoable=True):
         """Run cmd with /bin/sh -c through guest-exec; in_data becomes the agent's input-data."""
         super(Connection, self).exec_command(cmd, in_data=in_data, sudoable=sudoable)
         argv = ['/bin/sh', '-c', to_text(cmd, errors='surrogate_or_strict')]
         display.vvv('EXEC {0}{1}'.format(argv, ', with {0} bytes of stdin'.format(len(in_data)) if in_data else ''),
                     host=self._play_context.remote_addr)
+        started = time.monotonic()
         try:
             result = self._run(argv, None if in_data is None else to_bytes(in_data))
         except ProgramNotFoundError as exc:
@@ -178,6 +203,8 @@ class Connection(ConnectionBase):
         for name in ('stdout', 'stderr'):
             if getattr(result, name + '_truncated'):
                 display.warning('qemu.vm.qga: the guest agent truncated the {0} of a command at its cap'.format(name))
+        display.vvvv('EXEC rc={0} in {1:.3f} s'.format(result.rc, time.monotonic() - started),
+                     host=self._play_context.remote_addr)
         return result.rc, result.stdout, result.stderr
 
     def _run(self, argv, stdin):
@@ -185,12 +212,13 @@ class Connection(ConnectionBase):
         so that other clients of the socket (qemu.vm modules) get their turn during long commands."""
         pid = None
         try:
-            with self._session() as qga:
+            with self._held() as qga:
                 runner = GuestExec(qga)
                 pid = runner.start(argv, env=GUEST_ENV, stdin=stdin)
                 result = wait_until(lambda: runner.status(pid), Deadline(HOLD_SECONDS), 'guest command',
                                     interval=FIRST_POLL, max_interval=MAX_POLL, default=None)
             if result is None:
+                self._let_go()
                 result = wait_until(lambda: self._status(pid), _Forever(), 'guest command', interval=LONG_POLL)
             pid = None
             return result
@@ -204,6 +232,7 @@ class Connection(ConnectionBase):
             return GuestExec(qga).status(pid)
 
     def _kill_quietly(self, pid):
+        self._let_go()  # the lock is not re-entrant: a fresh session needs the held one gone
         try:
             with self._session() as qga:
                 GuestExec(qga).kill(pid)
@@ -224,7 +253,7 @@ class Connection(ConnectionBase):
             raise AnsibleFileNotFound('file or module does not exist: {0}'.format(to_native(in_path)))
         started = time.monotonic()
         try:
-            with self._session() as qga:
+            with self._held() as qga:
                 digest, size = put_file(qga, local, out_path)
         except LocalFileError as exc:
             raise AnsibleError('qemu.vm.qga: {0}'.format(exc))
@@ -239,7 +268,7 @@ class Connection(ConnectionBase):
         display.vvv('FETCH {0} TO {1}'.format(in_path, out_path), host=self._play_context.remote_addr)
         started = time.monotonic()
         try:
-            with self._session() as qga:
+            with self._held() as qga:
                 digest, size = fetch_file(qga, in_path, to_bytes(out_path, errors='surrogate_or_strict'))
         except LocalFileError as exc:
             raise AnsibleError('qemu.vm.qga: {0}'.format(exc))
@@ -255,6 +284,7 @@ class Connection(ConnectionBase):
         self.close()
 
     def close(self):
+        self._let_go()
         self._connected = False
         self._address = None
 

@@ -14,7 +14,9 @@ The snapshot code is cut by concern:
   and `settle_earlier_jobs` for jobs an earlier, timed-out run left behind.
 
 `save_snapshot(qmp, tag, vmstate, devices, timeout)` is the one call that stops the guest
-to write its state: wrap it (freeze -> save -> thaw) to quiesce a snapshot.
+to write its state, `save_disk_snapshot` takes one without RAM state (a QMP transaction, the
+guest keeps running): wrap either (freeze -> save -> thaw) to quiesce a snapshot. Offline
+reverts of images (qemu-img snapshot -a) are in _snapshot_offline.
 
 No Ansible imports here.
 """
@@ -101,6 +103,19 @@ def save_snapshot(qmp: QMPSession, tag: str, vmstate: str, devices: list, timeou
     if uses_jobs(qmp):
         return _job(qmp, 'snapshot-save', {'tag': tag, 'vmstate': vmstate, 'devices': list(devices)}, timeout)
     return hmp_command(qmp, 'savevm', tag, timeout)
+
+
+def save_disk_snapshot(qmp: QMPSession, tag: str, devices: list, timeout: float) -> dict:
+    """Save `tag` without RAM state: one QMP transaction of blockdev-snapshot-internal-sync per
+    node, so every disk is taken at the same instant or none is. The VM is not stopped; this is
+    the step a filesystem freeze wraps (milliseconds). Returns {method, downtime_ms}."""
+    actions = [{'type': 'blockdev-snapshot-internal-sync', 'data': {'device': node, 'name': tag}} for node in devices]
+    try:
+        qmp.execute('transaction', {'actions': actions}, timeout=timeout)
+    except QemuTimeoutError as exc:
+        raise QemuTimeoutError('saving disk-only snapshot {0!r}'.format(tag), timeout,
+                               'QEMU may still finish it; check with qemu.vm.qemu_snapshot_info') from exc
+    return {'method': 'transaction', 'downtime_ms': 0}
 
 
 def load_snapshot(qmp: QMPSession, tag: str, vmstate: str, devices: list, timeout: float) -> dict:

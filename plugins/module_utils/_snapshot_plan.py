@@ -215,9 +215,10 @@ class Plan(object):
         return self.action is not None
 
 
-def plan_present(view: SnapshotView, tag: str, devices: list | None, vmstate: str | None, force: bool) -> Plan:
+def plan_present(view: SnapshotView, tag: str, devices: list | None, vmstate: str | None, force: bool,
+                 ram: bool = True) -> Plan:
     devices = choose_devices(view, devices, 'write')
-    vmstate = choose_vmstate(vmstate, devices)
+    vmstate = choose_vmstate(vmstate, devices) if ram else None
     holders = view.holders(tag, devices)
     if not holders:
         return Plan('save', devices, vmstate)
@@ -255,8 +256,11 @@ def plan_restored(view: SnapshotView, tag: str, devices: list | None, vmstate: s
     state_node = view.state_node(tag, devices)
     if vmstate is None:
         if state_node is None:
-            raise VMStateError('snapshot {0!r} holds no VM state (a disk-only snapshot), so it cannot be loaded '
-                               'into a running VM; revert it offline with qemu-img snapshot -a'.format(tag))
+            files = [view.by_name[d]['file'] for d in devices if view.by_name[d].get('file')]
+            raise VMStateError(
+                'snapshot {0!r} holds no RAM state (a disk-only snapshot): QEMU cannot load it into a running VM, '
+                'so nothing was loaded. Shut the VM down, then revert its images offline with state=restored and '
+                'images: {1} (qemu-img snapshot -a)'.format(tag, files or '[the qcow2 paths]'))
         vmstate = state_node
     else:
         choose_vmstate(vmstate, devices)
@@ -291,7 +295,9 @@ def parse_request(params: dict) -> dict:
     """qemu_snapshot's parameters, checked without the VM, as a request dict."""
     state = params['state']
     request = dict(state=state, name=None, force=params['force'], prefix=None, keep=None, max_age=None,
-                   devices=check_devices(params['devices']), vmstate=params['vmstate'])
+                   devices=check_devices(params['devices']), vmstate=params['vmstate'], ram=params.get('ram', True),
+                   images=params.get('images'))
+    _check_disk_only(request, params)
     if state == 'pruned':
         if params['name'] is not None:
             raise ParameterError('name', 'name is not used with state=pruned: give prefix (and keep and/or max_age)')
@@ -323,11 +329,32 @@ def parse_request(params: dict) -> dict:
     return request
 
 
+def _check_disk_only(request: dict, params: dict) -> None:
+    """ram=false (save without RAM state) and images (offline revert) combine with little else."""
+    if not request['ram']:
+        if request['state'] != 'present':
+            raise ParameterError('ram', 'ram=false is only used with state=present (it takes a disk-only snapshot)')
+        if request['vmstate'] is not None:
+            raise ParameterError('vmstate', 'vmstate is not used with ram=false: a disk-only snapshot stores no RAM '
+                                            'state')
+    if request['images'] is not None:
+        if request['state'] != 'restored':
+            raise ParameterError('images', 'images is only used with state=restored (an offline revert of the '
+                                           'images of a VM that is not running)')
+        for option in ('devices', 'vmstate'):
+            if request[option] is not None:
+                raise ParameterError(option, '{0} is not used with images: the images are the disks'.format(option))
+    elif not params.get('qmp'):
+        raise ParameterError('qmp', 'qmp is required: the path of the VM\'s QMP monitor socket (or host:port); only '
+                                    'state=restored with images works without a running VM')
+
+
 def decide(request: dict, view: SnapshotView) -> Plan:
     """The Plan for a parse_request() request on `view`."""
     state = request['state']
     if state == 'present':
-        return plan_present(view, request['name'], request['devices'], request['vmstate'], request['force'])
+        return plan_present(view, request['name'], request['devices'], request['vmstate'], request['force'],
+                            request['ram'])
     if state == 'absent':
         return plan_absent(view, request['name'], request['devices'])
     if state == 'restored':

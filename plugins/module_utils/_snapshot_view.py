@@ -34,6 +34,7 @@ def snapshot_record(raw: dict) -> dict:
         'name': raw.get('name'),
         'id': raw.get('id'),
         'vm_state_size': int(raw.get('vm-state-size', 0)),
+        'ram': int(raw.get('vm-state-size', 0)) > 0,
         'date': iso_utc(date_sec),
         'date_epoch': date_sec,
         'vm_clock': round(int(raw.get('vm-clock-sec', 0)) + int(raw.get('vm-clock-nsec', 0)) / 1e9, 3),

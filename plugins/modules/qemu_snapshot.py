@@ -17,6 +17,10 @@ description:
   - On QEMU older than 6.0 falls back to the HMP commands C(savevm), C(loadvm) and C(delvm) through
     C(human-monitor-command). Those always act on every writable disk, so O(devices) and O(vmstate) cannot
     choose otherwise there.
+  - With O(ram=false) it takes a disk-only snapshot instead (no RAM state), with one QMP C(transaction) of
+    C(blockdev-snapshot-internal-sync) for every disk, without stopping the VM. QEMU cannot load such a snapshot
+    into a running VM; O(state=restored) with O(images) reverts the images of a VM that is not running with
+    C(qemu-img snapshot -a).
   - O(state=pruned) applies a retention policy to the snapshots whose names start with O(prefix), and never
     looks at any other snapshot.
 author:
@@ -40,6 +44,8 @@ options:
         stopped in run state C(restore-vm), possibly half-restored, not resumed, and the task fails saying so;
         loading a good snapshot is the way out (V(restored) accepts a VM in C(restore-vm), and leaves it stopped
         there after a successful load; resume it with C(cont)).
+      - A disk-only snapshot (RV(snapshot.ram=false)) cannot be loaded into a running VM, so V(restored) refuses it,
+        naming the image files, unless O(images) is given (the offline revert of a VM that is not running).
       - V(pruned) applies retention to the snapshots whose names start with O(prefix) (see O(keep) and
         O(max_age)) and deletes the others of that prefix. Snapshots whose names do not start with O(prefix)
         are never deleted.
@@ -118,6 +124,31 @@ options:
         finish within it, or the guest is thawed and the task fails.
     type: float
     default: 60
+  ram:
+    description:
+      - With O(state=present), whether the snapshot holds the VM's RAM (and device) state.
+      - V(true) saves RAM state plus every disk with the C(snapshot-save) job; the guest is stopped while its RAM is
+        written (RV(downtime_ms)), and loading it later resumes the VM exactly where it was.
+      - V(false) takes a disk-only snapshot, with one QMP C(transaction) of C(blockdev-snapshot-internal-sync) for every
+        node of O(devices), so all disks are taken at the same instant or none is. The VM is not stopped, and with
+        O(quiesce) the guest is frozen only around that transaction (RV(frozen_ms), milliseconds whatever the RAM
+        size). The disks are then as after a power loss, or as the guest flushed them when quiesced.
+      - A disk-only snapshot can only be restored offline, see O(images).
+      - An existing snapshot of that name is left alone whether it holds RAM state or not (idempotency is by name);
+        RV(snapshot.ram) says which it is.
+    type: bool
+    default: true
+  images:
+    description:
+      - With O(state=restored) only. Absolute paths of the qcow2 images of a VM that is B(not running), to revert
+        offline to snapshot O(name) with C(qemu-img snapshot -a). This is the way to restore a disk-only snapshot
+        (O(ram=false)), which QEMU cannot load into a running VM. O(qmp) is not needed and not used.
+      - Every image must hold the snapshot; all are checked before the first is reverted.
+      - An image open in a running QEMU (or another process) is refused, and nothing is changed, since qemu-img cannot
+        take its lock. Shut the VM down (quit QEMU) first.
+      - A snapshot that holds RAM state can be reverted this way too (its disk content only, with a warning).
+    type: list
+    elements: path
 extends_documentation_fragment:
   - qemu.vm._connection
   - qemu.vm._attributes
@@ -131,7 +162,8 @@ attributes:
     details:
       - The names of the snapshots on the devices, before and after.
 notes:
-  - O(timeout) bounds each wait, including each snapshot job. A job that outlives it keeps running in QEMU; the
+  - O(qmp) is required except with O(images).
+  - O(timeout) bounds each wait, including each C(qemu-img) run with O(images), including each snapshot job. A job that outlives it keeps running in QEMU; the
     task fails saying so, and the next task of this collection on that VM waits for it and dismisses it.
   - Saving stops the guest while its RAM is written (RV(downtime_ms)); internal snapshots do not shrink a qcow2
     image when deleted.
@@ -157,6 +189,22 @@ EXAMPLES = r'''
     qmp: /run/qemu/web1/qmp.sock
     name: before-upgrade
     state: absent
+
+- name: Quiesced disk-only snapshot, the VM keeps running (frozen for milliseconds)
+  qemu.vm.qemu_snapshot:
+    qmp: /run/qemu/web1/qmp.sock
+    qga: /run/qemu/web1/qga.sock
+    name: nightly-disks
+    ram: false
+    quiesce: preferred
+
+- name: Revert a disk-only snapshot offline, once QEMU has quit
+  qemu.vm.qemu_snapshot:
+    name: nightly-disks
+    state: restored
+    images:
+      - /var/lib/qemu/web1/system.qcow2
+      - /var/lib/qemu/web1/data.qcow2
 
 - name: Leave a raw scratch disk out of the snapshot, keep the RAM state on the system disk
   qemu.vm.qemu_snapshot:
@@ -220,6 +268,11 @@ snapshot:
       description: Bytes of RAM state stored, 0 for a disk-only snapshot.
       type: int
       sample: 105261596
+    ram:
+      description: Whether the snapshot carries RAM state (RV(snapshot.vm_state_size) > 0). V(false) for a disk-only
+        snapshot, which can only be restored offline (O(images)).
+      type: bool
+      sample: true
     date:
       description: When it was taken, ISO 8601 in UTC.
       type: str
@@ -250,7 +303,8 @@ snapshot:
       description: Whether every node of RV(devices) has it.
       type: bool
 devices:
-  description: The nodes the task acted on (or looked at, when nothing was to be done).
+  description: The nodes the task acted on (or looked at, when nothing was to be done); with O(images), the image
+    paths.
   returned: always
   type: list
   elements: str
@@ -261,7 +315,8 @@ vmstate:
   type: str
   sample: disk0
 method:
-  description: How QEMU was (or would be) asked, V(job) (QMP snapshot jobs) or V(hmp) (human-monitor-command).
+  description: How QEMU was (or would be) asked, V(job) (QMP snapshot jobs), V(hmp) (human-monitor-command),
+    V(transaction) (a disk-only snapshot, O(ram=false)) or V(qemu-img) (an offline revert, O(images)).
   returned: always
   type: str
   sample: job
@@ -276,8 +331,14 @@ downtime_ms:
   returned: always
   type: int
   sample: 187
+images:
+  description: The images reverted (in check mode, that would be reverted).
+  returned: with O(images)
+  type: list
+  elements: str
+  sample: [/var/lib/qemu/web1/system.qcow2]
 status:
-  description: The VM run state after the task, for example V(running) or V(paused).
+  description: The VM run state after the task, for example V(running) or V(paused); V(null) with O(images).
   returned: always
   type: str
   sample: running
@@ -322,6 +383,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._snapshot import (
     delete_snapshot,
     load_snapshot,
     require_job_selection,
+    save_disk_snapshot,
     save_snapshot,
     settle_earlier_jobs,
     uses_jobs,
@@ -335,6 +397,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._snapshot_plan import (
     report_snapshot,
     verify,
 )
+from ansible_collections.qemu.vm.plugins.module_utils._snapshot_offline import restore_offline
 from ansible_collections.qemu.vm.plugins.module_utils._snapshot_view import read_view
 
 ARGUMENT_SPEC = dict(
@@ -348,6 +411,8 @@ ARGUMENT_SPEC = dict(
     max_age=dict(type='str'),
     quiesce=dict(type='str', default='off', choices=list(QUIESCE_MODES)),
     freeze_timeout=dict(type='float', default=60.0),
+    ram=dict(type='bool', default=True),
+    images=dict(type='list', elements='path'),
 )
 
 
@@ -366,11 +431,14 @@ def preflight(module, qmp, plan):
 
 
 def take_snapshot(module, qmp, plan, name, quiesce_report):
-    """The save step: the guest is stopped while QEMU writes its state; with quiesce,
-    its filesystems are frozen around that (freeze -> save -> thaw, see _quiesce)."""
+    """The save step: the guest is stopped while QEMU writes its state (not at all with ram=false,
+    one QMP transaction); with quiesce, its filesystems are frozen around that (freeze -> save -> thaw,
+    see _quiesce)."""
     params = module.params
 
     def save(bound):
+        if not params['ram']:
+            return save_disk_snapshot(qmp, name, plan.devices, bound)
         return save_snapshot(qmp, name, plan.vmstate, plan.devices, bound)
 
     if params['quiesce'] == 'off':
@@ -397,25 +465,34 @@ def act(module, qmp, plan, request, quiesce_report):
     return downtime
 
 
+def method(qmp, plan, request):
+    if plan.action in ('save', 'replace') and not request['ram']:
+        return 'transaction'
+    return 'job' if uses_jobs(qmp) else 'hmp'
+
+
 def run(module):
     request = parse_request(module.params)
+    if request['images'] is not None:
+        return restore_offline(module.params, module.check_mode, module._diff, module.warn)
     with qmp_session(module) as qmp:
         # ask
         settle_earlier_jobs(qmp, module.params['timeout'], dismiss=not module.check_mode)
         view = read_view(qmp)
         # decide
         plan = decide(request, view)
-        require_job_selection(qmp, view, request['devices'], request['vmstate'])
+        # a disk-only save is a transaction on the chosen nodes, whatever QEMU's version
+        require_job_selection(qmp, view, request['devices'] if request['ram'] else None, request['vmstate'])
         status = qmp.run_state()
         if request['state'] == 'restored' or plan.changed:
             check_run_state(status, RUN_STATE_ACTION[request['state']])
         before = view.names(plan.devices)
         result = dict(changed=plan.changed or request['state'] == 'restored', devices=plan.devices,
-                      vmstate=plan.vmstate, method='job' if uses_jobs(qmp) else 'hmp',
+                      vmstate=plan.vmstate, method=method(qmp, plan, request),
                       duration_ms=0, downtime_ms=0, status=status)
         if module.params['quiesce'] != 'off':
             result.update(quiesced=False, frozen_ms=0)
-        if plan.action in ('save', 'replace', 'load'):
+        if plan.action == 'load' or (plan.action in ('save', 'replace') and request['ram']):
             preflight(module, qmp, plan)
         # act
         after = predicted_names(before, plan, request) if module.check_mode else list(before)
@@ -442,7 +519,7 @@ def run(module):
 
 def main():
     module = build_module(
-        ARGUMENT_SPEC, requires=('qmp',), durations=('freeze_timeout',), supports_check_mode=True,
+        ARGUMENT_SPEC, durations=('freeze_timeout',), supports_check_mode=True,
         required_if=[
             ('state', 'present', ('name',)),
             ('state', 'absent', ('name',)),

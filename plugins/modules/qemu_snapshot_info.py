@@ -81,6 +81,12 @@ snapshots:
       description: Bytes of RAM state stored, 0 for a disk-only snapshot.
       type: int
       sample: 105261596
+    ram:
+      description: Whether the snapshot carries RAM state (RV(snapshots[].vm_state_size) > 0). A snapshot without
+        (disk-only, taken with O(qemu.vm.qemu_snapshot#module:ram=false)) cannot be loaded into a running VM, only
+        reverted offline (O(qemu.vm.qemu_snapshot#module:images)).
+      type: bool
+      sample: true
     date:
       description: When it was taken, ISO 8601 in UTC.
       type: str

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -203,3 +204,50 @@ def test_restore_playbook_refuses_without_confirmation_then_restores(vm):
     vm.wait_agent(timeout=30)
     rc, _out, _err = vm.guest_exec(['test', '-e', '/data/after.txt'])
     assert rc != 0  # the file written after the snapshot is gone
+
+
+def disk_snapshot_sizes(vm):
+    """{tag: vm-state-size} of disk0."""
+    nodes = vm.qmp('query-named-block-nodes', flat=True)
+    return dict((s['name'], s['vm-state-size']) for n in nodes if n['node-name'] == 'disk0'
+                for s in n.get('image', {}).get('snapshots', []))
+
+
+def test_backup_role_disk_snapshot_and_external_methods_then_restore_playbook(vm_factory, tmp_path):
+    vm = vm_factory()
+    good = {'name': 'good', 'qmp': vm.qmp_path, 'qga': vm.qga_path}
+    broken = {'name': 'broken', 'qmp': str(tmp_path / 'missing.sock')}
+    playbook = os.path.join(REPO, 'playbooks', 'backup.yml')
+
+    disk_only = run_playbook(playbook, {'backup_vms': [good], 'backup_method': 'disk-snapshot',
+                                        'backup_quiesce': 'required', 'backup_timeout': 30})
+    assert disk_only.returncode == 0, disk_only.stdout
+    sizes = disk_snapshot_sizes(vm)
+    assert [size for name, size in sizes.items() if name.startswith('backup-')] == [0]  # no RAM state
+    assert vm.status() == 'running' and freeze_status(vm) == 'thawed'
+
+    dest = tmp_path / 'external'
+    dest.mkdir()
+    for expected_points in (1, 2):
+        proc = run_playbook(playbook, {'backup_vms': [good, broken], 'backup_method': 'external',
+                                       'backup_dest': str(dest), 'backup_quiesce': 'required', 'backup_timeout': 30})
+        assert proc.returncode != 0 and 'Backups failed for: broken' in proc.stdout, proc.stdout
+        chains = os.listdir(str(dest / 'good'))
+        assert len(chains) == 1, chains
+        with open(str(dest / 'good' / chains[0] / 'manifest.json')) as handle:
+            points = json.load(handle)['points']
+        assert [p['mode'] for p in points] == ['full', 'incremental'][:expected_points]
+        assert freeze_status(vm) == 'thawed'
+    assert not os.path.exists(str(dest / 'broken'))
+
+    target = str(tmp_path / 'restored.qcow2')
+    restore = os.path.join(REPO, 'playbooks', 'restore.yml')
+    extra = {'restore_dest': str(dest / 'good'), 'restore_device': 'vda', 'restore_target': target}
+    refused = run_playbook(restore, extra)
+    assert refused.returncode != 0 and 'restore_confirm=true' in refused.stdout and not os.path.exists(target)
+    done = run_playbook(restore, dict(extra, restore_confirm=True))
+    assert done.returncode == 0, done.stdout
+    assert 'at point {0} (incremental'.format(points[-1]['point']) in ' '.join(done.stdout.split())
+    info = json.loads(subprocess.run(['qemu-img', 'info', '--output=json', target], check=True,
+                                     stdout=subprocess.PIPE).stdout)
+    assert info['format'] == 'qcow2' and 'backing-filename' not in info

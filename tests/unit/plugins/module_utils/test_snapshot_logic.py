@@ -277,7 +277,7 @@ def test_read_view_asks_each_block_query_once():
 
 def request_params(**changes):
     params = dict(state='present', name='n', force=False, prefix=None, keep=None, max_age=None, devices=None,
-                  vmstate=None, quiesce='off', qga=None)
+                  vmstate=None, quiesce='off', qga=None, qmp='/run/qmp.sock', ram=True, images=None)
     params.update(changes)
     return params
 

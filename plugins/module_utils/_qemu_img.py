@@ -1,0 +1,101 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qemu.vm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# This module_utils is PRIVATE to the qemu.vm collection: it can change at any time.
+"""qemu-img on the host that runs the module: one runner, bounded, with clear errors.
+
+* `run_qemu_img(args, timeout, what)`: runs it, kills it at the bound, and turns a failure
+  into CommandError, or ImageInUseError when qemu-img could not take an image's lock (a
+  running QEMU holds it: qemu-img never writes an image that a VM has open);
+* `image_info(path, timeout)`: `qemu-img info --output=json` (takes the image's shared lock,
+  so a running VM's image is reported in use, not read behind its back);
+* `check_image_path(path, option)`: an absolute path to an existing regular file, or
+  ParameterError naming the option.
+
+No Ansible imports here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+from ansible_collections.qemu.vm.plugins.module_utils._errors import (
+    CommandError,
+    ParameterError,
+    QemuTimeoutError,
+    VMStateError,
+)
+
+_LOCK_WORDS = ('lock', 'Is another process using the image')
+
+
+class ImageInUseError(VMStateError):
+    """qemu-img could not lock an image: a running QEMU (or another qemu-img) has it open."""
+
+    def __init__(self, path, desc):
+        self.path = path
+        self.desc = desc
+        super(ImageInUseError, self).__init__(
+            'image {0} is in use by another process, most likely the running VM (qemu-img could not take its lock: '
+            '{1}); shut the VM down (quit QEMU) first: the image of a running VM is never written'.format(path, desc))
+
+    def details(self):
+        return {'image': self.path}
+
+
+def qemu_img_binary() -> str:
+    path = shutil.which('qemu-img')
+    if path is None:
+        raise VMStateError('qemu-img is not installed on the host that runs this module (Debian and Ubuntu: package '
+                           'qemu-utils; Fedora: qemu-img)')
+    return path
+
+
+def run_qemu_img(args: list, timeout: float, what: str, image: str | None = None, cwd: str | None = None) -> str:
+    """Run `qemu-img *args`; returns its standard output. `image` names the image for lock errors."""
+    argv = [qemu_img_binary()] + [str(a) for a in args]
+    try:
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                              timeout=timeout, check=False, cwd=cwd)
+    except subprocess.TimeoutExpired as exc:
+        raise QemuTimeoutError(what, timeout, 'qemu-img was stopped') from exc
+    except OSError as exc:
+        raise CommandError('qemu-img ' + str(args[0]), 'qemu-img', str(exc)) from exc
+    if proc.returncode != 0:
+        desc = ' '.join(line.strip() for line in proc.stderr.splitlines() if line.strip()) or \
+            'exit status {0}'.format(proc.returncode)
+        if desc.startswith('qemu-img: '):
+            desc = desc[len('qemu-img: '):]
+        if image is not None and all(word in desc for word in _LOCK_WORDS):
+            raise ImageInUseError(image, desc)
+        raise CommandError('qemu-img ' + str(args[0]), 'qemu-img', desc, message='{0} failed: {1}'.format(what, desc))
+    return proc.stdout
+
+
+def image_info(path: str, timeout: float, backing_chain: bool = False) -> dict | list:
+    """qemu-img info as JSON (a list of images with backing_chain=True)."""
+    args = ['info', '--output=json']
+    if backing_chain:
+        args.append('--backing-chain')
+    output = run_qemu_img(args + [path], timeout, 'reading image {0}'.format(path), image=path)
+    try:
+        return json.loads(output)
+    except ValueError as exc:
+        raise CommandError('qemu-img info', 'qemu-img', 'unreadable JSON output: {0}'.format(exc)) from exc
+
+
+def check_image_path(path: str | None, option: str) -> str:
+    """An absolute path to an existing regular file."""
+    if not path:
+        raise ParameterError(option, '{0} must not contain an empty path'.format(option))
+    if not os.path.isabs(path):
+        raise ParameterError(option, '{0}: {1!r} is not an absolute path'.format(option, path))
+    if not os.path.exists(path):
+        raise ParameterError(option, '{0}: {1} does not exist'.format(option, path))
+    if not os.path.isfile(path):
+        raise ParameterError(option, '{0}: {1} is not a regular file'.format(option, path))
+    return os.path.normpath(path)
