@@ -172,7 +172,11 @@ class BackupPoint(object):
         return dict((j['id'], j) for j in self.qmp.execute('query-jobs') if j.get('id') in ours)
 
     def wait(self):
-        """Wait until every job concluded; returns {job id: job info}."""
+        """Wait until every job concluded; returns {job id: job info}.
+
+        Polls at most every 0.2 s: query-jobs costs under a millisecond, and a longer interval
+        would add up to that much to every point (a 128 MiB copy from cache takes ~60 ms).
+        """
         started = time.monotonic()
         state = {'next': started + PROGRESS_EVERY}
 
@@ -200,7 +204,7 @@ class BackupPoint(object):
             return None
 
         return wait_until(concluded, Deadline(self.job_timeout), 'backup jobs of point {0}'.format(self.point),
-                          hint='the jobs were cancelled; nothing changed', interval=0.05, max_interval=1.0)
+                          hint='the jobs were cancelled; nothing changed', interval=0.05, max_interval=0.2)
 
     def finish(self):
         """Rename the finished files and describe them for the manifest."""
