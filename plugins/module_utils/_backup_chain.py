@@ -132,17 +132,24 @@ def write_manifest(chain_dir: str, manifest: dict) -> None:
         raise ManifestError('cannot write the manifest in {0}: {1}'.format(chain_dir, exc))
 
 
-def list_chains(dest: str) -> list:
+def list_chains(dest: str, errors=None) -> list:
     """Every chain directory of `dest` that holds a manifest of ours, oldest first.
 
-    Each entry: {'chain', 'dir', 'manifest'}. Other directories and files are ignored.
+    Each entry: {'chain', 'dir', 'manifest'}. Other directories and files are ignored. An unreadable
+    manifest raises ManifestError, or, when `errors` is a list, is skipped and its error appended there.
     """
     chains = []
     for entry in sorted(os.listdir(dest)):
         chain_dir = os.path.join(dest, entry)
         if not os.path.isdir(chain_dir) or os.path.islink(chain_dir):
             continue
-        manifest = read_manifest(chain_dir)
+        try:
+            manifest = read_manifest(chain_dir)
+        except ManifestError as exc:
+            if errors is None:
+                raise
+            errors.append(str(exc))
+            continue
         if manifest is not None and manifest.get('chain') == entry:
             chains.append({'chain': entry, 'dir': chain_dir, 'manifest': manifest})
     chains.sort(key=lambda c: (c['manifest'].get('created') or '', c['chain']))

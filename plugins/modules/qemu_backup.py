@@ -115,6 +115,9 @@ notes:
   - Progress of long copies is sampled every 5 seconds into RV(progress) (shown with C(-v)) and logged to the
     managed host's system log while the task runs.
   - Nothing is written into the VM's own image files except the bitmaps.
+  - There is no free space check before the copy (how much a point needs is only known after it). A O(dest) that
+    runs out of space fails the jobs; the task fails with QEMU's C(No space left on device) and nothing changes.
+  - A chain directory whose C(manifest.json) cannot be read is ignored with a warning, never written into.
 seealso:
   - module: qemu.vm.qemu_backup_info
   - module: qemu.vm.qemu_backup_restore
@@ -272,7 +275,9 @@ def ask(qmp, request):
     vm = vm_identity(name, qmp.execute('query-uuid').get('UUID'))
     every_disk = read_disks(qmp)
     disks, warnings = select_devices(every_disk, request['devices'])
-    chains = [c for c in list_chains(request['dest']) if same_vm(c['manifest'].get('vm'), vm)]
+    unreadable = []
+    chains = [c for c in list_chains(request['dest'], unreadable) if same_vm(c['manifest'].get('vm'), vm)]
+    warnings += ['ignored, not a usable chain: {0}'.format(e) for e in unreadable]
     return vm, every_disk, disks, chains, warnings
 
 

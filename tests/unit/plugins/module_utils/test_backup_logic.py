@@ -205,3 +205,13 @@ def test_manifest_round_trip_and_listing(tmp_path):
     assert summary['bytes'] == 20 and summary['points'][0]['files'][0]['path'].startswith(str(chain_dir))
     chain.remove_chain(str(chain_dir))
     assert chain.list_chains(str(tmp_path)) == []
+
+
+def test_an_unreadable_manifest_is_reported_or_skipped(tmp_path):
+    bad = tmp_path / '20261130T000000Z'
+    bad.mkdir()
+    (bad / 'manifest.json').write_text('{not json')
+    with pytest.raises(chain.ManifestError, match='cannot read'):
+        chain.list_chains(str(tmp_path))
+    errors = []
+    assert chain.list_chains(str(tmp_path), errors) == [] and 'cannot read' in errors[0]
