@@ -48,6 +48,8 @@ def view_of_images(infos: dict) -> SnapshotView:
                       'virtual_size': info.get('virtual-size'), 'can_snapshot': driver == 'qcow2',
                       'snapshots': [s.get('name') for s in info.get('snapshots', [])]})
         tables[path] = [snapshot_record(s) for s in info.get('snapshots', [])]
+        nodes[-1]['bitmaps'] = [b.get('name') for b in
+                                ((info.get('format-specific') or {}).get('data') or {}).get('bitmaps', [])]
     return SnapshotView(nodes, tables)
 
 
@@ -63,6 +65,14 @@ def plan_image_restore(view: SnapshotView, tag: str) -> dict:
         if not node['can_snapshot']:
             raise ParameterError('images', 'images: {0} is a {1} image, which cannot hold internal snapshots; only '
                                            'qcow2 can'.format(node['node_name'], node['driver']))
+    with_bitmaps = [(n['node_name'], n['bitmaps']) for n in view.nodes if n.get('bitmaps')]
+    if with_bitmaps:
+        path, names = with_bitmaps[0]
+        raise VMStateError(
+            'image {0} holds persistent dirty bitmaps ({1}), and qemu-img cannot revert an image with bitmaps to a '
+            'snapshot; nothing was reverted. Remove them first (qemu-img bitmap --remove {0} NAME); a bitmap '
+            'qemu-vm-* belongs to an external backup chain, and the next qemu.vm.qemu_backup then starts a new '
+            'full chain'.format(path, ', '.join(names)))
     holders = view.holders(tag, paths)
     if len(holders) < len(paths):
         missing = [p for p in paths if p not in holders]

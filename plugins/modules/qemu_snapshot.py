@@ -147,6 +147,8 @@ options:
       - An image open in a running QEMU (or another process) is refused, and nothing is changed, since qemu-img cannot
         take its lock. Shut the VM down (quit QEMU) first.
       - A snapshot that holds RAM state can be reverted this way too (its disk content only, with a warning).
+      - An image holding persistent dirty bitmaps (for example those of M(qemu.vm.qemu_backup)) is refused, since
+        qemu-img cannot revert it; remove them first (C(qemu-img bitmap --remove)).
     type: list
     elements: path
 extends_documentation_fragment:

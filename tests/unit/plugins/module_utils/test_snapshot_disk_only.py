@@ -166,3 +166,14 @@ def test_a_lock_failure_is_an_image_in_use_error(monkeypatch, tmp_path):
         qemu_img.run_qemu_img(['snapshot', '-a', 's', image], 5, 'reverting', image=image)
     assert image in str(caught.value) and 'shut the VM down' in str(caught.value)
     assert caught.value.details() == {'image': image}
+
+
+def test_an_image_with_a_persistent_bitmap_is_refused_before_any_revert(tmp_path):
+    first = make_image(tmp_path / 'a.qcow2', snapshot='s')
+    second = make_image(tmp_path / 'b.qcow2', snapshot='s')
+    subprocess.run(['qemu-img', 'bitmap', '--add', second, 'qemu-vm-chain'], check=True)
+    write_byte(first, 7)
+    with pytest.raises(errors.VMStateError) as caught:
+        offline.restore_offline(params(state='restored', name='s', images=[first, second]), False, False, print)
+    assert second in str(caught.value) and 'qemu-vm-chain' in str(caught.value) and 'bitmap --remove' in str(caught.value)
+    assert read_byte(first) == 7
