@@ -168,8 +168,11 @@ sanity: deps $(CORE_STAMP)
 	cd $(SANITY_ROOT) && env -u PYTHONPATH -u ANSIBLE_COLLECTIONS_PATH PATH=$(CORE_BIN):$$PATH \
 		$(CORE_BIN)/python $(CURDIR)/tests/matrix/sanity.py
 
+# ansible-lint installs the collection under test into $$HOME/.ansible/collections, where an older
+# copy (left by molecule or an earlier run) would shadow build/collections: give it a HOME of its own.
 lint: venv collection
-	PATH=$(VENV_BIN):$$PATH $(COLLECTION_ENV) $(VENV_BIN)/ansible-lint --profile production
+	rm -rf build/lint-home && mkdir -p build/lint-home
+	HOME=$(CURDIR)/build/lint-home PATH=$(VENV_BIN):$$PATH $(COLLECTION_ENV) $(VENV_BIN)/ansible-lint --profile production
 
 # --- docs, artifact, execution environment, changelog --------------------------
 
