@@ -282,7 +282,7 @@ def retention(chains: list, in_use, now: datetime.datetime, keep_chains=None, ma
     if keep_chains is None and max_age is None:
         return []
     names = [c['chain'] for c in chains]
-    kept = set(names[-keep_chains:]) if keep_chains else set()
+    kept = set(names[max(len(names) - keep_chains, 0):]) if keep_chains else set()
     drop = []
     for entry in chains:
         name = entry['chain']
