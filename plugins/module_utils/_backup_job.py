@@ -43,6 +43,11 @@ QEMU_IMG = 'qemu-img'
 CANCEL_GRACE = 30.0
 #: A progress sample is kept (and logged) at most this often.
 PROGRESS_EVERY = 5.0
+#: Parallel copy requests of one job (QEMU's default is 64). The transaction returns only after the
+#: job has issued its first requests, and it runs while the guest is frozen: on this project's bench
+#: a full job started with 64 workers held the transaction ~25 ms, with 8 ~3 ms, copying as fast.
+#: blockdev-backup takes `x-perf` since QEMU 6.0.
+MAX_WORKERS = 8
 
 
 class BackupError(QemuVMError):
@@ -154,6 +159,8 @@ class BackupPoint(object):
                                 'data': {'node': target['node'], 'name': self.bitmap, 'persistent': True}})
             backup = {'job-id': target['job'], 'device': target['node'], 'target': target['target_node'],
                       'sync': 'full' if self.mode == 'full' else 'incremental', 'auto-dismiss': False}
+            if self.qmp.version_at_least(6, 0):
+                backup['x-perf'] = {'max-workers': MAX_WORKERS}
             if self.mode == 'incremental':
                 backup['bitmap'] = self.bitmap
             actions.append({'type': 'blockdev-backup', 'data': backup})
