@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: qemu_backup
 short_description: Full and incremental external backups of a running QEMU VM's disks
-version_added: 0.3.0
+version_added: 0.2.0
 description:
   - Copies the disks of a running (or paused) VM into files under O(dest), outside the VM's own images, through
     its QMP monitor, while the guest keeps running.

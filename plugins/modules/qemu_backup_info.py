@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: qemu_backup_info
 short_description: List the external backup chains in a directory, and whether a VM can continue them
-version_added: 0.3.0
+version_added: 0.2.0
 description:
   - Reads the chains that M(qemu.vm.qemu_backup) wrote under O(dest) (one directory per chain with a
     C(manifest.json)), with their points, files and sizes, oldest first. Other files and directories are ignored.

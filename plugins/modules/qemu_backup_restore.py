@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: qemu_backup_restore
 short_description: Restore one disk of an external backup to a standalone qcow2 image
-version_added: 0.3.0
+version_added: 0.2.0
 description:
   - Builds a standalone qcow2 image of one disk (O(device)) as it was at one backup point (O(point)) of a chain
     written by M(qemu.vm.qemu_backup) under O(dest), into O(target), with C(qemu-img convert).
