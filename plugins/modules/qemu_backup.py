@@ -116,7 +116,11 @@ notes:
     managed host's system log while the task runs.
   - Nothing is written into the VM's own image files except the bitmaps.
   - There is no free space check before the copy (how much a point needs is only known after it). A O(dest) that
-    runs out of space fails the jobs; the task fails with QEMU's C(No space left on device) and nothing changes.
+    runs out of space fails the jobs; the task fails with QEMU's C(No space left on device) and nothing changes
+    in the chain. B(Known limitation) - while a job runs, QEMU's backup job (7.2) copies each block the guest
+    overwrites to the target first; when that copy hits a full O(dest), the guest's own write fails too, and a
+    disk with QEMU's default C(werror=enospc) pauses the VM (run state C(io-error)). Keep O(dest) on a file system
+    with room for a full point.
   - A chain directory whose C(manifest.json) cannot be read is ignored with a warning, never written into.
 seealso:
   - module: qemu.vm.qemu_backup_info

@@ -191,7 +191,11 @@ def test_a_failing_disk_cancels_the_grouped_jobs_and_changes_nothing(shared_vm, 
     assert dirty >= 4 * MIB
     files = tree(dest)
 
-    failed = backup(vm, dest, qga=vm.qga_path, quiesce='required')
+    # Not quiesced: the freeze and thaw write to vda while its job runs, and QEMU's backup job
+    # (7.2) fails such a guest write when its copy-before-write hits the full target, which pauses
+    # the VM on an I/O error (a documented limitation, seen here once in 13 runs). The quiesced
+    # paths are covered by the tests above; here the jobs' failure is what is checked.
+    failed = backup(vm, dest, quiesce='off')
     assert failed.failed and 'No space left on device' in failed['msg'], failed['output']
     assert failed['error_type'] == 'JobError' and failed['job_type'] == 'blockdev-backup'  # a job failed, not setup
     assert 'cancelled' in failed['msg']
