@@ -26,7 +26,6 @@ No Ansible imports here.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import time
@@ -35,6 +34,7 @@ import uuid
 from ansible_collections.qemu.vm.plugins.module_utils._block import describe_nodes
 from ansible_collections.qemu.vm.plugins.module_utils._backup_chain import PARTIAL, file_name
 from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, JobError, QemuTimeoutError, QemuVMError
+from ansible_collections.qemu.vm.plugins.module_utils._guest_transfer import sha256_file
 from ansible_collections.qemu.vm.plugins.module_utils._qmp import JOB_ID_PREFIX
 from ansible_collections.qemu.vm.plugins.module_utils._wait import Deadline, wait_until
 
@@ -77,14 +77,6 @@ def remove_bitmaps(qmp, node_names: dict, name: str) -> list:
         except CommandError:
             pass  # not there (or the node is gone): nothing to remove
     return removed
-
-
-def sha256_of(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as handle:
-        for block in iter(lambda: handle.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def allocated_bytes(path: str) -> int:
@@ -221,7 +213,7 @@ class BackupPoint(object):
             os.replace(self.path(target), final)
             self.created.remove(self.path(target))
             files.append({'device': target['device'], 'path': target['name'], 'bytes': os.stat(final).st_size,
-                          'sha256': sha256_of(final), 'virtual_size': target['virtual_size']})
+                          'sha256': sha256_file(final), 'virtual_size': target['virtual_size']})
         return files
 
     # -- the whole point ------------------------------------------------------------

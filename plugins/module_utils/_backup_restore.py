@@ -24,8 +24,8 @@ import os
 import tempfile
 
 from ansible_collections.qemu.vm.plugins.module_utils._backup_chain import MANIFEST
-from ansible_collections.qemu.vm.plugins.module_utils._backup_job import sha256_of
 from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError, QemuVMError, VMStateError
+from ansible_collections.qemu.vm.plugins.module_utils._guest_transfer import sha256_file
 from ansible_collections.qemu.vm.plugins.module_utils._qemu_img import image_info, run_qemu_img
 
 #: Room kept free beyond the estimate of the target's size (qcow2 metadata, filesystem overhead).
@@ -176,7 +176,7 @@ def verify_files(selection: Selection) -> list:
         size = os.path.getsize(path)
         if item.get('bytes') is not None and size != item['bytes']:
             raise BackupCorruptError(path, 'has {0} bytes, the manifest says {1}'.format(size, item['bytes']))
-        if item.get('sha256') and sha256_of(path) != item['sha256']:
+        if item.get('sha256') and sha256_file(path) != item['sha256']:
             raise BackupCorruptError(path, 'does not match its sha256 in {0}'.format(MANIFEST))
     return [item['path'] for item in selection.files]
 
