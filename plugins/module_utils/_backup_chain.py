@@ -156,6 +156,12 @@ def list_chains(dest: str, errors=None) -> list:
     return chains
 
 
+def free_bytes(path: str) -> int:
+    """Bytes an unprivileged writer can still put on the file system holding path."""
+    stat = os.statvfs(path)
+    return stat.f_bavail * stat.f_frsize
+
+
 def chain_bytes(chain_dir: str, manifest: dict) -> int:
     return sum(f.get('bytes', 0) for p in manifest['points'] for f in p.get('files', []))
 

@@ -7,19 +7,22 @@
 
   1. `qemu-img create` one target per disk as `<point>.<device>.qcow2.partial` (an incremental's
      target records the previous point's file as its backing file, by relative name);
-  2. `blockdev-add` each target with `backing: null` (QEMU writes only what it copies);
-  3. one `transaction`: for an incremental point, `blockdev-backup sync=incremental` with the
-     chain's bitmap per disk, `completion-mode: grouped` (one failing job cancels the others, and a
-     bitmap is cleared only when every job succeeded); for a full point, `block-dirty-bitmap-add`
-     (persistent) + `blockdev-backup sync=full` per disk. QEMU 7.2 refuses bitmap actions in a
-     grouped transaction ("does not support Transaction property completion-mode = grouped"), so
-     a full point's transaction is individual: when one job fails we cancel the others and remove
-     the new bitmaps ourselves. The caller may freeze the guest around this step only (it returns
-     as soon as the jobs started);
+  2. `blockdev-add` each target with `backing: null` (QEMU writes only what it copies); for a
+     full point, `block-dirty-bitmap-add` (persistent) the new chain's bitmap on every disk. QEMU
+     refuses bitmap actions in a grouped transaction, so they come first: the job clears the
+     bitmap when it succeeds (`bitmap-mode: on-success`), so it then holds exactly the writes
+     made after the point;
+  3. one `transaction` of `blockdev-backup` per disk (`sync=full`, or `sync=incremental` with
+     the chain's bitmap), `completion-mode: grouped`: one failing job cancels the others, and a
+     bitmap is cleared only when every job succeeded. The caller may freeze the guest around
+     this step only (it returns as soon as the jobs started);
   4. wait for every job (query-jobs, bounded), dismiss them, `blockdev-del` the targets;
   5. on success rename `.partial` away and take each file's size and sha256; on any failure
      cancel the jobs, remove the partial files and the bitmaps a full point added, so the VM's
      bitmaps and the chain are as before.
+
+`estimate_bytes` says beforehand how much the point's files will take (qemu-img measure of each
+disk for a full point, the bitmaps' dirty bytes for an incremental one).
 
 No Ansible imports here.
 """
@@ -27,7 +30,6 @@ No Ansible imports here.
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 import uuid
 
@@ -35,12 +37,14 @@ from ansible_collections.qemu.vm.plugins.module_utils._block import describe_nod
 from ansible_collections.qemu.vm.plugins.module_utils._backup_chain import PARTIAL, file_name
 from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, JobError, QemuTimeoutError, QemuVMError
 from ansible_collections.qemu.vm.plugins.module_utils._guest_transfer import sha256_file
+from ansible_collections.qemu.vm.plugins.module_utils._qemu_img import measure_required, run_qemu_img
 from ansible_collections.qemu.vm.plugins.module_utils._qmp import JOB_ID_PREFIX
 from ansible_collections.qemu.vm.plugins.module_utils._wait import Deadline, wait_until
 
-QEMU_IMG = 'qemu-img'
 #: How long cancelled jobs get to conclude before we give up on them.
 CANCEL_GRACE = 30.0
+#: Bound of one qemu-img run (create, measure): both read or write metadata only.
+QEMU_IMG_TIMEOUT = 120.0
 #: A progress sample is kept (and logged) at most this often.
 PROGRESS_EVERY = 5.0
 #: Parallel copy requests of one job (QEMU's default is 64). The transaction returns only after the
@@ -62,6 +66,7 @@ def read_disks(qmp) -> list:
     for node in describe_nodes(qmp.execute('query-block'), named):
         if node['top'] and node['device']:
             disks.append({'device': node['device'], 'node': node['node_name'], 'driver': node['driver'],
+                          'file': node['file'],
                           'read_only': node['read_only'], 'virtual_size': node['virtual_size'],
                           'bitmaps': bitmaps.get(node['node_name'], [])})
     return disks
@@ -79,8 +84,27 @@ def remove_bitmaps(qmp, node_names: dict, name: str) -> list:
     return removed
 
 
-def allocated_bytes(path: str) -> int:
-    return os.stat(path).st_blocks * 512
+def incremental_bytes(dirty: int) -> int:
+    """What a qcow2 holding `dirty` bytes of clusters takes at most: the data, its L2 entries
+    and refcounts (well under 1/512 of it with 64 KiB clusters), header, L1 and refcount table."""
+    return dirty + dirty // 512 + 1024 * 1024
+
+
+def estimate_bytes(disks: list, mode: str, bitmap: str, warn) -> dict:
+    """{device: bytes its file of this point will take}. A disk that cannot be measured counts
+    0, with a warning naming it (the check is a guard, not a reason to refuse a backup)."""
+    needed = {}
+    for disk in disks:
+        if mode == 'incremental':
+            dirty = [b.get('count', 0) for b in disk['bitmaps'] if b.get('name') == bitmap]
+            needed[disk['device']] = incremental_bytes(dirty[0] if dirty else disk['virtual_size'])
+            continue
+        try:
+            needed[disk['device']] = measure_required(disk['file'], QEMU_IMG_TIMEOUT)
+        except QemuVMError as exc:
+            warn('free space in dest not checked for disk {0}: {1}'.format(disk['device'], exc))
+            needed[disk['device']] = 0
+    return needed
 
 
 class BackupPoint(object):
@@ -109,8 +133,8 @@ class BackupPoint(object):
                         for i, d in enumerate(disks)]
         self.created = []
         self.added = []
+        self.new_bitmaps = {}
         self.jobs_started = False
-        self.settled = {}
         self.progress = []
 
     def path(self, target, partial=True):
@@ -121,49 +145,45 @@ class BackupPoint(object):
     def create_targets(self):
         for target in self.targets:
             path = self.path(target)
-            cmd = [QEMU_IMG, 'create', '-q', '-f', 'qcow2']
-            if self.mode == 'incremental':
-                cmd += ['-b', file_name(self.parent, target['device']), '-F', 'qcow2']
-            cmd += [path, str(target['virtual_size'])]
             if os.path.lexists(path):
                 raise BackupError('{0} already exists: another backup may be running into this chain; remove it if '
                                   'not'.format(path))
+            args = ['create', '-q', '-f', 'qcow2']
+            if self.mode == 'incremental':
+                args += ['-b', file_name(self.parent, target['device']), '-F', 'qcow2']
             try:
-                proc = subprocess.run(cmd, cwd=self.chain_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                      universal_newlines=True, check=False, timeout=60)
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                raise BackupError('cannot run {0}: {1}'.format(QEMU_IMG, exc))
-            if os.path.exists(path):
-                self.created.append(path)
-            if proc.returncode != 0:
-                raise BackupError('creating the backup target {0} failed: {1}'.format(path, proc.stdout.strip()))
+                run_qemu_img(args + [path, target['virtual_size']], QEMU_IMG_TIMEOUT,
+                             'creating the backup target {0}'.format(path), cwd=self.chain_dir)
+            finally:
+                if os.path.lexists(path):
+                    self.created.append(path)
         for target in self.targets:
             self.qmp.execute('blockdev-add', {
                 'driver': 'qcow2', 'node-name': target['target_node'], 'backing': None,
                 'file': {'driver': 'file', 'filename': self.path(target)}})
             self.added.append(target['target_node'])
 
+    def add_bitmaps(self):
+        """A full point's new bitmaps (outside the transaction: QEMU refuses them in a grouped one)."""
+        for target in self.targets:
+            self.qmp.execute('block-dirty-bitmap-add', {'node': target['node'], 'name': self.bitmap,
+                                                        'persistent': True})
+            self.new_bitmaps[target['device']] = target['node']
+
     def actions(self):
         actions = []
         for target in self.targets:
-            if self.mode == 'full':
-                actions.append({'type': 'block-dirty-bitmap-add',
-                                'data': {'node': target['node'], 'name': self.bitmap, 'persistent': True}})
+            # A full job clears its new bitmap on success: it then holds the writes made after the point.
             backup = {'job-id': target['job'], 'device': target['node'], 'target': target['target_node'],
-                      'sync': 'full' if self.mode == 'full' else 'incremental', 'auto-dismiss': False}
+                      'sync': self.mode, 'bitmap': self.bitmap, 'bitmap-mode': 'on-success', 'auto-dismiss': False}
             if self.qmp.version_at_least(6, 0):
                 backup['x-perf'] = {'max-workers': MAX_WORKERS}
-            if self.mode == 'incremental':
-                backup['bitmap'] = self.bitmap
             actions.append({'type': 'blockdev-backup', 'data': backup})
         return actions
 
     def begin(self):
-        """The transaction: bitmaps and every disk's job start together (the frozen window)."""
-        arguments = {'actions': self.actions()}
-        if self.mode == 'incremental':
-            arguments['properties'] = {'completion-mode': 'grouped'}
-        self.qmp.execute('transaction', arguments)
+        """The transaction: every disk's job starts together (the frozen window); one failing cancels all."""
+        self.qmp.execute('transaction', {'actions': self.actions(), 'properties': {'completion-mode': 'grouped'}})
         self.jobs_started = True
 
     def jobs(self):
@@ -193,10 +213,6 @@ class BackupPoint(object):
             if all(j.get('status') in ('concluded', 'null') for j in jobs.values()):
                 sample(jobs, now)
                 return jobs
-            if any(j.get('error') for j in jobs.values()):
-                self.cancel()  # a full point's jobs are individual: cancel the others ourselves
-                jobs.update(self.settled)
-                return jobs
             if now >= state['next']:
                 state['next'] = now + PROGRESS_EVERY
                 sample(jobs, now)
@@ -222,6 +238,8 @@ class BackupPoint(object):
         """Create, start (through `start`), wait, finish. Returns (files, start's result)."""
         try:
             self.create_targets()
+            if self.mode == 'full':
+                self.add_bitmaps()
             started = start(self.begin)
             try:
                 jobs = self.wait()
@@ -263,9 +281,8 @@ class BackupPoint(object):
             current = self.jobs()
             return current if all(j.get('status') == 'concluded' for j in current.values()) else None
 
-        self.settled = wait_until(settled, Deadline(CANCEL_GRACE), 'cancelling the backup jobs', default={},
-                                  interval=0.05, max_interval=0.5)
-        self.dismiss(self.settled)
+        self.dismiss(wait_until(settled, Deadline(CANCEL_GRACE), 'cancelling the backup jobs', default={},
+                                interval=0.05, max_interval=0.5))
 
     def dismiss(self, jobs):
         for job_id, job in jobs.items():
@@ -298,8 +315,9 @@ class BackupPoint(object):
                 self.cancel()
             if self.added:
                 self.delete_nodes()
-            if self.jobs_started and self.mode == 'full':
-                remove_bitmaps(self.qmp, dict((t['device'], t['node']) for t in self.targets), self.bitmap)
+            if self.new_bitmaps:
+                remove_bitmaps(self.qmp, self.new_bitmaps, self.bitmap)
+                self.new_bitmaps = {}
         except QemuVMError as exc:
             self.log('qemu_backup {0}: cleanup in QEMU failed: {1}'.format(self.point, exc))
         finally:

@@ -6,7 +6,8 @@
 """What one qemu_backup run does, decided from its parameters, the VM's disks and dest's chains.
 
 Pure: `parse_request` (ParameterError naming the option), `select_devices`, `decide` -> a plan
-dict (mode, chain, point, chain_reset, retention), `predicted_chains` for check and diff mode.
+dict (mode, chain, point, chain_reset, retention), `check_space` (does the point fit in dest),
+`predicted_chains` for check and diff mode.
 The QMP work is in _backup_job, the layout in _backup_chain. No Ansible imports here.
 """
 
@@ -128,6 +129,23 @@ def decide(request: dict, disks: list, chains: list, now, taken, missing=()) -> 
         # bitmaps of chains no longer written into: every older chain once a new one starts
         'stale_bitmaps': [bitmap_name(c) for c in (older if mode == 'full' else drop)],
     }
+
+
+def check_space(dest: str, needed: dict, free: int) -> int:
+    """The bytes the point needs ({device: bytes}, summed); ParameterError naming dest when they do
+    not fit in its `free` bytes, before anything is written: a backup job that runs out of space
+    makes the guest's writes to the not yet copied blocks fail with it (QEMU's copy-before-write)."""
+    total = sum(needed.values())
+    if total > free:
+        raise ParameterError('dest', 'dest {0}: no space for this backup point: its files need about {1} MiB ({2}), '
+                                     'the file system has {3} MiB free; nothing was changed'.format(
+                                         dest, _mib(total), ', '.join('{0} {1} MiB'.format(d, _mib(n))
+                                                                       for d, n in sorted(needed.items())), _mib(free)))
+    return total
+
+
+def _mib(size: int) -> str:
+    return '{0:.1f}'.format(size / 1048576.0)
 
 
 def predicted_chains(chains: list, plan: dict) -> dict:

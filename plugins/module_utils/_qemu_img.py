@@ -10,6 +10,8 @@
   running QEMU holds it: qemu-img never writes an image that a VM has open);
 * `image_info(path, timeout)`: `qemu-img info --output=json` (takes the image's shared lock,
   so a running VM's image is reported in use, not read behind its back);
+* `measure_required(path, timeout)`: `qemu-img measure -U`, the bytes a qcow2 copy of the
+  image's whole backing chain needs (read while the VM runs: force-share, never written);
 * `check_image_path(path, option)`: an absolute path to an existing regular file, or
   ParameterError naming the option.
 
@@ -86,6 +88,16 @@ def image_info(path: str, timeout: float, backing_chain: bool = False) -> dict |
         return json.loads(output)
     except ValueError as exc:
         raise CommandError('qemu-img info', 'qemu-img', 'unreadable JSON output: {0}'.format(exc)) from exc
+
+
+def measure_required(path: str, timeout: float) -> int:
+    """Bytes a new qcow2 holding the image's data (its whole backing chain) needs, per qemu-img measure."""
+    output = run_qemu_img(['measure', '--output=json', '-U', '-O', 'qcow2', path], timeout,
+                          'measuring image {0}'.format(path))
+    try:
+        return int(json.loads(output)['required'])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CommandError('qemu-img measure', 'qemu-img', 'unreadable JSON output: {0}'.format(exc)) from exc
 
 
 def check_image_path(path: str | None, option: str) -> str:

@@ -200,22 +200,23 @@ def thaw_and_confirm(qga, on_thawed=None):
         raise VMStateError('guest-fsfreeze-thaw returned but guest-fsfreeze-status says {0!r}'.format(status))
 
 
-def quiesced(qga_address, mode, timeout, freeze_timeout, save, warn, qmp=None):
+def quiesced(qga_address, mode, timeout, freeze_timeout, save, warn, qmp=None, taken='snapshot'):
     """Run save(bound) with the guest's filesystems frozen around it.
 
     mode 'required': any failure to freeze raises QuiesceError before a snapshot is taken.
     mode 'preferred': such a failure takes the snapshot crash-consistent and says why.
     save(bound) is called with the bound for the job: `freeze_timeout` while frozen, else
     `timeout`. `qmp` (an open QMPSession, optional) lets a failed thaw say whether the VM
-    is paused, and lets the guard wait for a paused VM to run again. Returns (save result, report).
+    is paused, and lets the guard wait for a paused VM to run again. `taken` names what save()
+    makes, for the messages. Returns (save result, report).
     """
     report = {'quiesced': False, 'frozen_ms': 0}
 
     def cannot_quiesce(reason):
         if mode == 'required':
-            raise QuiesceError('quiesce=required, but {0}; no snapshot was taken'.format(reason))
+            raise QuiesceError('quiesce=required, but {0}; no {1} was taken'.format(reason, taken))
         report['quiesce_reason'] = reason
-        warn('snapshot taken without quiescing the guest (crash-consistent): {0}'.format(reason))
+        warn('{0} taken without quiescing the guest (crash-consistent): {1}'.format(taken, reason))
 
     try:
         qga = QGASession(qga_address, timeout=timeout)
@@ -229,7 +230,7 @@ def quiesced(qga_address, mode, timeout, freeze_timeout, save, warn, qmp=None):
             warn('the guest filesystems were still frozen by an interrupted earlier run: thawed them first')
         # First: while frozen, the agent lists the freeze command itself as disabled.
         if fsfreeze_status(qga) == 'frozen':
-            warn('the guest filesystems were already frozen (an earlier run died?): thawed them before the snapshot')
+            warn('the guest filesystems were already frozen (an earlier run died?): thawed them before the {0}'.format(taken))
             thaw_and_confirm(qga)
         state = qga.command_state('guest-fsfreeze-freeze')
         if state != 'enabled':

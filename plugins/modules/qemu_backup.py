@@ -19,12 +19,12 @@ description:
     C(<point>.<device>.qcow2), and a C(manifest.json) listing the disks, the bitmap, the points, and each file's
     size and SHA-256. An incremental file records the previous point's file of its disk as its backing file, so
     C(qemu-img convert) of any point's file gives the whole disk at that point (see M(qemu.vm.qemu_backup_restore)).
-  - Every disk's copy job starts in one QMP C(transaction) together with the bitmap changes, so the disks of a
-    point are consistent with each other. An incremental point uses C(completion-mode=grouped), so if one disk's
-    job fails every job is cancelled and no bitmap advances. QEMU refuses bitmap actions in a grouped
-    transaction, so a full point's transaction is individual, and the module cancels the other jobs and removes
-    the new bitmaps itself. Either way, after a failure the VM's bitmaps and the chain's manifest are as before
-    and the partial files are removed.
+  - Every disk's copy job starts in one QMP C(transaction) with C(completion-mode=grouped), so the disks of a
+    point are consistent with each other, and if one disk's job fails every job is cancelled and no bitmap is
+    cleared. QEMU refuses bitmap actions in a grouped transaction, so a full point adds its new bitmaps just
+    before it, and its jobs clear them when they all succeed (C(bitmap-mode=on-success)). After a failure the
+    VM's bitmaps and the chain's manifest are as before (a full point's new bitmaps are removed) and the
+    partial files are removed.
   - Targets are written as C(<file>.partial) and renamed when every job succeeded; only then is the point added to
     the manifest (written atomically).
   - Only the newest chain of the VM in O(dest) is written into. A chain is not trusted, and O(mode=auto) starts a
@@ -115,12 +115,13 @@ notes:
   - Progress of long copies is sampled every 5 seconds into RV(progress) (shown with C(-v)) and logged to the
     managed host's system log while the task runs.
   - Nothing is written into the VM's own image files except the bitmaps.
-  - There is no free space check before the copy (how much a point needs is only known after it). A O(dest) that
-    runs out of space fails the jobs; the task fails with QEMU's C(No space left on device) and nothing changes
-    in the chain. B(Known limitation) - while a job runs, QEMU's backup job (7.2) copies each block the guest
-    overwrites to the target first; when that copy hits a full O(dest), the guest's own write fails too, and a
-    disk with QEMU's default C(werror=enospc) pauses the VM (run state C(io-error)). Keep O(dest) on a file system
-    with room for a full point.
+  - Before anything is written, the size of the point's files is estimated (C(qemu-img measure) of each disk for a
+    full point, the bitmaps' dirty bytes for an incremental one) and checked against the free space of O(dest);
+    when it does not fit the task fails naming O(dest) and nothing changes. B(Known limitation) - while a job runs,
+    QEMU's backup job (7.2) copies each block the guest overwrites to the target first; when that copy fails (the
+    file system of O(dest) filled up by something else meanwhile, an I/O error), the guest's own write fails too,
+    and a disk with QEMU's default C(werror=enospc) pauses the VM on C(No space left on device) (run state
+    C(io-error)) until it is resumed (C(cont)). The jobs are cancelled and nothing changes in the chain.
   - A chain directory whose C(manifest.json) cannot be read is ignored with a warning, never written into.
 seealso:
   - module: qemu.vm.qemu_backup_info
@@ -198,6 +199,12 @@ files:
     bytes:
       description: Size of the file.
       type: int
+bytes_needed:
+  description: The estimated size of the point's files in bytes, checked against the free space of O(dest) before
+    anything is written (also in check mode).
+  returned: always
+  type: int
+  sample: 1310720
 bytes_written:
   description: Total size of RV(files).
   returned: always
@@ -254,10 +261,11 @@ import datetime
 import os
 
 from ansible_collections.qemu.vm.plugins.module_utils._backup_chain import (
-    ManifestError, iso_time, list_chains, missing_files, new_manifest, remove_chain, same_vm, vm_identity, write_manifest)
-from ansible_collections.qemu.vm.plugins.module_utils._backup_job import BackupPoint, read_disks, remove_bitmaps
+    ManifestError, free_bytes, iso_time, list_chains, missing_files, new_manifest, remove_chain, same_vm, vm_identity,
+    write_manifest)
+from ansible_collections.qemu.vm.plugins.module_utils._backup_job import BackupPoint, estimate_bytes, read_disks, remove_bitmaps
 from ansible_collections.qemu.vm.plugins.module_utils._backup_plan import (
-    MODES, chain_points, decide, parse_request, predicted_chains, select_devices, taken_ids)
+    MODES, chain_points, check_space, decide, parse_request, predicted_chains, select_devices, taken_ids)
 from ansible_collections.qemu.vm.plugins.module_utils._common import Stopwatch, build_module, qmp_session, run_module
 from ansible_collections.qemu.vm.plugins.module_utils._quiesce import QUIESCE_MODES, quiesced
 
@@ -296,7 +304,7 @@ def take_point(module, qmp, request, plan, disks, chain_dir):
             begin()
             return {'quiesced': False, 'frozen_ms': 0}
         _none, report = quiesced(params['qga'], request['quiesce'], params['timeout'], params['freeze_timeout'],
-                                 lambda bound: begin(), module.warn, qmp=qmp)
+                                 lambda bound: begin(), module.warn, qmp=qmp, taken='backup point')
         return report
 
     files, report = job.run(start)
@@ -330,8 +338,11 @@ def run(module):
         missing = missing_files(newest['dir'], newest['manifest']) if newest else ()
         # decide
         plan = decide(request, disks, chains, now, taken_ids(os.listdir(request['dest']), every_disk), missing)
+        needed = check_space(request['dest'], estimate_bytes(disks, plan['mode'], plan['bitmap'], module.warn),
+                             free_bytes(request['dest']))
         result = dict(changed=True, mode=plan['mode'], chain=plan['chain'], point=plan['point'],
-                      chain_reset=plan['chain_reset'], devices=plan['devices'], files=[], bytes_written=0,
+                      chain_reset=plan['chain_reset'], devices=plan['devices'], files=[], bytes_needed=needed,
+                      bytes_written=0,
                       frozen_ms=0, quiesced=False, duration_ms=0, mb_per_s=0.0,
                       removed_chains=plan['removed_chains'], progress=[])
         before = chain_points(chains)

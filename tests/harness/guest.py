@@ -272,7 +272,8 @@ class VM(object):
     qmp_timeout = 30.0
 
     def __init__(self, workdir, agent=True, ga_block=(), disks=None, memory=256, nic=False,
-                 extra_args=(), name=None, images=None, no_shutdown=True, python=False, without=()):
+                 extra_args=(), name=None, images=None, no_shutdown=True, python=False, without=(),
+                 ignore_file_size_signal=False):
         self.workdir = os.path.abspath(str(workdir))
         os.makedirs(self.workdir, exist_ok=True)
         self.agent = bool(agent)
@@ -290,6 +291,9 @@ class VM(object):
         # python=True: attach the read-only python disk (build-guest.sh) and have the init
         # link it in, so /usr/bin/python3 exists in the guest (for real Ansible modules).
         self.python = bool(python)
+        # QEMU starts with SIGXFSZ ignored (as Python has it), so a test can lower its RLIMIT_FSIZE
+        # (resource.prlimit) and QEMU's writes past it fail with EFBIG instead of killing it.
+        self.ignore_file_size_signal = bool(ignore_file_size_signal)
         self.proc = None
         self.boot_seconds = None  # QEMU launch -> agent answering (set by start())
         self._log = None
@@ -432,7 +436,7 @@ class VM(object):
         started = time.monotonic()
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT, cwd=self.workdir,
-                                     start_new_session=True)
+                                     start_new_session=True, restore_signals=not self.ignore_file_size_signal)
         with _started_lock:
             _started[self.proc.pid] = self.proc
         deadline = started + timeout

@@ -1,17 +1,20 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) qemu.vm contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The pure decisions of qemu_backup: point ids, chain validity, mode, devices, retention, manifests."""
+"""The pure decisions of qemu_backup: point ids, chain validity, mode, devices, retention, manifests,
+free space; and the QMP a point sends (recorded, no QEMU)."""
 
 from __future__ import annotations
 
 import datetime
 import json
 import os
+import subprocess
 
 import pytest
 
 from ansible_collections.qemu.vm.plugins.module_utils import _backup_chain as chain
+from ansible_collections.qemu.vm.plugins.module_utils import _backup_job as job
 from ansible_collections.qemu.vm.plugins.module_utils import _backup_plan as plan
 from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError, QemuVMError
 
@@ -215,3 +218,64 @@ def test_an_unreadable_manifest_is_reported_or_skipped(tmp_path):
         chain.list_chains(str(tmp_path))
     errors = []
     assert chain.list_chains(str(tmp_path), errors) == [] and 'cannot read' in errors[0]
+
+
+# -- free space -----------------------------------------------------------------------
+
+def test_check_space_names_dest_and_the_sizes_when_the_point_does_not_fit():
+    assert plan.check_space('/backup', {'vda': 3 << 20, 'vdb': 1 << 20}, 4 << 20) == 4 << 20
+    with pytest.raises(ParameterError) as info:
+        plan.check_space('/backup', {'vda': 3 << 20, 'vdb': 1 << 20}, (4 << 20) - 1)
+    assert info.value.parameter == 'dest'
+    assert 'dest /backup: no space' in str(info.value) and 'vda 3.0 MiB, vdb 1.0 MiB' in str(info.value)
+    assert 'nothing was changed' in str(info.value)
+
+
+def test_an_incremental_needs_its_dirty_bytes_and_qcow2_metadata():
+    disks = [disk('vda', size=64 << 20, bitmaps=[bitmap(count=4 << 20), bitmap(name='qemu-vm-other', count=1)])]
+    needed = job.estimate_bytes(disks, 'incremental', BITMAP, warn=None)
+    assert needed == {'vda': job.incremental_bytes(4 << 20)}
+    assert (4 << 20) < needed['vda'] < (6 << 20)
+
+
+def test_a_full_point_needs_what_qemu_img_measures_for_the_whole_backing_chain(tmp_path):
+    base, top = str(tmp_path / 'base.qcow2'), str(tmp_path / 'top.qcow2')
+    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', base, '64M'], check=True)
+    subprocess.run(['qemu-io', '-c', 'write -P 1 0 3M', base], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', top], check=True)
+    subprocess.run(['qemu-io', '-c', 'write -P 2 8M 2M', top], check=True, stdout=subprocess.DEVNULL)
+    warnings = []
+    vda = dict(disk('vda', size=64 << 20), file=top)
+    broken = dict(disk('vdb'), file=str(tmp_path / 'gone.qcow2'))
+    needed = job.estimate_bytes([vda, broken], 'full', BITMAP, warnings.append)
+    assert (5 << 20) <= needed['vda'] < (6 << 20)  # both layers' data, once
+    assert needed['vdb'] == 0 and 'not checked for disk vdb' in warnings[0]
+
+
+class RecordingQMP(object):
+    def __init__(self):
+        self.calls = []
+
+    def execute(self, command, arguments=None):
+        self.calls.append((command, arguments))
+        return {}
+
+    def version_at_least(self, major, minor):
+        return True
+
+
+@pytest.mark.parametrize('mode', ['full', 'incremental'])
+def test_every_point_starts_all_jobs_in_one_grouped_transaction(tmp_path, mode):
+    qmp = RecordingQMP()
+    point = job.BackupPoint(qmp, str(tmp_path), 'P', mode, [disk('vda'), disk('vdb')], BITMAP, parent='O')
+    if mode == 'full':
+        point.add_bitmaps()
+    point.begin()
+    commands = [c for c, _a in qmp.calls]
+    assert commands == (['block-dirty-bitmap-add'] * 2 if mode == 'full' else []) + ['transaction']
+    arguments = qmp.calls[-1][1]
+    assert arguments['properties'] == {'completion-mode': 'grouped'}
+    assert [a['type'] for a in arguments['actions']] == ['blockdev-backup'] * 2
+    for action in arguments['actions']:
+        assert (action['data']['sync'], action['data']['bitmap'], action['data']['bitmap-mode']) == \
+            (mode, BITMAP, 'on-success')
