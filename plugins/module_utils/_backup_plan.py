@@ -137,10 +137,10 @@ def check_space(dest: str, needed: dict, free: int) -> int:
     makes the guest's writes to the not yet copied blocks fail with it (QEMU's copy-before-write)."""
     total = sum(needed.values())
     if total > free:
+        each = ', '.join('{0} {1} MiB'.format(device, _mib(size)) for device, size in sorted(needed.items()))
         raise ParameterError('dest', 'dest {0}: no space for this backup point: its files need about {1} MiB ({2}), '
                                      'the file system has {3} MiB free; nothing was changed'.format(
-                                         dest, _mib(total), ', '.join('{0} {1} MiB'.format(d, _mib(n))
-                                                                       for d, n in sorted(needed.items())), _mib(free)))
+                                         dest, _mib(total), each, _mib(free)))
     return total
 
 
