@@ -115,6 +115,10 @@ notes:
   - Progress of long copies is sampled every 5 seconds into RV(progress) (shown with C(-v)) and logged to the
     managed host's system log while the task runs.
   - Nothing is written into the VM's own image files except the bitmaps.
+  - QEMU itself opens and writes the files in O(dest) (the module creates them first), so the QEMU process must be
+    allowed to write there. That holds when QEMU runs as the same user as the module or as root, not for a QEMU
+    that runs as another user or is confined (for example by libvirt's AppArmor or SELinux labelling); this
+    module was tested with an unconfined QEMU running as root.
   - Before anything is written, the size of the point's files is estimated (C(qemu-img measure) of each disk for a
     full point, the bitmaps' dirty bytes for an incremental one) and checked against the free space of O(dest);
     when it does not fit the task fails naming O(dest) and nothing changes. B(Known limitation) - while a job runs,
