@@ -188,13 +188,14 @@ def new_manifest(chain: str, created: str, vm: dict, disks: list) -> dict:
             'vm': dict(vm), 'disks': [dict(d) for d in disks], 'points': []}
 
 
-def chain_problem(manifest, vm_bitmaps: dict, vm_disks: dict, missing=()):
+def chain_problem(manifest, vm_bitmaps: dict, vm_disks: dict, missing=(), unrecorded=()):
     """Why incremental backups cannot go on in this chain, or None when they can.
 
     manifest: the chain's manifest, or None when the VM has no chain in dest.
     vm_bitmaps: {device: [QEMU dirty bitmap dicts of the device's node]} (query-named-block-nodes).
     vm_disks: {device: {'node', 'virtual_size'}} of the devices this backup covers.
     missing: files the manifest lists that are gone from the chain directory.
+    unrecorded: image files in the chain directory that the manifest does not list (a killed run's).
     """
     if manifest is None:
         return 'no chain: dest holds no backup chain of this VM yet'
@@ -208,6 +209,9 @@ def chain_problem(manifest, vm_bitmaps: dict, vm_disks: dict, missing=()):
         return 'disk added or removed since chain {0} started ({1})'.format(manifest['chain'], '; '.join(parts))
     if missing:
         return 'files of chain {0} are missing from dest: {1}'.format(manifest['chain'], ', '.join(sorted(missing)))
+    if unrecorded:
+        return ('an earlier run into chain {0} was interrupted after writing files its manifest does not list ({1}); '
+                'its jobs may have cleared the bitmaps'.format(manifest['chain'], ', '.join(sorted(unrecorded))))
     name = manifest.get('bitmap')
     for disk in manifest['disks']:
         device = disk['device']

@@ -89,13 +89,13 @@ def vm_disk_map(disks: list) -> dict:
     return dict((d['device'], {'node': d['node'], 'virtual_size': d['virtual_size']}) for d in disks)
 
 
-def judge_chain(entry, disks: list, missing=()):
+def judge_chain(entry, disks: list, missing=(), unrecorded=()):
     """chain_problem() for a list_chains entry (or None) against the VM's disks to back up."""
     return chain_problem(entry['manifest'] if entry else None,
-                         dict((d['device'], d['bitmaps']) for d in disks), vm_disk_map(disks), missing)
+                         dict((d['device'], d['bitmaps']) for d in disks), vm_disk_map(disks), missing, unrecorded)
 
 
-def decide(request: dict, disks: list, chains: list, now, taken, missing=()) -> dict:
+def decide(request: dict, disks: list, chains: list, now, taken, missing=(), unrecorded=()) -> dict:
     """The plan of this run.
 
     chains: this VM's chains in dest, oldest first; the newest is the only one written into.
@@ -103,7 +103,7 @@ def decide(request: dict, disks: list, chains: list, now, taken, missing=()) -> 
     chain's manifest lists that are gone.
     """
     current = chains[-1] if chains else None
-    problem = judge_chain(current, disks, missing)
+    problem = judge_chain(current, disks, missing, unrecorded)
     mode, reset = choose_mode(request['mode'], problem)
     if mode == 'incremental':
         manifest = current['manifest']

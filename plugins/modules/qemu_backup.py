@@ -30,8 +30,12 @@ description:
   - Only the newest chain of the VM in O(dest) is written into. A chain is not trusted, and O(mode=auto) starts a
     new full chain saying why in RV(chain_reset), when a disk was added, removed or resized since it started, a
     bitmap is missing (QEMU restarted on other images, bitmap removed), a bitmap is inconsistent (QEMU was killed
-    or crashed while it was in use) or busy, or files of the chain are missing. Once a new chain has its full
-    point, the VM's bitmaps of older chains are removed (their files stay, restorable).
+    or crashed while it was in use) or busy, files of the chain are missing, or an earlier run was killed after
+    writing files the manifest does not list (its jobs may have cleared the bitmaps). Once a new chain has its
+    full point, the VM's bitmaps of older chains are removed (their files stay, restorable).
+  - What a killed earlier run into O(dest) left (SIGKILL, a lost connection) is cleaned up by the next run - its
+    files the manifests do not list, a chain directory without a manifest, and in QEMU its copy jobs, target nodes
+    and the bitmaps of the chains it touched - with a warning for each.
   - QEMU refuses to load an internal snapshot (C(snapshot-load), C(loadvm)) into disks that have active dirty
     bitmaps ("Device has active dirty bitmaps"), so a chain cannot be broken that way behind the module's back.
     The same holds offline for C(qemu-img snapshot -a). To load one, remove the chain's bitmaps first (QMP
@@ -44,6 +48,8 @@ options:
       - Absolute path of an existing directory on the host that runs the module (and QEMU), holding the chains.
       - Use one directory per VM. Chains record the VM's UUID and name; those of other VMs are never written into
         or removed, but VMs started without C(-uuid) and C(-name) cannot be told apart.
+      - One run per O(dest) at a time. A run holds a lock on C(.qemu-vm-backup.lock) in it; a second run meanwhile
+        fails naming O(dest), changing nothing.
     type: path
     required: true
   mode:
@@ -263,11 +269,14 @@ progress:
 
 import datetime
 import os
+from contextlib import nullcontext
 
 from ansible_collections.qemu.vm.plugins.module_utils._backup_chain import (
     ManifestError, free_bytes, iso_time, list_chains, missing_files, new_manifest, remove_chain, same_vm, vm_identity,
     write_manifest)
 from ansible_collections.qemu.vm.plugins.module_utils._backup_job import BackupPoint, estimate_bytes, read_disks, remove_bitmaps
+from ansible_collections.qemu.vm.plugins.module_utils._backup_leftovers import clear_leftovers, dest_lock, find_leftovers
+from ansible_collections.qemu.vm.plugins.module_utils._backup_leftovers import describe as describe_leftovers
 from ansible_collections.qemu.vm.plugins.module_utils._backup_plan import (
     MODES, chain_points, check_space, decide, parse_request, predicted_chains, select_devices, taken_ids)
 from ansible_collections.qemu.vm.plugins.module_utils._common import Stopwatch, build_module, qmp_session, run_module
@@ -333,15 +342,18 @@ def record(chains, plan, request, vm, disks, files, report, now):
 def run(module):
     request = parse_request(module.params)
     now = datetime.datetime.now(datetime.timezone.utc)
-    with qmp_session(module) as qmp:
+    # One run per dest: under its lock, whatever of ours no manifest lists is a killed run's.
+    with qmp_session(module) as qmp, (nullcontext() if module.check_mode else dest_lock(request['dest'])):
         # ask
         vm, every_disk, disks, chains, warnings = ask(qmp, request)
         for warning in warnings:
             module.warn(warning)
         newest = chains[-1] if chains else None
         missing = missing_files(newest['dir'], newest['manifest']) if newest else ()
+        leftovers = find_leftovers(request['dest'], chains)
         # decide
-        plan = decide(request, disks, chains, now, taken_ids(os.listdir(request['dest']), every_disk), missing)
+        plan = decide(request, disks, chains, now, taken_ids(os.listdir(request['dest']), every_disk), missing,
+                      leftovers['unrecorded'].get(newest['chain'], ()) if newest else ())
         needed = check_space(request['dest'], estimate_bytes(disks, plan['mode'], plan['bitmap'], module.warn),
                              free_bytes(request['dest']))
         result = dict(changed=True, mode=plan['mode'], chain=plan['chain'], point=plan['point'],
@@ -355,6 +367,9 @@ def run(module):
         if module.check_mode:
             return result
         # act
+        for warning in describe_leftovers(leftovers):
+            module.warn(warning)
+        clear_leftovers(qmp, request['dest'], leftovers, every_disk)
         qmp.dismiss_stale_jobs()
         watch = Stopwatch()
         chain_dir = os.path.join(request['dest'], plan['chain'])

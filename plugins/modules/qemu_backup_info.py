@@ -120,6 +120,7 @@ total_bytes:
 from ansible_collections.qemu.vm.plugins.module_utils._backup_chain import (
     check_dest, list_chains, missing_files, same_vm, summary, vm_identity)
 from ansible_collections.qemu.vm.plugins.module_utils._backup_job import read_disks
+from ansible_collections.qemu.vm.plugins.module_utils._backup_leftovers import unrecorded_files
 from ansible_collections.qemu.vm.plugins.module_utils._backup_plan import judge_chain, select_devices
 from ansible_collections.qemu.vm.plugins.module_utils._common import build_module, qmp_session, run_module
 from ansible_collections.qemu.vm.plugins.module_utils._snapshot_plan import check_devices
@@ -144,7 +145,8 @@ def judge(module, entries):
             verdicts[entry['chain']] = (True, False, 'not the newest chain of this VM: only the newest is continued')
         else:
             missing = missing_files(entry['dir'], entry['manifest'])
-            verdicts[entry['chain']] = (True, True, judge_chain(entry, disks, missing))
+            unrecorded = unrecorded_files(entry['dir'], entry['manifest'])
+            verdicts[entry['chain']] = (True, True, judge_chain(entry, disks, missing, unrecorded))
     return verdicts
 
 

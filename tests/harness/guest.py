@@ -266,7 +266,8 @@ class VM(object):
     ``workdir`` holds disk0.qcow2 (overlay of the cached data disk), extra disks,
     console.log (guest serial console), qemu.log (QEMU stdout/stderr) and, when the path is
     short enough, the sockets. Disks are created at the first start() and kept, so a VM can
-    be stopped and started again with its disk state.
+    be stopped and started again with its disk state. Extra ``disks`` are dicts: ``format``
+    (qcow2 or raw), ``size``, ``readonly``, ``read_bps`` (reads of the disk throttled to that).
     """
 
     qmp_timeout = 30.0
@@ -316,11 +317,13 @@ class VM(object):
             fmt = spec.pop('format', 'qcow2')
             size = spec.pop('size', '16M')
             readonly = bool(spec.pop('readonly', False))
+            read_bps = spec.pop('read_bps', None)
             if spec:
                 raise ValueError('unknown disk keys: %s' % sorted(spec))
             if fmt not in ('qcow2', 'raw'):
                 raise ValueError('disk format must be qcow2 or raw, not %r' % (fmt,))
             self.disks.append(self._disk_entry(len(self.disks), fmt, size, readonly))
+            self.disks[-1]['read_bps'] = read_bps
         self.node_names = [d['node'] for d in self.disks]
 
     def _disk_entry(self, index, fmt, size, readonly):
@@ -397,6 +400,15 @@ class VM(object):
             if disk['readonly']:
                 file_opts['read-only'] = True
                 fmt_opts['read-only'] = True
+            if disk.get('read_bps'):
+                # A throttle filter under the format node: everything that reads the disk (the
+                # guest, a block job) reads at most read_bps bytes per second.
+                group = disk['node'] + '-throttle'
+                cmd += ['-object', 'throttle-group,id={0},x-bps-read={1}'.format(group, int(disk['read_bps'])),
+                        '-blockdev', json.dumps(file_opts)]
+                file_opts = {'driver': 'throttle', 'throttle-group': group, 'file': disk['file_node'],
+                             'node-name': group}
+                fmt_opts['file'] = group
             cmd += ['-blockdev', json.dumps(file_opts), '-blockdev', json.dumps(fmt_opts),
                     '-device', 'virtio-blk-pci,drive=%s,id=%s' % (disk['node'], disk['device'])]
         if self.python:

@@ -12,70 +12,19 @@ from __future__ import annotations
 
 import glob
 import os
-import signal
-import subprocess
-import time
 
-from harness.ansible import ad_hoc_command, ansible_env, run_module, run_playbook
+from harness.ansible import run_module, run_playbook
+from harness.runs import kill_when, module_pids, start_module
 
 MIB = 1024 * 1024
 #: Long enough to be mid-transfer for seconds under TCG (the agent moves a few MB/s).
 BIG = 24 * MIB
 
 
-def start_module(module, args):
-    return subprocess.Popen(ad_hoc_command(module, args), env=ansible_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _parent(pid):
-    with open('/proc/{0}/stat'.format(pid)) as handle:
-        return int(handle.read().rsplit(')', 1)[1].split()[1])
-
-
-def module_pids(ancestor):
-    """Pids of the qemu_guest_file module processes started under `ancestor` (Ansible starts them in a
-    session of their own, so the process group does not reach them; other runs are not ours)."""
-    pids = []
-    for cmdline in glob.glob('/proc/[0-9]*/cmdline'):
-        pid = int(cmdline.split('/')[2])
-        try:
-            with open(cmdline, 'rb') as handle:
-                if b'AnsiballZ_qemu_guest_file' not in handle.read():
-                    continue
-            parent = pid
-            while parent > 1 and parent != ancestor:
-                parent = _parent(parent)
-        except (OSError, ValueError, IndexError):
-            continue
-        if parent == ancestor:
-            pids.append(pid)
-    return pids
-
-
-def kill_when(proc, condition, timeout=120):
-    """SIGKILL the ad-hoc run and its module process once condition() holds."""
-    deadline = time.monotonic() + timeout
-    try:
-        while not condition():
-            assert proc.poll() is None, 'the run ended before the condition held:\n' + proc.stdout.read().decode()
-            assert time.monotonic() < deadline, 'condition not seen within {0} s'.format(timeout)
-            time.sleep(0.02)
-    finally:
-        for pid in module_pids(proc.pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        proc.stdout.close()
-
-
 def module_read_past_start(proc, path):
     """Whether the run's module process (not the controller, which peeks at src for a vault header)
     has `path` open with its file position past 0."""
-    for pid in module_pids(proc.pid):
+    for pid in module_pids(proc):
         for fd_link in glob.glob('/proc/{0}/fd/*'.format(pid)):
             try:
                 if os.readlink(fd_link) != path:

@@ -17,11 +17,13 @@ import os
 import re
 import resource
 import subprocess
+import time
 
 import pytest
 
 from harness.ansible import run_module
 from harness.guest import VM
+from harness.runs import kill_when, start_module
 
 MIB = 1024 * 1024
 
@@ -253,6 +255,85 @@ def test_a_failing_disk_cancels_the_grouped_jobs_and_changes_nothing(vm_factory,
     assert (again['mode'], again['chain']) == ('incremental', full['chain']), again['output']
     sizes = dict((f['device'], f['bytes']) for f in again['files'])
     assert sizes['vdb'] > 12 * MIB and sizes['vdc'] > MIB
+
+
+def wait_for(condition, what, timeout=60):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, '{0}: not within {1} s'.format(what, timeout)
+        time.sleep(0.02)
+
+
+def start_paused(vm, args):
+    """A run started in the background; returns (run, its job id) once the harness has paused the
+    run's job, so the run waits for it (for ever) and the job cannot end before it is resumed."""
+    run = start_module('qemu_backup', args)
+    try:
+        job = wait_for(our_jobs, "the run's backup job")[0]
+        vm.qmp('job-pause', id=job['id'])
+    except BaseException:
+        kill_when(run, lambda: True)
+        raise
+    return run, job['id']
+
+
+def our_nodes(vm):
+    return [n['node-name'] for n in vm.qmp('query-named-block-nodes', flat=True) if n['node-name'].startswith('qemu-vm-')]
+
+
+def test_a_killed_run_is_cleaned_up_and_its_chain_never_continued(vm_factory, tmp_path):
+    """vdb is read at 2 MiB/s (a throttle filter), so copying what the guest wrote takes seconds,
+    and the harness pauses each run's job as soon as it exists: the kill lands while it runs."""
+    vm = vm_factory(disks=[{'format': 'qcow2', 'size': '32M', 'read_bps': 2 * MIB}])
+    dest = tmp_path / 'dest'
+    dest.mkdir()
+    args = {'qmp': vm.qmp_path, 'dest': str(dest), 'devices': ['vdb']}
+    full = backup(vm, dest, devices=['vdb'])
+    assert full['mode'] == 'full', full['output']
+    name = 'qemu-vm-' + full['chain']
+    write_guest(vm, '/dev/vdb', 4)
+
+    # An incremental run holds dest: a second run (on the VM's other monitor) is refused meanwhile.
+    run, job_id = start_paused(vm, args)
+    try:
+        busy = run_module('qemu_backup', dict(args, qmp=vm.harness_qmp_path))
+        assert busy.failed and 'another qemu_backup run is writing into it' in busy['msg'], busy['output']
+    finally:
+        kill_when(run, lambda: True)
+    # Killed; its job finishes afterwards: the chain's bitmap is cleared for a point never recorded.
+    vm.qmp('job-resume', id=job_id)
+    concluded = wait_for(lambda: [j for j in our_jobs(vm) if j['status'] == 'concluded'], 'the orphaned job')
+    assert 'error' not in concluded[0]
+    assert bitmaps(vm)['disk1'][name]['count'] < MIB
+    chain_dir = dest / full['chain']
+    recorded = sorted(os.listdir(str(chain_dir)))
+    assert [n for n in recorded if n.endswith('.partial')]
+
+    after = backup(vm, dest, devices=['vdb'])
+    assert (after['mode'], after['chain'] != full['chain']) == ('full', True), after['output']
+    assert 'was interrupted after writing files its manifest does not list' in after['chain_reset']['reason']
+    assert 'an interrupted earlier run left files chain {0} does not list'.format(full['chain']) in after['output']
+    assert sorted(os.listdir(str(chain_dir))) == [n for n in recorded if not n.endswith('.partial')]
+    assert our_jobs(vm) == [] and our_nodes(vm) == []
+    assert list(bitmaps(vm)['disk1']) == ['qemu-vm-' + after['chain']]
+
+    # A full run killed while its job runs leaves a chain directory without a manifest.
+    write_guest(vm, '/dev/vdb', 4, seek_mib=8)
+    run, job_id = start_paused(vm, dict(args, mode='full'))
+    kill_when(run, lambda: True)
+    aborted = [n for n in os.listdir(str(dest)) if n not in (full['chain'], after['chain']) and not n.startswith('.')]
+    assert len(aborted) == 1 and not os.path.exists(str(dest / aborted[0] / 'manifest.json'))
+    assert 'qemu-vm-' + aborted[0] in bitmaps(vm)['disk1']
+    again = backup(vm, dest, devices=['vdb'])
+    assert (again['mode'], again['chain']) == ('incremental', after['chain']), again['output']
+    assert 'left chain {0} without a manifest'.format(aborted[0]) in again['output']
+    assert not os.path.exists(str(dest / aborted[0]))
+    assert our_jobs(vm) == [] and our_nodes(vm) == []
+    assert list(bitmaps(vm)['disk1']) == ['qemu-vm-' + after['chain']]
+    assert again['files'][0]['bytes'] > 4 * MIB  # what the guest wrote since `after`, copied once
 
 
 def test_retention_and_info(shared_vm, tmp_path):
