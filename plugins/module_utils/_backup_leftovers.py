@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 
 from ansible_collections.qemu.vm.plugins.module_utils._backup_chain import (
@@ -104,9 +105,8 @@ def describe(leftovers: dict) -> list:
 
 
 def clear_leftovers(qmp, dest: str, leftovers: dict, disks: list) -> None:
-    """Under dest_lock: stop and drop QEMU's part of killed runs into dest, then remove their
-    files and the bitmaps of every chain they touched. disks: _backup_job.read_disks()."""
-    _drop_stale_targets(qmp, dest)
+    """Under dest_lock, after drop_stale_targets: remove the killed runs' files and the bitmaps of
+    every chain they touched. disks: _backup_job.read_disks()."""
     for chain, files in leftovers['unrecorded'].items():
         for name in files:
             os.unlink(os.path.join(dest, chain, name))
@@ -118,14 +118,16 @@ def clear_leftovers(qmp, dest: str, leftovers: dict, disks: list) -> None:
         _remove_bitmap(qmp, disks, bitmap_name(chain))
 
 
-def _drop_stale_targets(qmp, dest: str) -> None:
-    """Cancel and dismiss the jobs of our target nodes that write into dest, then delete the nodes."""
+def drop_stale_targets(qmp, dest: str) -> list:
+    """Under dest_lock, first: cancel and dismiss the jobs of our target nodes that write into dest,
+    then delete the nodes (a running job's filter hides the disk's own node until then).
+    Returns a warning when there were any."""
     inside = os.path.join(os.path.realpath(dest), '')
     nodes = [n['node-name'] for n in qmp.execute('query-named-block-nodes', {'flat': True})
              if n.get('node-name', '').startswith(TARGET_PREFIX) and n.get('drv') == 'qcow2'
-             and os.path.realpath(n.get('file') or '/').startswith(inside)]
+             and os.path.realpath(_image_path(n.get('file'))).startswith(inside)]
     if not nodes:
-        return
+        return []
     tags = set(_tag(name) for name in nodes)
 
     def jobs():
@@ -137,10 +139,29 @@ def _drop_stale_targets(qmp, dest: str) -> None:
             _quietly(qmp, 'job-cancel', {'id': job['id']})
     wait_until(lambda: all(j.get('status') == 'concluded' for j in jobs()), Deadline(30.0),
                'cancelling the jobs of an interrupted backup run', interval=0.05, max_interval=0.5)
-    for job in jobs():
+    stopped = jobs()
+    for job in stopped:
         _quietly(qmp, 'job-dismiss', {'id': job['id']})
     for name in nodes:
         qmp.execute('blockdev-del', {'node-name': name})
+    return ['an interrupted earlier run into dest left backup jobs ({0}) and target nodes in QEMU: stopped and '
+            'removed them'.format(', '.join(sorted(j['id'] for j in stopped)) or 'none')]
+
+
+def _image_path(filename) -> str:
+    """The file under a node's filename: QEMU shows a target node as `json:{..., "file": {"driver":
+    "file", "filename": ...}}` once a job used it (its options differ from the image's header)."""
+    if not filename:
+        return '/'
+    if not filename.startswith('json:'):
+        return filename
+    try:
+        options = json.loads(filename[len('json:'):])
+    except ValueError:
+        return '/'
+    while isinstance(options, dict) and 'filename' not in options:
+        options = options.get('file')
+    return options['filename'] if isinstance(options, dict) else '/'
 
 
 def _remove_bitmap(qmp, disks: list, name: str) -> None:

@@ -33,7 +33,8 @@ description:
     or crashed while it was in use) or busy, files of the chain are missing, or an earlier run was killed after
     writing files the manifest does not list (its jobs may have cleared the bitmaps). Once a new chain has its
     full point, the VM's bitmaps of older chains are removed (their files stay, restorable).
-  - What a killed earlier run into O(dest) left (SIGKILL, a lost connection) is cleaned up by the next run - its
+  - What a killed earlier run into O(dest) left (SIGKILL, a lost connection) is cleaned up by the next run (not in
+    check mode) - its
     files the manifests do not list, a chain directory without a manifest, and in QEMU its copy jobs, target nodes
     and the bitmaps of the chains it touched - with a warning for each.
   - QEMU refuses to load an internal snapshot (C(snapshot-load), C(loadvm)) into disks that have active dirty
@@ -275,7 +276,8 @@ from ansible_collections.qemu.vm.plugins.module_utils._backup_chain import (
     ManifestError, free_bytes, iso_time, list_chains, missing_files, new_manifest, remove_chain, same_vm, vm_identity,
     write_manifest)
 from ansible_collections.qemu.vm.plugins.module_utils._backup_job import BackupPoint, estimate_bytes, read_disks, remove_bitmaps
-from ansible_collections.qemu.vm.plugins.module_utils._backup_leftovers import clear_leftovers, dest_lock, find_leftovers
+from ansible_collections.qemu.vm.plugins.module_utils._backup_leftovers import (
+    clear_leftovers, dest_lock, drop_stale_targets, find_leftovers)
 from ansible_collections.qemu.vm.plugins.module_utils._backup_leftovers import describe as describe_leftovers
 from ansible_collections.qemu.vm.plugins.module_utils._backup_plan import (
     MODES, chain_points, check_space, decide, parse_request, predicted_chains, select_devices, taken_ids)
@@ -344,8 +346,10 @@ def run(module):
     now = datetime.datetime.now(datetime.timezone.utc)
     # One run per dest: under its lock, whatever of ours no manifest lists is a killed run's.
     with qmp_session(module) as qmp, (nullcontext() if module.check_mode else dest_lock(request['dest'])):
+        warnings = [] if module.check_mode else drop_stale_targets(qmp, request['dest'])
         # ask
-        vm, every_disk, disks, chains, warnings = ask(qmp, request)
+        vm, every_disk, disks, chains, found = ask(qmp, request)
+        warnings += found
         for warning in warnings:
             module.warn(warning)
         newest = chains[-1] if chains else None

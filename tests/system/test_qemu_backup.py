@@ -45,8 +45,8 @@ def backup(vm, dest, check=False, diff=False, **args):
 
 
 def bitmaps(vm):
-    """{node: {bitmap name: bitmap}} read by the harness."""
-    return dict((n['node-name'], dict((b['name'], b) for b in n.get('dirty-bitmaps', [])))
+    """{node: {bitmap name: bitmap}} read by the harness (a running job's anonymous bitmaps left out)."""
+    return dict((n['node-name'], dict((b['name'], b) for b in n.get('dirty-bitmaps', []) if 'name' in b))
                 for n in vm.qmp('query-named-block-nodes', flat=True) if n['drv'] == 'qcow2')
 
 
@@ -272,7 +272,7 @@ def start_paused(vm, args):
     run's job, so the run waits for it (for ever) and the job cannot end before it is resumed."""
     run = start_module('qemu_backup', args)
     try:
-        job = wait_for(our_jobs, "the run's backup job")[0]
+        job = wait_for(lambda: our_jobs(vm), "the run's backup job")[0]
         vm.qmp('job-pause', id=job['id'])
     except BaseException:
         kill_when(run, lambda: True)
@@ -328,8 +328,10 @@ def test_a_killed_run_is_cleaned_up_and_its_chain_never_continued(vm_factory, tm
     assert len(aborted) == 1 and not os.path.exists(str(dest / aborted[0] / 'manifest.json'))
     assert 'qemu-vm-' + aborted[0] in bitmaps(vm)['disk1']
     again = backup(vm, dest, devices=['vdb'])
+    assert not again.failed, again['output']
     assert (again['mode'], again['chain']) == ('incremental', after['chain']), again['output']
     assert 'left chain {0} without a manifest'.format(aborted[0]) in again['output']
+    assert 'left backup jobs ({0}) and target nodes in QEMU: stopped and removed them'.format(job_id) in again['output']
     assert not os.path.exists(str(dest / aborted[0]))
     assert our_jobs(vm) == [] and our_nodes(vm) == []
     assert list(bitmaps(vm)['disk1']) == ['qemu-vm-' + after['chain']]

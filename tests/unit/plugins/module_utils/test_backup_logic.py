@@ -337,12 +337,14 @@ class CannedQMP(RecordingQMP):
         return replies.pop(0) if replies else {}
 
 
-def test_clearing_leftovers_stops_the_killed_runs_jobs_then_removes_files_and_bitmaps(tmp_path):
+def test_clearing_leftovers_stops_the_killed_runs_jobs_then_removes_its_files_and_bitmaps(tmp_path):
     killed = make_chain(tmp_path, '20261201T000000Z', ['P.vda.qcow2.partial'])
     make_chain(tmp_path, '20261202T000000Z', ['Q.vda.qcow2.partial'], with_manifest=False)
     found = leftovers.find_leftovers(str(tmp_path), [killed])
     ours, other = 'qemu-vm-backup-0123abcd-0', 'qemu-vm-backup-99999999-0'
-    nodes = [{'node-name': ours, 'drv': 'qcow2', 'file': str(tmp_path / '20261202T000000Z' / 'Q.vda.qcow2.partial')},
+    shown = {'backing': None, 'driver': 'qcow2', 'file': {'driver': 'file', 'filename': str(
+        tmp_path / '20261202T000000Z' / 'Q.vda.qcow2.partial')}}  # as QEMU shows a target a job used
+    nodes = [{'node-name': ours, 'drv': 'qcow2', 'file': 'json:' + json.dumps(shown)},
              {'node-name': other, 'drv': 'qcow2', 'file': '/elsewhere/R.vda.qcow2.partial'}]
     running = [{'id': 'qemu-vm-backup-0123abcd-vda', 'status': 'running'}, {'id': 'qemu-vm-backup-99999999-vda',
                                                                           'status': 'running'}]
@@ -350,6 +352,8 @@ def test_clearing_leftovers_stops_the_killed_runs_jobs_then_removes_files_and_bi
     qmp = CannedQMP({'query-named-block-nodes': [nodes], 'query-jobs': [running, cancelled, cancelled]})
     disks = [dict(disk('vda'), bitmaps=[bitmap('qemu-vm-20261201T000000Z'), bitmap('qemu-vm-20261202T000000Z'),
                                         bitmap('qemu-vm-keep')])]
+    warnings = leftovers.drop_stale_targets(qmp, str(tmp_path))
+    assert 'left backup jobs (qemu-vm-backup-0123abcd-vda) and target nodes' in warnings[0]
     leftovers.clear_leftovers(qmp, str(tmp_path), found, disks)
     acting = [(c, a) for c, a in qmp.calls if not c.startswith('query-')]
     assert acting == [
