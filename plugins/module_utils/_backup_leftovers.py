@@ -37,7 +37,6 @@ from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandErro
 from ansible_collections.qemu.vm.plugins.module_utils._qmp import JOB_ID_PREFIX
 from ansible_collections.qemu.vm.plugins.module_utils._wait import Deadline, wait_until
 
-LOCK_FILE = '.qemu-vm-backup.lock'
 #: Target nodes and jobs of a point are named <TARGET_PREFIX><8 hex digits>-...
 TARGET_PREFIX = JOB_ID_PREFIX + 'backup-'
 _TAG_LENGTH = 8
@@ -45,20 +44,21 @@ _TAG_LENGTH = 8
 
 @contextlib.contextmanager
 def dest_lock(dest: str):
-    """Hold dest's lock (flock: the kernel releases it when a killed run's process is gone)."""
+    """Hold dest's lock: a flock of the directory itself (nothing is written; the kernel releases
+    it when a killed run's process is gone)."""
     try:
-        handle = open(os.path.join(dest, LOCK_FILE), 'a')
+        handle = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as exc:
-        raise ParameterError('dest', 'dest {0}: cannot create {1} in it: {2}'.format(dest, LOCK_FILE, exc.strerror))
+        raise ParameterError('dest', 'dest {0}: cannot open it: {1}'.format(dest, exc.strerror))
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise ParameterError('dest', 'dest {0}: another qemu_backup run is writing into it (it holds {1}); one '
-                                         'run per dest at a time, nothing was changed'.format(dest, LOCK_FILE))
+            raise ParameterError('dest', 'dest {0}: another qemu_backup run is writing into it (it holds the '
+                                         "directory's lock); one run per dest at a time, nothing was changed".format(dest))
         yield
     finally:
-        handle.close()
+        os.close(handle)
 
 
 def _ours(name: str) -> bool:

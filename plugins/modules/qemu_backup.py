@@ -49,8 +49,8 @@ options:
       - Absolute path of an existing directory on the host that runs the module (and QEMU), holding the chains.
       - Use one directory per VM. Chains record the VM's UUID and name; those of other VMs are never written into
         or removed, but VMs started without C(-uuid) and C(-name) cannot be told apart.
-      - One run per O(dest) at a time. A run holds a lock on C(.qemu-vm-backup.lock) in it; a second run meanwhile
-        fails naming O(dest), changing nothing.
+      - One run per O(dest) at a time. A run holds a lock on the directory (C(flock)); a second run meanwhile fails
+        naming O(dest), changing nothing.
     type: path
     required: true
   mode:
