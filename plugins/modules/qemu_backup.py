@@ -345,7 +345,7 @@ def run(module):
     request = parse_request(module.params)
     now = datetime.datetime.now(datetime.timezone.utc)
     # One run per dest: under its lock, whatever of ours no manifest lists is a killed run's.
-    with qmp_session(module) as qmp, (nullcontext() if module.check_mode else dest_lock(request['dest'])):
+    with (nullcontext() if module.check_mode else dest_lock(request['dest'])), qmp_session(module) as qmp:
         warnings = [] if module.check_mode else drop_stale_targets(qmp, request['dest'])
         # ask
         vm, every_disk, disks, chains, found = ask(qmp, request)

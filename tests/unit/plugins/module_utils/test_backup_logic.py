@@ -346,8 +346,8 @@ def test_clearing_leftovers_stops_the_killed_runs_jobs_then_removes_its_files_an
         tmp_path / '20261202T000000Z' / 'Q.vda.qcow2.partial')}}  # as QEMU shows a target a job used
     nodes = [{'node-name': ours, 'drv': 'qcow2', 'file': 'json:' + json.dumps(shown)},
              {'node-name': other, 'drv': 'qcow2', 'file': '/elsewhere/R.vda.qcow2.partial'}]
-    running = [{'id': 'qemu-vm-backup-0123abcd-vda', 'status': 'running'}, {'id': 'qemu-vm-backup-99999999-vda',
-                                                                          'status': 'running'}]
+    running = [{'id': 'qemu-vm-backup-0123abcd-vda', 'status': 'running'},
+               {'id': 'qemu-vm-backup-99999999-vda', 'status': 'running'}]
     cancelled = [{'id': 'qemu-vm-backup-0123abcd-vda', 'status': 'concluded'}, running[1]]
     qmp = CannedQMP({'query-named-block-nodes': [nodes], 'query-jobs': [running, cancelled, cancelled]})
     disks = [dict(disk('vda'), bitmaps=[bitmap('qemu-vm-20261201T000000Z'), bitmap('qemu-vm-20261202T000000Z'),
