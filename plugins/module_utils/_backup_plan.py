@@ -23,12 +23,14 @@ from ansible_collections.qemu.vm.plugins.module_utils._backup_chain import (
     next_point,
     retention,
 )
-from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError
+from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError, VMStateError
 from ansible_collections.qemu.vm.plugins.module_utils._snapshot_plan import check_devices, parse_age
 
 MODES = ('auto', 'full', 'incremental')
 #: Format drivers that can hold persistent dirty bitmaps.
 BITMAP_DRIVERS = ('qcow2',)
+#: The filter a backup job puts on top of the disk it copies while it runs.
+COPY_FILTER = 'copy-before-write'
 
 
 def parse_request(params: dict) -> dict:
@@ -50,9 +52,15 @@ def select_devices(disks: list, wanted):
     """(the disks to back up, warnings). disks: _backup_job.read_disks() entries.
 
     By default every writable qcow2 disk (others are named in a warning); a named device that is
-    unknown, read-only or not qcow2 is a ParameterError.
+    unknown, read-only or not qcow2 is a ParameterError; a disk another backup job copies right
+    now (not one of ours: a killed run's are stopped first) is a VMStateError, never skipped.
     """
     by_device = dict((d['device'], d) for d in disks)
+    busy = sorted(d['device'] for d in disks
+                  if d['driver'] == COPY_FILTER and (wanted is None or d['device'] in wanted))
+    if busy:
+        raise VMStateError('disk {0}: another backup job is copying it (its top node is that job\'s {1} filter); '
+                           'back it up when that job has ended, nothing was changed'.format(', '.join(busy), COPY_FILTER))
     warnings = []
     if wanted is None:
         chosen = [d for d in disks if not d['read_only'] and d['driver'] in BITMAP_DRIVERS]

@@ -67,7 +67,8 @@ options:
       - The disks to back up, by device id (the C(-device ...,id=) of the disk, else its drive id), as
         RV(qemu.vm.qemu_vm_info#module:block_nodes[].device) shows them.
       - Default is every writable qcow2 disk; writable disks of other formats are left out with a warning. A named
-        disk that is unknown, read-only or not qcow2 fails the task.
+        disk that is unknown, read-only or not qcow2 fails the task, and so does a disk another backup job is
+        copying (never left out).
       - A chain covers a fixed set of disks; a different set starts a new chain.
     type: list
     elements: str

@@ -327,6 +327,9 @@ def test_a_killed_run_is_cleaned_up_and_its_chain_never_continued(vm_factory, tm
     aborted = [n for n in os.listdir(str(dest)) if n not in (full['chain'], after['chain'])]
     assert len(aborted) == 1 and not os.path.exists(str(dest / aborted[0] / 'manifest.json'))
     assert 'qemu-vm-' + aborted[0] in bitmaps(vm)['disk1']
+    # Check mode clears nothing: it sees vdb under the orphaned job's filter, and says so.
+    checked = backup(vm, dest, check=True, devices=['vdb'])
+    assert checked.failed and 'disk vdb: another backup job is copying it' in checked['msg'], checked['output']
     again = backup(vm, dest, devices=['vdb'])
     assert not again.failed, again['output']
     assert (again['mode'], again['chain']) == ('incremental', after['chain']), again['output']

@@ -17,7 +17,7 @@ from ansible_collections.qemu.vm.plugins.module_utils import _backup_chain as ch
 from ansible_collections.qemu.vm.plugins.module_utils import _backup_job as job
 from ansible_collections.qemu.vm.plugins.module_utils import _backup_leftovers as leftovers
 from ansible_collections.qemu.vm.plugins.module_utils import _backup_plan as plan
-from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError, QemuVMError
+from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError, QemuVMError, VMStateError
 
 NOW = datetime.datetime(2026, 12, 1, 0, 45, 12, tzinfo=datetime.timezone.utc)
 BITMAP = 'qemu-vm-20261130T000000Z'
@@ -365,3 +365,11 @@ def test_clearing_leftovers_stops_the_killed_runs_jobs_then_removes_its_files_an
     ]
     assert os.listdir(killed['dir']) == ['manifest.json']
     assert sorted(os.listdir(str(tmp_path))) == ['20261201T000000Z']
+
+
+def test_a_disk_another_backup_job_copies_is_refused_not_skipped():
+    disks = [disk('vda'), disk('vdb', driver='copy-before-write')]
+    for wanted in (None, ['vdb']):
+        with pytest.raises(VMStateError, match='disk vdb: another backup job is copying it'):
+            plan.select_devices(disks, wanted)
+    assert [d['device'] for d in plan.select_devices(disks, ['vda'])[0]] == ['vda']
