@@ -15,6 +15,7 @@ import time
 import pytest
 
 from ansible_collections.qemu.vm.plugins.module_utils import _errors as errors
+from ansible_collections.qemu.vm.plugins.module_utils import _qmp
 from ansible_collections.qemu.vm.plugins.module_utils._qmp import JOB_ID_PREFIX, QMPSession, stopped_ms
 
 from harness.fake_peers import FakePeer, serve_qmp_handshake
@@ -28,9 +29,10 @@ def job_event(job_id, status, seconds):
 class FakeMonitor(object):
     """A scripted monitor: answers the job protocol and records what it was asked."""
 
-    def __init__(self, job_error=None, conclude_after=0.0, stale_jobs=()):
+    def __init__(self, job_error=None, conclude_when=None, stale_jobs=()):
         self.job_error = job_error
-        self.conclude_after = conclude_after
+        # A threading.Event: the job concludes once it is set (else at once).
+        self.conclude_when = conclude_when
         self.jobs = {job_id: {'id': job_id, 'status': 'concluded', 'type': 'snapshot-save'}
                      for job_id in stale_jobs}
         self.requests = []
@@ -51,7 +53,8 @@ class FakeMonitor(object):
                 conn.send(job_event(job_id, 'running', 100))
                 conn.send({'event': 'STOP', 'timestamp': {'seconds': 100, 'microseconds': 250000}})
                 conn.send({'event': 'RESUME', 'timestamp': {'seconds': 100, 'microseconds': 400000}})
-                time.sleep(self.conclude_after)
+                if self.conclude_when is not None:
+                    self.conclude_when.wait(30)
                 self.jobs[job_id]['status'] = 'concluded'
                 if self.job_error:
                     self.jobs[job_id]['error'] = self.job_error
@@ -99,14 +102,25 @@ def test_job_error_is_raised_with_qemu_message_and_still_dismissed():
     assert monitor.jobs == {}
 
 
-def test_job_timeout_is_clear_and_the_job_is_dismissed_once_it_concludes():
-    monitor = FakeMonitor(conclude_after=1.0)
+def test_job_timeout_is_clear_and_the_job_is_dismissed_once_it_concludes(monkeypatch):
+    # The job concludes only once the runner's wait has timed out, so the order is exact however
+    # loaded the machine; the conclusion then has the grace window (min(grace, timeout) = 2 s).
+    timed_out = threading.Event()
+    wait = _qmp.EventWatcher.wait
+
+    def wait_and_tell(watcher, predicate, timeout, what='event'):
+        try:
+            return wait(watcher, predicate, timeout, what)
+        except errors.QemuTimeoutError:
+            timed_out.set()
+            raise
+
+    monkeypatch.setattr(_qmp.EventWatcher, 'wait', wait_and_tell)
+    monitor = FakeMonitor(conclude_when=timed_out)
     with FakePeer(monitor) as peer:
         with QMPSession(peer.path, timeout=5) as qmp:
             with pytest.raises(errors.QemuTimeoutError) as caught:
-                # grace is a bound, not a wait: run_job returns once the job concludes (1 s), so a
-                # generous one keeps this exact on a loaded machine.
-                qmp.run_job('snapshot-save', {'tag': 't'}, timeout=0.5, grace=30)
+                qmp.run_job('snapshot-save', {'tag': 't'}, timeout=2, grace=30)
     assert 'snapshot-save job' in str(caught.value)
     assert 'concluded later and was dismissed' in str(caught.value)
     assert monitor.jobs == {}
