@@ -84,6 +84,49 @@ def remove_bitmaps(qmp, node_names: dict, name: str) -> list:
     return removed
 
 
+def remove_bitmap_where_present(qmp, disks: list, name: str) -> list:
+    """remove_bitmaps() on the disks (read_disks() entries) that have bitmap `name`."""
+    return remove_bitmaps(qmp, dict((d['device'], d['node']) for d in disks
+                                    if any(b.get('name') == name for b in d['bitmaps'])), name)
+
+
+def dismiss_jobs(qmp, jobs: dict) -> None:
+    """Dismiss the concluded ones of {job id: job info} (one already gone is not an error)."""
+    for job_id, job in jobs.items():
+        if job.get('status') == 'concluded':
+            try:
+                qmp.execute('job-dismiss', {'id': job_id})
+            except CommandError:
+                pass
+
+
+def stop_jobs(qmp, wanted, what: str, give_up: bool = True) -> list:
+    """Cancel the jobs whose id `wanted(id)` accepts that still run, wait until all concluded
+    (bounded by CANCEL_GRACE), dismiss them; returns their ids. When they do not conclude in
+    time: leave them (give_up) or raise QemuTimeoutError for `what`."""
+    def current():
+        return dict((j['id'], j) for j in qmp.execute('query-jobs') if wanted(j.get('id', '')))
+
+    jobs = current()
+    if not jobs:
+        return []
+    for job_id, job in jobs.items():
+        if job.get('status') not in ('concluded', 'null'):
+            try:
+                qmp.execute('job-cancel', {'id': job_id})
+            except CommandError:
+                pass  # concluded meanwhile
+
+    def settled():
+        now = current()
+        return [now] if all(j.get('status') == 'concluded' for j in now.values()) else None
+
+    bound = {'default': [{}]} if give_up else {}
+    concluded = wait_until(settled, Deadline(CANCEL_GRACE), what, interval=0.05, max_interval=0.5, **bound)[0]
+    dismiss_jobs(qmp, concluded)
+    return sorted(concluded)
+
+
 def incremental_bytes(dirty: int) -> int:
     """What a qcow2 holding `dirty` bytes of clusters takes at most: the data, its L2 entries
     and refcounts (well under 1/512 of it with 64 KiB clusters), header, L1 and refcount table."""
@@ -246,7 +289,7 @@ class BackupPoint(object):
             except QemuTimeoutError:
                 self.cancel()
                 raise
-            self.dismiss(jobs)
+            dismiss_jobs(self.qmp, jobs)
             failed = [j for j in jobs.values() if j.get('error')]
             if failed:
                 raise self.job_failure(failed)
@@ -267,30 +310,8 @@ class BackupPoint(object):
 
     def cancel(self):
         """Cancel our jobs that still run, wait (bounded) until all concluded, dismiss them."""
-        jobs = self.jobs()
-        if not jobs:
-            return
-        for job_id, job in jobs.items():
-            if job.get('status') not in ('concluded', 'null'):
-                try:
-                    self.qmp.execute('job-cancel', {'id': job_id})
-                except CommandError:
-                    pass
-
-        def settled():
-            current = self.jobs()
-            return current if all(j.get('status') == 'concluded' for j in current.values()) else None
-
-        self.dismiss(wait_until(settled, Deadline(CANCEL_GRACE), 'cancelling the backup jobs', default={},
-                                interval=0.05, max_interval=0.5))
-
-    def dismiss(self, jobs):
-        for job_id, job in jobs.items():
-            if job.get('status') == 'concluded':
-                try:
-                    self.qmp.execute('job-dismiss', {'id': job_id})
-                except CommandError:
-                    pass
+        ours = set(t['job'] for t in self.targets)
+        stop_jobs(self.qmp, lambda job_id: job_id in ours, 'cancelling the backup jobs')
 
     def delete_nodes(self):
         while self.added:

@@ -33,9 +33,9 @@ from ansible_collections.qemu.vm.plugins.module_utils._backup_chain import (
     is_point_id,
     read_manifest,
 )
-from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, ParameterError
+from ansible_collections.qemu.vm.plugins.module_utils._backup_job import remove_bitmap_where_present, stop_jobs
+from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError
 from ansible_collections.qemu.vm.plugins.module_utils._qmp import JOB_ID_PREFIX
-from ansible_collections.qemu.vm.plugins.module_utils._wait import Deadline, wait_until
 
 #: Target nodes and jobs of a point are named <TARGET_PREFIX><8 hex digits>-...
 TARGET_PREFIX = JOB_ID_PREFIX + 'backup-'
@@ -115,7 +115,7 @@ def clear_leftovers(qmp, dest: str, leftovers: dict, disks: list) -> None:
             os.unlink(os.path.join(dest, name, file_name))
         os.rmdir(os.path.join(dest, name))
     for chain in list(leftovers['unrecorded']) + leftovers['aborted']:
-        _remove_bitmap(qmp, disks, bitmap_name(chain))
+        remove_bitmap_where_present(qmp, disks, bitmap_name(chain))
 
 
 def drop_stale_targets(qmp, dest: str) -> list:
@@ -129,23 +129,12 @@ def drop_stale_targets(qmp, dest: str) -> list:
     if not nodes:
         return []
     tags = set(_tag(name) for name in nodes)
-
-    def jobs():
-        return [j for j in qmp.execute('query-jobs') if j.get('id', '').startswith(TARGET_PREFIX)
-                and _tag(j['id']) in tags]
-
-    for job in jobs():
-        if job.get('status') != 'concluded':
-            _quietly(qmp, 'job-cancel', {'id': job['id']})
-    wait_until(lambda: all(j.get('status') == 'concluded' for j in jobs()), Deadline(30.0),
-               'cancelling the jobs of an interrupted backup run', interval=0.05, max_interval=0.5)
-    stopped = jobs()
-    for job in stopped:
-        _quietly(qmp, 'job-dismiss', {'id': job['id']})
+    stopped = stop_jobs(qmp, lambda job_id: job_id.startswith(TARGET_PREFIX) and _tag(job_id) in tags,
+                        'cancelling the jobs of an interrupted backup run', give_up=False)
     for name in nodes:
         qmp.execute('blockdev-del', {'node-name': name})
     return ['an interrupted earlier run into dest left backup jobs ({0}) and target nodes in QEMU: stopped and '
-            'removed them'.format(', '.join(sorted(j['id'] for j in stopped)) or 'none')]
+            'removed them'.format(', '.join(stopped) or 'none')]
 
 
 def _image_path(filename) -> str:
@@ -164,18 +153,5 @@ def _image_path(filename) -> str:
     return options['filename'] if isinstance(options, dict) else '/'
 
 
-def _remove_bitmap(qmp, disks: list, name: str) -> None:
-    for disk in disks:
-        if any(b.get('name') == name for b in disk['bitmaps']):
-            _quietly(qmp, 'block-dirty-bitmap-remove', {'node': disk['node'], 'name': name})
-
-
 def _tag(name: str) -> str:
     return name[len(TARGET_PREFIX):len(TARGET_PREFIX) + _TAG_LENGTH]
-
-
-def _quietly(qmp, command: str, arguments: dict) -> None:
-    try:
-        qmp.execute(command, arguments)
-    except CommandError:
-        pass  # already gone (concluded, dismissed, removed) meanwhile

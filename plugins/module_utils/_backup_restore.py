@@ -23,7 +23,7 @@ import json
 import os
 import tempfile
 
-from ansible_collections.qemu.vm.plugins.module_utils._backup_chain import MANIFEST
+from ansible_collections.qemu.vm.plugins.module_utils._backup_chain import MANIFEST, free_bytes
 from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError, QemuVMError, VMStateError
 from ansible_collections.qemu.vm.plugins.module_utils._guest_transfer import sha256_file
 from ansible_collections.qemu.vm.plugins.module_utils._qemu_img import image_info, run_qemu_img
@@ -190,8 +190,7 @@ def space_needed(selection: Selection) -> int:
 
 
 def check_space(target: str, needed: int, replaced: int = 0) -> None:
-    stat = os.statvfs(os.path.dirname(target))
-    free = stat.f_bavail * stat.f_frsize + replaced
+    free = free_bytes(os.path.dirname(target)) + replaced
     if free < needed:
         raise ParameterError('target', 'not enough space for target in {0}: {1} MiB free, up to {2} MiB needed; '
                                        'nothing was written'.format(os.path.dirname(target), free // 1048576,

@@ -34,9 +34,8 @@ description:
     writing files the manifest does not list (its jobs may have cleared the bitmaps). Once a new chain has its
     full point, the VM's bitmaps of older chains are removed (their files stay, restorable).
   - What a killed earlier run into O(dest) left (SIGKILL, a lost connection) is cleaned up by the next run (not in
-    check mode) - its
-    files the manifests do not list, a chain directory without a manifest, and in QEMU its copy jobs, target nodes
-    and the bitmaps of the chains it touched - with a warning for each.
+    check mode) - its files the manifests do not list, a chain directory without a manifest, and in QEMU its copy
+    jobs, target nodes and the bitmaps of the chains it touched - with a warning for each.
   - QEMU refuses to load an internal snapshot (C(snapshot-load), C(loadvm)) into disks that have active dirty
     bitmaps ("Device has active dirty bitmaps"), so a chain cannot be broken that way behind the module's back.
     The same holds offline for C(qemu-img snapshot -a). To load one, remove the chain's bitmaps first (QMP
@@ -276,7 +275,8 @@ from contextlib import nullcontext
 from ansible_collections.qemu.vm.plugins.module_utils._backup_chain import (
     ManifestError, free_bytes, iso_time, list_chains, missing_files, new_manifest, remove_chain, same_vm, vm_identity,
     write_manifest)
-from ansible_collections.qemu.vm.plugins.module_utils._backup_job import BackupPoint, estimate_bytes, read_disks, remove_bitmaps
+from ansible_collections.qemu.vm.plugins.module_utils._backup_job import (
+    BackupPoint, estimate_bytes, read_disks, remove_bitmap_where_present)
 from ansible_collections.qemu.vm.plugins.module_utils._backup_leftovers import (
     clear_leftovers, dest_lock, drop_stale_targets, find_leftovers)
 from ansible_collections.qemu.vm.plugins.module_utils._backup_leftovers import describe as describe_leftovers
@@ -392,8 +392,7 @@ def run(module):
                 _remove_empty(chain_dir)
             raise
         for name in plan['stale_bitmaps']:
-            remove_bitmaps(qmp, dict((d['device'], d['node']) for d in every_disk
-                                     if any(b.get('name') == name for b in d['bitmaps'])), name)
+            remove_bitmap_where_present(qmp, every_disk, name)
     for entry in chains:
         if entry['chain'] in plan['removed_chains']:
             try:
