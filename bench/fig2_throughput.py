@@ -23,8 +23,8 @@ from registry import Figure, register  # pylint: disable=import-error
 from report import paired, row, samples  # pylint: disable=import-error
 from tools import MIB, median, random_file, run_module_process  # pylint: disable=import-error
 
-from ansible_collections.qemu.vm.plugins.module_utils._guest_transfer import DEFAULT_CHUNK
-from ansible_collections.qemu.vm.plugins.module_utils._qga import MAX_FILE_CHUNK, QGASession
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.transfer import DEFAULT_CHUNK
+from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import MAX_FILE_CHUNK, QGASession
 
 CHUNKS = [64 << 10, 256 << 10, MIB, 4 * MIB, 16 * MIB, 48 * MIB]
 SWEEP_SIZE = 48 * MIB

@@ -30,8 +30,8 @@ from tools import (
     run_module_process,
 )
 
-from ansible_collections.qemu.vm.plugins.module_utils._qga import MAX_FILE_CHUNK, QGASession
-from ansible_collections.qemu.vm.plugins.module_utils._qmp import QMPSession, stopped_ms
+from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import MAX_FILE_CHUNK, QGASession
+from ansible_collections.qemu.vm.plugins.module_utils._transport.qmp import QMPSession, stopped_ms
 
 #: guest-file-write's largest chunk: the agent refuses JSON tokens over 64 MiB, and a full
 #: 48 MiB chunk is exactly 64 MiB of base64 (see _guest_file.MAX_WRITE_CHUNK).

@@ -103,11 +103,11 @@ from ansible_collections.qemu.vm.plugins.module_utils._errors import (
     QemuVMError,
     SocketError,
 )
-from ansible_collections.qemu.vm.plugins.module_utils._guest_exec import FIRST_POLL, GuestExec, ProgramNotFoundError
-from ansible_collections.qemu.vm.plugins.module_utils._guest_transfer import LocalFileError, fetch_file, put_file
-from ansible_collections.qemu.vm.plugins.module_utils._qga import QGASession
-from ansible_collections.qemu.vm.plugins.module_utils._transport import QMP_IMPORT_ERROR, Deadline, parse_address
-from ansible_collections.qemu.vm.plugins.module_utils._wait import wait_until
+from ansible_collections.qemu.vm.plugins.module_utils._guest.process import FIRST_POLL, GuestExec, ProgramNotFoundError
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.transfer import LocalFileError, fetch_file, put_file
+from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import QGASession
+from ansible_collections.qemu.vm.plugins.module_utils._transport.sockets import QMP_IMPORT_ERROR, Deadline, parse_address
+from ansible_collections.qemu.vm.plugins.module_utils._transport.wait import wait_until
 
 display = Display()
 

@@ -150,10 +150,10 @@ try:
 except ImportError:
     from ansible.utils.unsafe_proxy import wrap_var
 
-from ansible_collections.qemu.vm.plugins.module_utils._cmdline import assign_host_names
+from ansible_collections.qemu.vm.plugins.plugin_utils._inventory.cmdline import assign_host_names
 from ansible_collections.qemu.vm.plugins.module_utils._errors import QemuVMError
-from ansible_collections.qemu.vm.plugins.module_utils._inventory import discover
-from ansible_collections.qemu.vm.plugins.module_utils._transport import QMP_IMPORT_ERROR
+from ansible_collections.qemu.vm.plugins.plugin_utils._inventory.discovery import discover
+from ansible_collections.qemu.vm.plugins.module_utils._transport.sockets import QMP_IMPORT_ERROR
 
 display = Display()
 

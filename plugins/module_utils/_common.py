@@ -16,10 +16,10 @@ import time
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.qemu.vm.plugins.module_utils._errors import AgentNotRespondingError, ParameterError, QemuTimeoutError, QemuVMError, VMStateError
-from ansible_collections.qemu.vm.plugins.module_utils._qga import QGASession
-from ansible_collections.qemu.vm.plugins.module_utils._qmp import QMPSession, run_state_of
-from ansible_collections.qemu.vm.plugins.module_utils._transport import QMP_IMPORT_ERROR, parse_address
-from ansible_collections.qemu.vm.plugins.module_utils._wait import check_seconds
+from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import QGASession
+from ansible_collections.qemu.vm.plugins.module_utils._transport.qmp import QMPSession, run_state_of
+from ansible_collections.qemu.vm.plugins.module_utils._transport.sockets import QMP_IMPORT_ERROR, parse_address
+from ansible_collections.qemu.vm.plugins.module_utils._transport.wait import check_seconds
 
 # Every module of the action group accepts both sockets, so that
 # module_defaults: {group/qemu.vm.qemu: {qmp: ..., qga: ...}} works for all of them.

@@ -272,18 +272,18 @@ import datetime
 import os
 from contextlib import nullcontext
 
-from ansible_collections.qemu.vm.plugins.module_utils._backup_chain import (
+from ansible_collections.qemu.vm.plugins.module_utils._backup.chain import (
     ManifestError, free_bytes, iso_time, list_chains, missing_files, new_manifest, remove_chain, same_vm, vm_identity,
     write_manifest)
-from ansible_collections.qemu.vm.plugins.module_utils._backup_job import (
+from ansible_collections.qemu.vm.plugins.module_utils._backup.job import (
     BackupPoint, estimate_bytes, read_disks, remove_bitmap_where_present)
-from ansible_collections.qemu.vm.plugins.module_utils._backup_leftovers import (
+from ansible_collections.qemu.vm.plugins.module_utils._backup.leftovers import (
     clear_leftovers, dest_lock, drop_stale_targets, find_leftovers)
-from ansible_collections.qemu.vm.plugins.module_utils._backup_leftovers import describe as describe_leftovers
-from ansible_collections.qemu.vm.plugins.module_utils._backup_plan import (
+from ansible_collections.qemu.vm.plugins.module_utils._backup.leftovers import describe as describe_leftovers
+from ansible_collections.qemu.vm.plugins.module_utils._backup.plan import (
     MODES, chain_points, check_space, decide, parse_request, predicted_chains, select_devices, taken_ids)
 from ansible_collections.qemu.vm.plugins.module_utils._common import Stopwatch, build_module, qmp_session, run_module
-from ansible_collections.qemu.vm.plugins.module_utils._quiesce import QUIESCE_MODES, quiesced
+from ansible_collections.qemu.vm.plugins.module_utils._guest.quiesce import QUIESCE_MODES, quiesced
 
 ARGUMENT_SPEC = dict(
     dest=dict(type='path', required=True),

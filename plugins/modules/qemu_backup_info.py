@@ -117,13 +117,13 @@ total_bytes:
   sample: 123456789
 '''
 
-from ansible_collections.qemu.vm.plugins.module_utils._backup_chain import (
+from ansible_collections.qemu.vm.plugins.module_utils._backup.chain import (
     check_dest, list_chains, missing_files, same_vm, summary, vm_identity)
-from ansible_collections.qemu.vm.plugins.module_utils._backup_job import read_disks
-from ansible_collections.qemu.vm.plugins.module_utils._backup_leftovers import unrecorded_files
-from ansible_collections.qemu.vm.plugins.module_utils._backup_plan import judge_chain, select_devices
+from ansible_collections.qemu.vm.plugins.module_utils._backup.job import read_disks
+from ansible_collections.qemu.vm.plugins.module_utils._backup.leftovers import unrecorded_files
+from ansible_collections.qemu.vm.plugins.module_utils._backup.plan import judge_chain, select_devices
 from ansible_collections.qemu.vm.plugins.module_utils._common import build_module, qmp_session, run_module
-from ansible_collections.qemu.vm.plugins.module_utils._snapshot_plan import check_devices
+from ansible_collections.qemu.vm.plugins.module_utils._snapshot.plan import check_devices
 
 ARGUMENT_SPEC = dict(
     dest=dict(type='path', required=True),

@@ -167,8 +167,8 @@ duration_ms:
 
 import os
 
-from ansible_collections.qemu.vm.plugins.module_utils._backup_chain import check_dest, list_chains
-from ansible_collections.qemu.vm.plugins.module_utils._backup_restore import (
+from ansible_collections.qemu.vm.plugins.module_utils._backup.chain import check_dest, list_chains
+from ansible_collections.qemu.vm.plugins.module_utils._backup.restore import (
     check_not_in_chain,
     check_space,
     check_target,

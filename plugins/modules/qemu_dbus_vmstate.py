@@ -198,9 +198,9 @@ helpers:
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.qemu.vm.plugins.module_utils._common import build_module, qmp_session, run_module
-from ansible_collections.qemu.vm.plugins.module_utils._dbus import JEEPNEY_IMPORT_ERROR
-from ansible_collections.qemu.vm.plugins.module_utils._dbus_vmstate import DEFAULT_OBJECT_ID, object_types
-from ansible_collections.qemu.vm.plugins.module_utils._dbus_vmstate_object import (
+from ansible_collections.qemu.vm.plugins.module_utils._transport.dbus import JEEPNEY_IMPORT_ERROR
+from ansible_collections.qemu.vm.plugins.module_utils._dbus_vmstate.vmstate import DEFAULT_OBJECT_ID, object_types
+from ansible_collections.qemu.vm.plugins.module_utils._dbus_vmstate.object_plan import (
     apply,
     check_object_params,
     current_object,

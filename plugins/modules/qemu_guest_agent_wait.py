@@ -56,8 +56,8 @@ version:
 '''
 
 from ansible_collections.qemu.vm.plugins.module_utils._common import Stopwatch, build_module, qga_session, run_module
-from ansible_collections.qemu.vm.plugins.module_utils._guest import agent_version
-from ansible_collections.qemu.vm.plugins.module_utils._qga import wait_for_agent
+from ansible_collections.qemu.vm.plugins.module_utils._guest.agent import agent_version
+from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import wait_for_agent
 
 #: One handshake attempt; a sync sent while the guest boots may be lost, so retry often.
 ATTEMPT_SECONDS = 3.0

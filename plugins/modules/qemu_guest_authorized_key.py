@@ -118,8 +118,8 @@ removed:
 
 from ansible_collections.qemu.vm.plugins.module_utils._common import build_module, qga_session, run_module
 from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError, VMStateError
-from ansible_collections.qemu.vm.plugins.module_utils._guest import require_command
-from ansible_collections.qemu.vm.plugins.module_utils._guest_admin import (
+from ansible_collections.qemu.vm.plugins.module_utils._guest.agent import require_command
+from ansible_collections.qemu.vm.plugins.module_utils._guest.admin import (
     final_lines,
     get_authorized_keys,
     keys_to_add,

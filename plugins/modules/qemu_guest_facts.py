@@ -202,7 +202,7 @@ ansible_facts:
 '''
 
 from ansible_collections.qemu.vm.plugins.module_utils._common import build_module, qga_session, run_module
-from ansible_collections.qemu.vm.plugins.module_utils._facts import gather_facts, resolve_gather_subset
+from ansible_collections.qemu.vm.plugins.module_utils._guest.facts import gather_facts, resolve_gather_subset
 
 
 def run(module):

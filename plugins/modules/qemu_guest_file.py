@@ -266,8 +266,8 @@ import os
 from ansible.module_utils.common.text.converters import to_native
 
 from ansible_collections.qemu.vm.plugins.module_utils._common import Stopwatch, build_module, qga_session, run_module
-from ansible_collections.qemu.vm.plugins.module_utils._guest_fetch import ensure_fetched, fetch_dest
-from ansible_collections.qemu.vm.plugins.module_utils._guest_file import (
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.fetch import ensure_fetched, fetch_dest
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.state import (
     Desired,
     check_chunk_size,
     check_guest_path,
@@ -277,8 +277,8 @@ from ansible_collections.qemu.vm.plugins.module_utils._guest_file import (
     parse_mode,
     throughput,
 )
-from ansible_collections.qemu.vm.plugins.module_utils._guest_files import GuestFileError, GuestFiles
-from ansible_collections.qemu.vm.plugins.module_utils._guest_transfer import DEFAULT_CHUNK, Source
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.files import GuestFileError, GuestFiles
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.transfer import DEFAULT_CHUNK, Source
 
 ARGUMENT_SPEC = dict(
     path=dict(type='str', required=True),

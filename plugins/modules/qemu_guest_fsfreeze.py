@@ -124,14 +124,14 @@ duration_ms:
 
 from ansible_collections.qemu.vm.plugins.module_utils._common import Stopwatch, build_module, qga_session, run_module
 from ansible_collections.qemu.vm.plugins.module_utils._errors import VMStateError
-from ansible_collections.qemu.vm.plugins.module_utils._freeze import (
+from ansible_collections.qemu.vm.plugins.module_utils._guest.freeze import (
     check_mountpoints,
     freeze,
     normalize_mountpoints,
     require_freeze_support,
     thaw,
 )
-from ansible_collections.qemu.vm.plugins.module_utils._guest import fsfreeze_status, require_command
+from ansible_collections.qemu.vm.plugins.module_utils._guest.agent import fsfreeze_status, require_command
 
 
 def run(module):

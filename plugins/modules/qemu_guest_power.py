@@ -158,9 +158,9 @@ events:
 '''
 
 from ansible_collections.qemu.vm.plugins.module_utils._common import build_module, qga_session, qmp_session, run_module
-from ansible_collections.qemu.vm.plugins.module_utils._power import GuestPower
-from ansible_collections.qemu.vm.plugins.module_utils._power_plan import POWER_STATES
-from ansible_collections.qemu.vm.plugins.module_utils._qga import wait_for_agent
+from ansible_collections.qemu.vm.plugins.module_utils._guest.power import GuestPower
+from ansible_collections.qemu.vm.plugins.module_utils._guest.power_plan import POWER_STATES
+from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import wait_for_agent
 
 #: One handshake attempt while waiting for the agent to come back.
 ATTEMPT_SECONDS = 3.0

@@ -124,8 +124,8 @@ import base64
 
 from ansible_collections.qemu.vm.plugins.module_utils._common import build_module, qga_session, run_module
 from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, GuestFrozenError, ParameterError, VMStateError
-from ansible_collections.qemu.vm.plugins.module_utils._guest import require_command
-from ansible_collections.qemu.vm.plugins.module_utils._guest_admin import (
+from ansible_collections.qemu.vm.plugins.module_utils._guest.agent import require_command
+from ansible_collections.qemu.vm.plugins.module_utils._guest.admin import (
     check_password,
     crypt_verify,
     explain_password_error,

@@ -379,9 +379,9 @@ kept:
 '''
 
 from ansible_collections.qemu.vm.plugins.module_utils._common import Stopwatch, build_module, qmp_session, run_module
-from ansible_collections.qemu.vm.plugins.module_utils._dbus_vmstate import preflight_dbus_vmstate
-from ansible_collections.qemu.vm.plugins.module_utils._quiesce import QUIESCE_MODES, quiesced
-from ansible_collections.qemu.vm.plugins.module_utils._snapshot import (
+from ansible_collections.qemu.vm.plugins.module_utils._dbus_vmstate.vmstate import preflight_dbus_vmstate
+from ansible_collections.qemu.vm.plugins.module_utils._guest.quiesce import QUIESCE_MODES, quiesced
+from ansible_collections.qemu.vm.plugins.module_utils._snapshot.jobs import (
     delete_snapshot,
     load_snapshot,
     require_job_selection,
@@ -390,7 +390,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._snapshot import (
     settle_earlier_jobs,
     uses_jobs,
 )
-from ansible_collections.qemu.vm.plugins.module_utils._snapshot_plan import (
+from ansible_collections.qemu.vm.plugins.module_utils._snapshot.plan import (
     RUN_STATE_ACTION,
     check_run_state,
     decide,
@@ -399,8 +399,8 @@ from ansible_collections.qemu.vm.plugins.module_utils._snapshot_plan import (
     report_snapshot,
     verify,
 )
-from ansible_collections.qemu.vm.plugins.module_utils._snapshot_offline import restore_offline
-from ansible_collections.qemu.vm.plugins.module_utils._snapshot_view import read_view
+from ansible_collections.qemu.vm.plugins.module_utils._snapshot.offline import restore_offline
+from ansible_collections.qemu.vm.plugins.module_utils._snapshot.view import read_view
 
 ARGUMENT_SPEC = dict(
     name=dict(type='str'),

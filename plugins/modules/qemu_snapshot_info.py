@@ -142,8 +142,8 @@ status:
 '''
 
 from ansible_collections.qemu.vm.plugins.module_utils._common import build_module, qmp_session, run_module
-from ansible_collections.qemu.vm.plugins.module_utils._snapshot_plan import check_devices, choose_devices
-from ansible_collections.qemu.vm.plugins.module_utils._snapshot_view import read_view
+from ansible_collections.qemu.vm.plugins.module_utils._snapshot.plan import check_devices, choose_devices
+from ansible_collections.qemu.vm.plugins.module_utils._snapshot.view import read_view
 
 ARGUMENT_SPEC = dict(
     name=dict(type='str'),

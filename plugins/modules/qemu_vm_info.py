@@ -133,7 +133,7 @@ agent:
       returned: when RV(agent.available=true)
 '''
 
-from ansible_collections.qemu.vm.plugins.module_utils._block import block_nodes
+from ansible_collections.qemu.vm.plugins.module_utils._qemu.block import block_nodes
 from ansible_collections.qemu.vm.plugins.module_utils._common import build_module, qga_session, qmp_session, run_module
 from ansible_collections.qemu.vm.plugins.module_utils._errors import AgentNotRespondingError
 

@@ -51,7 +51,7 @@ def names(tarball):
 def test_tarball_holds_the_collection(names):
     for required in ('MANIFEST.json', 'FILES.json', 'README.md', 'LICENSE', 'meta/runtime.yml',
                      'meta/execution-environment.yml', 'requirements.txt', 'bindep.txt',
-                     'plugins/modules/qemu_vm_info.py', 'plugins/module_utils/_qmp.py',
+                     'plugins/modules/qemu_vm_info.py', 'plugins/module_utils/_transport/qmp.py',
                      'roles/backup/meta/argument_specs.yml', 'changelogs/changelog.yaml'):
         assert required in names, required
 

@@ -202,7 +202,7 @@ def qmp_command(path, cmd, args=None, timeout=30.0):
     with _Stream(path, timeout) as stream:
         greeting = stream.read_message()
         while 'event' in greeting and 'QMP' not in greeting:
-            # QEMU can send a new client events ahead of the greeting (see _transport.py)
+            # QEMU can send a new client events ahead of the greeting (see _transport/sockets.py)
             greeting = stream.read_message()
         if 'QMP' not in greeting:
             raise VMError('unexpected QMP greeting: %r' % (greeting,))

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from ansible_collections.qemu.vm.plugins.module_utils import _errors as errors
-from ansible_collections.qemu.vm.plugins.module_utils._quiesce import QuiesceError, quiesced
+from ansible_collections.qemu.vm.plugins.module_utils._guest.quiesce import QuiesceError, quiesced
 
 from harness.ansible import REPO, run_module, run_playbook
 
@@ -65,7 +65,7 @@ def test_failing_save_leaves_the_guest_thawed(vm):
 
 KILLABLE = textwrap.dedent('''
     import sys, time
-    from ansible_collections.qemu.vm.plugins.module_utils._quiesce import quiesced
+    from ansible_collections.qemu.vm.plugins.module_utils._guest.quiesce import quiesced
     def save(bound):
         print('frozen', flush=True)
         time.sleep(600)

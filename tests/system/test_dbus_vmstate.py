@@ -15,14 +15,14 @@ from harness.ansible import run_module, run_playbook
 from harness.dbus import Bus
 from harness.guest import VM
 
-from ansible_collections.qemu.vm.plugins.module_utils._dbus import DBusBusError
-from ansible_collections.qemu.vm.plugins.module_utils._dbus_vmstate import (
+from ansible_collections.qemu.vm.plugins.module_utils._transport.dbus import DBusBusError
+from ansible_collections.qemu.vm.plugins.module_utils._dbus_vmstate.vmstate import (
     DBusVMStateError,
     check_helpers,
     preflight_dbus_vmstate,
 )
 from ansible_collections.qemu.vm.plugins.module_utils._errors import JobError
-from ansible_collections.qemu.vm.plugins.module_utils._qmp import QMPSession
+from ansible_collections.qemu.vm.plugins.module_utils._transport.qmp import QMPSession
 
 MODULE = 'qemu_dbus_vmstate'
 OBJECT = 'dbus-vmstate0'

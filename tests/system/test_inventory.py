@@ -20,7 +20,7 @@ import uuid
 from harness.ansible import BIN, ansible_env
 from harness.guest import qga_command
 
-from ansible_collections.qemu.vm.plugins.module_utils._lock import SocketLock
+from ansible_collections.qemu.vm.plugins.module_utils._transport.lock import SocketLock
 
 BOUND = 2  # the inventory's per-socket timeout in these tests
 

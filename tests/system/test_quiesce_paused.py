@@ -12,9 +12,9 @@ import time
 import pytest
 
 from ansible_collections.qemu.vm.plugins.module_utils import _errors as errors
-from ansible_collections.qemu.vm.plugins.module_utils._lock import freeze_marker_path
-from ansible_collections.qemu.vm.plugins.module_utils._qmp import QMPSession
-from ansible_collections.qemu.vm.plugins.module_utils._quiesce import quiesced
+from ansible_collections.qemu.vm.plugins.module_utils._transport.lock import freeze_marker_path
+from ansible_collections.qemu.vm.plugins.module_utils._transport.qmp import QMPSession
+from ansible_collections.qemu.vm.plugins.module_utils._guest.quiesce import quiesced
 
 from harness.ansible import run_module
 

@@ -15,9 +15,9 @@ import time
 
 import pytest
 
-from ansible_collections.qemu.vm.plugins.module_utils import _snapshot as snapshot_utils
+from ansible_collections.qemu.vm.plugins.module_utils._snapshot import jobs as snapshot_utils
 from ansible_collections.qemu.vm.plugins.module_utils._errors import VMStateError
-from ansible_collections.qemu.vm.plugins.module_utils._qmp import QMPSession
+from ansible_collections.qemu.vm.plugins.module_utils._transport.qmp import QMPSession
 
 from harness.ansible import run_module
 from harness.guest import VM

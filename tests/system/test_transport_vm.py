@@ -17,8 +17,8 @@ import time
 import pytest
 
 from ansible_collections.qemu.vm.plugins.module_utils import _errors as errors
-from ansible_collections.qemu.vm.plugins.module_utils._qga import QGASession, wait_for_agent
-from ansible_collections.qemu.vm.plugins.module_utils._qmp import QMPSession
+from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import QGASession, wait_for_agent
+from ansible_collections.qemu.vm.plugins.module_utils._transport.qmp import QMPSession
 
 
 def dirty_client(path, payloads, read_nothing=True):
@@ -87,7 +87,7 @@ def test_missing_socket(tmp_path):
 
 HOLDER = textwrap.dedent('''
     import sys, time
-    from ansible_collections.qemu.vm.plugins.module_utils._qmp import QMPSession
+    from ansible_collections.qemu.vm.plugins.module_utils._transport.qmp import QMPSession
     with QMPSession(sys.argv[1], timeout=10) as qmp:
         print(qmp.run_state(), flush=True)
         time.sleep(float(sys.argv[2]))

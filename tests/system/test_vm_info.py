@@ -70,7 +70,7 @@ def test_bad_timeout_is_rejected(vm):
 def test_busy_monitor_waits_within_timeout(vm):
     holder = subprocess.Popen([sys.executable, '-c', textwrap.dedent('''
         import sys, time
-        from ansible_collections.qemu.vm.plugins.module_utils._qmp import QMPSession
+        from ansible_collections.qemu.vm.plugins.module_utils._transport.qmp import QMPSession
         with QMPSession(sys.argv[1], timeout=10) as qmp:
             print('held', flush=True)
             time.sleep(2)

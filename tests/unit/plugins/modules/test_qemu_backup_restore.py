@@ -13,9 +13,9 @@ import subprocess
 
 import pytest
 
-from ansible_collections.qemu.vm.plugins.module_utils import _backup_restore as restore
+from ansible_collections.qemu.vm.plugins.module_utils._backup import restore
 from ansible_collections.qemu.vm.plugins.module_utils import _errors as errors
-from ansible_collections.qemu.vm.plugins.module_utils._backup_chain import list_chains
+from ansible_collections.qemu.vm.plugins.module_utils._backup.chain import list_chains
 
 from harness.ansible import run_module
 

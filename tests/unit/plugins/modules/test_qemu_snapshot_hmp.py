@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.qemu.vm.plugins.module_utils import _errors as errors
-from ansible_collections.qemu.vm.plugins.module_utils import _snapshot as snap
-from ansible_collections.qemu.vm.plugins.module_utils._snapshot_view import read_view
-from ansible_collections.qemu.vm.plugins.module_utils._qmp import QMPSession
+from ansible_collections.qemu.vm.plugins.module_utils._snapshot import jobs as snap
+from ansible_collections.qemu.vm.plugins.module_utils._snapshot.view import read_view
+from ansible_collections.qemu.vm.plugins.module_utils._transport.qmp import QMPSession
 
 from fake_qemu52 import FakeQemu52, parse_hmp_string
 from harness.ansible import run_module

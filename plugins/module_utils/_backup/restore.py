@@ -1,0 +1,242 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qemu.vm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# This module_utils is PRIVATE to the qemu.vm collection: it can change at any time.
+"""Restoring one disk of an external backup chain (_backup_chain's layout) to a standalone qcow2.
+
+* `check_target(target, force)`: the target path, its directory, and an existing target (pure, plus stat);
+* `select(chains, chain, point, device)` -> a Selection: the chain, the point, the device and the files
+  from the full point up to `point` (pure: decisions on manifests, ParameterError naming the option);
+* `verify_files(selection)`: every needed file exists with the manifest's size and sha256;
+* `source_spec(selection)`: the qemu-img `json:` image that stacks those files in the manifest's order
+  (so the restore follows the manifest, whatever backing names the files' headers hold);
+* `convert(selection, target, ...)`: qemu-img convert into a temporary file beside the target, then rename.
+
+The chain's files are only read; only the target (and its temporary file) is written. An existing target
+that a running QEMU holds is refused (qemu-img cannot take its lock). No Ansible imports here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+from ansible_collections.qemu.vm.plugins.module_utils._backup.chain import MANIFEST, free_bytes
+from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError, QemuVMError, VMStateError
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.transfer import sha256_file
+from ansible_collections.qemu.vm.plugins.module_utils._qemu.qemu_img import image_info, run_qemu_img
+
+#: Room kept free beyond the estimate of the target's size (qcow2 metadata, filesystem overhead).
+SPACE_MARGIN = 16 * 1024 * 1024
+
+
+class BackupCorruptError(VMStateError):
+    """A file of the chain is missing or does not match the manifest's size or sha256."""
+
+    def __init__(self, path, reason):
+        self.path = path
+        super(BackupCorruptError, self).__init__(
+            'backup file {0} {1}; nothing was restored. The chain is damaged from this point on: restore an '
+            'earlier point or another chain'.format(path, reason))
+
+    def details(self):
+        return {'file': self.path}
+
+
+class Selection(object):
+    """What a restore reads: `files` ({device, path (absolute), bytes, sha256, virtual_size, point}),
+    full point first, `point` last."""
+
+    def __init__(self, entry, point, device, files):
+        self.chain = entry['chain']
+        self.dir = entry['dir']
+        self.manifest = entry['manifest']
+        self.point = point
+        self.device = device
+        self.files = files
+
+    @property
+    def virtual_size(self):
+        return self.files[-1].get('virtual_size')
+
+    def describe(self):
+        return {'chain': self.chain, 'point': self.point['point'], 'mode': self.point['mode'], 'device': self.device,
+                'time': self.point.get('time'), 'virtual_size': self.virtual_size,
+                'files': [f['path'] for f in self.files]}
+
+
+# -- input ----------------------------------------------------------------------------
+
+def check_target(target: str | None, force: bool) -> str:
+    """An absolute target in an existing directory; an existing target only with force."""
+    if not target or not os.path.isabs(target):
+        raise ParameterError('target', 'target must be an absolute path, got {0!r}'.format(target))
+    target = os.path.normpath(target)
+    parent = os.path.dirname(target)
+    if not os.path.isdir(parent):
+        raise ParameterError('target', 'target: the directory {0} does not exist; create it first'.format(parent))
+    if os.path.isdir(target):
+        raise ParameterError('target', 'target {0} is a directory; give the path of the qcow2 file to create'.format(
+            target))
+    if os.path.lexists(target) and not force:
+        raise ParameterError('target', 'target {0} already exists; nothing was written. Remove it, choose another '
+                                       'path, or set force: true to replace it'.format(target))
+    return target
+
+
+def select(chains: list, chain: str | None, point: str | None, device: str | None) -> Selection:
+    """The chain, point, device and files of a restore (chains: _backup_chain.list_chains, oldest first)."""
+    if not chains:
+        raise ParameterError('dest', 'dest holds no backup chain (no <chain>/manifest.json written by '
+                                     'qemu.vm.qemu_backup)')
+    names = [c['chain'] for c in chains]
+    if chain is not None:
+        entry = next((c for c in chains if c['chain'] == chain), None)
+        if entry is None:
+            raise ParameterError('chain', 'chain {0!r} is not in dest; its chains are: {1}'.format(chain, names))
+    elif point is not None:
+        entry = next((c for c in reversed(chains) if point in _point_ids(c['manifest'])), None)
+        if entry is None:
+            raise ParameterError('point', 'point {0!r} is in no chain of dest (chains: {1})'.format(point, names))
+    else:
+        entry = chains[-1]
+    manifest = entry['manifest']
+    ids = _point_ids(manifest)
+    if not ids:
+        raise ParameterError('chain', 'chain {0} has no complete point to restore'.format(entry['chain']))
+    if point is None:
+        point = ids[-1]
+    elif point not in ids:
+        raise ParameterError('point', 'point {0!r} is not in chain {1}; its points are: {2}'.format(
+            point, entry['chain'], ids))
+    devices = [d['device'] for d in manifest.get('disks', [])]
+    if device is None:
+        if len(devices) != 1:
+            raise ParameterError('device', 'chain {0} holds {1} disks ({2}): choose one with device'.format(
+                entry['chain'], len(devices), ', '.join(devices)))
+        device = devices[0]
+    elif device not in devices:
+        raise ParameterError('device', 'device {0!r} is not in chain {1}; its disks are: {2}'.format(
+            device, entry['chain'], ', '.join(devices)))
+    return Selection(entry, _point(manifest, point), device, _files_up_to(entry, point, device))
+
+
+def _point_ids(manifest):
+    return [p['point'] for p in manifest.get('points', [])]
+
+
+def _point(manifest, point_id):
+    return next(p for p in manifest['points'] if p['point'] == point_id)
+
+
+def _files_up_to(entry, point_id, device):
+    """The device's files from the full point to `point_id`, following `parent`."""
+    manifest = entry['manifest']
+    files, seen, current = [], set(), _point(manifest, point_id)
+    while True:
+        if current['point'] in seen:
+            raise VMStateError('the manifest of chain {0} has a loop in its points'.format(entry['chain']))
+        seen.add(current['point'])
+        found = next((f for f in current.get('files', []) if f.get('device') == device), None)
+        if found is None:
+            raise VMStateError('the manifest of chain {0} lists no file of {1} for point {2}'.format(
+                entry['chain'], device, current['point']))
+        files.insert(0, dict(found, path=os.path.join(entry['dir'], found['path']), point=current['point']))
+        if current.get('mode') == 'full' or not current.get('parent'):
+            if current.get('mode') != 'full':
+                raise VMStateError('point {0} of chain {1} is incremental but has no parent'.format(
+                    current['point'], entry['chain']))
+            return files
+        parents = [p for p in manifest['points'] if p['point'] == current['parent']]
+        if not parents:
+            raise VMStateError('point {0} of chain {1} names a parent {2} the manifest does not list'.format(
+                current['point'], entry['chain'], current['parent']))
+        current = parents[0]
+
+
+def check_not_in_chain(target: str, chains: list) -> None:
+    """The target must never overwrite a chain's file or manifest."""
+    real = os.path.realpath(target)
+    for entry in chains:
+        if os.path.dirname(real) == os.path.realpath(entry['dir']):
+            raise ParameterError('target', 'target {0} is inside the backup chain directory {1}; restore outside '
+                                           'it so the chain is never written'.format(target, entry['dir']))
+
+
+# -- checks on disk -------------------------------------------------------------------
+
+def verify_files(selection: Selection) -> list:
+    """Every needed file exists, has the manifest's size and sha256; returns their paths."""
+    for item in selection.files:
+        path = item['path']
+        if not os.path.isfile(path):
+            raise BackupCorruptError(path, 'is missing')
+        size = os.path.getsize(path)
+        if item.get('bytes') is not None and size != item['bytes']:
+            raise BackupCorruptError(path, 'has {0} bytes, the manifest says {1}'.format(size, item['bytes']))
+        if item.get('sha256') and sha256_file(path) != item['sha256']:
+            raise BackupCorruptError(path, 'does not match its sha256 in {0}'.format(MANIFEST))
+    return [item['path'] for item in selection.files]
+
+
+def space_needed(selection: Selection) -> int:
+    """An upper bound of the target's size: the data of the files, at most the disk's size, plus a margin."""
+    data = sum(item.get('bytes') or 0 for item in selection.files)
+    if selection.virtual_size:
+        data = min(data, selection.virtual_size)
+    return data + SPACE_MARGIN
+
+
+def check_space(target: str, needed: int, replaced: int = 0) -> None:
+    free = free_bytes(os.path.dirname(target)) + replaced
+    if free < needed:
+        raise ParameterError('target', 'not enough space for target in {0}: {1} MiB free, up to {2} MiB needed; '
+                                       'nothing was written'.format(os.path.dirname(target), free // 1048576,
+                                                                    needed // 1048576 + 1))
+
+
+def check_target_not_in_use(target: str, timeout: float) -> None:
+    """An existing target (force) must not be the disk of a running VM: qemu-img info takes its lock."""
+    if os.path.isfile(target):
+        image_info(target, timeout)
+
+
+# -- the conversion -------------------------------------------------------------------
+
+def source_spec(selection: Selection) -> str:
+    """A qemu-img `json:` image: the point's file, backed by each earlier file, the full one backed by nothing."""
+    node = None
+    for item in selection.files:
+        layer = {'driver': 'qcow2', 'file': {'driver': 'file', 'filename': item['path']}, 'backing': node}
+        node = layer
+    return 'json:' + json.dumps(node, sort_keys=True)
+
+
+def convert(selection: Selection, target: str, timeout: float) -> dict:
+    """qemu-img convert into a temporary file beside `target`, check it, then rename over `target`."""
+    fd, tmp = tempfile.mkstemp(prefix='.{0}.'.format(os.path.basename(target)), suffix='.partial',
+                               dir=os.path.dirname(target))
+    os.close(fd)
+    try:
+        what = 'converting point {0} of {1} into {2}'.format(selection.point['point'], selection.device, target)
+        run_qemu_img(['convert', '-O', 'qcow2', source_spec(selection), tmp], timeout, what)
+        info = image_info(tmp, timeout)
+        if info.get('backing-filename') or info.get('virtual-size') != selection.virtual_size:
+            raise VMStateError('the converted image is not the standalone {0}-byte disk expected (qemu-img info: '
+                               'virtual size {1}, backing {2})'.format(selection.virtual_size, info.get('virtual-size'),
+                                                                       info.get('backing-filename')))
+        with open(tmp, 'rb') as handle:
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, target)
+    except (QemuVMError, OSError) as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise VMStateError('writing target {0} failed: {1}; nothing was left behind'.format(target, exc)) from exc
+        raise
+    return {'bytes': os.path.getsize(target), 'virtual_size': info.get('virtual-size')}

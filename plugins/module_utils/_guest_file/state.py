@@ -1,0 +1,344 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qemu.vm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# This module_utils is PRIVATE to the qemu.vm collection: it can change at any time.
+"""Files in the guest: input checks and the decisions of qemu_guest_file (present, absent).
+
+The bytes move through the shared transfer layer (_guest_transfer, also under the
+qemu.vm.qga connection plugin); the guest side's tools are in _guest_files; state=fetched
+is in _guest_fetch. A file is replaced atomically: written to a private temporary file
+beside it, given its attributes, renamed over it.
+
+No Ansible imports: the module qemu_guest_file is a thin wrapper around this.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+
+from ansible_collections.qemu.vm.plugins.module_utils._errors import QemuVMError
+from ansible_collections.qemu.vm.plugins.module_utils._guest.agent import command_unavailable
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.files import GuestFileError, GuestToolMissingError, temp_name
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.transfer import DEFAULT_CHUNK
+from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import MAX_FILE_CHUNK
+
+MIN_CHUNK = 1024
+MAX_CHUNK = MAX_FILE_CHUNK
+#: Like ansible.builtin.copy's default MAX_FILE_SIZE_FOR_DIFF.
+DIFF_MAX_BYTES = 104448
+
+# -- input checks ---------------------------------------------------------------------
+
+
+def check_guest_path(path, name='path'):
+    """Absolute POSIX (/x) or Windows (C:\\x) path, no NUL byte."""
+    if not path or '\0' in path:
+        raise ValueError('{0} must be a non-empty path without NUL bytes'.format(name))
+    if not (path.startswith('/') or re.match(r'^[A-Za-z]:[\\/]', path) or path.startswith('\\\\')):
+        raise ValueError('{0} must be an absolute path in the guest, got {1!r}'.format(name, path))
+    if path.endswith('/') and path != '/':
+        raise ValueError('{0} must name a file, not a directory: {1!r} ends with /'.format(name, path))
+
+
+def check_chunk_size(value):
+    if value is None:
+        return DEFAULT_CHUNK
+    if not MIN_CHUNK <= value <= MAX_CHUNK:
+        raise ValueError('chunk_size must be between {0} bytes and {1} bytes (48 MiB, the largest '
+                         'guest-file-read the agent accepts), got {2}'.format(MIN_CHUNK, MAX_CHUNK, value))
+    return value
+
+
+def parse_mode(value):
+    """An octal mode: '0644', '644', '1777', or an int as Ansible's file modules take it (0644 in YAML)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError('mode must be an octal number such as 0644, got {0!r}'.format(value))
+    if isinstance(value, int):
+        mode = value
+    else:
+        text = str(value).strip()
+        if not re.match(r'^0?[0-7]{1,4}$', text):
+            raise ValueError('mode must be an octal number such as 0644 or 0755 (symbolic modes like u+rw '
+                             'are not supported for guest files), got {0!r}'.format(value))
+        mode = int(text, 8)
+    if not 0 <= mode <= 0o7777:
+        raise ValueError('mode {0!r} is out of range (0000-7777 octal)'.format(value))
+    return mode
+
+
+def check_id(value, name):
+    if value is None:
+        return None
+    text = str(value)
+    if not text or ':' in text or text.strip() != text:
+        raise ValueError('{0} must be a user/group name or a numeric id, got {1!r}'.format(name, value))
+    return text
+
+
+def _matches(wanted, number, name):
+    if wanted.isdigit():
+        return int(wanted) == number
+    return wanted == name
+
+
+# -- the three states ------------------------------------------------------------------------
+
+
+def _is_text(data):
+    if b'\0' in data:
+        return None
+    try:
+        return data.decode('utf-8')
+    except UnicodeDecodeError:
+        return None
+
+
+class Desired(object):
+    """What the task asks for."""
+
+    def __init__(self, path, mode=None, owner=None, group=None):
+        self.path = path
+        self.mode = mode
+        self.owner = owner
+        self.group = group
+
+    @property
+    def wants_attributes(self):
+        return self.mode is not None or self.owner is not None or self.group is not None
+
+    def attribute_changes(self, current):
+        """{name: (before, after)} for requested attributes that differ from `current` (None: new file)."""
+        changes = {}
+        if self.owner is not None and (current is None or not _matches(self.owner, current.uid, current.user)):
+            changes['owner'] = (None if current is None else current.user, self.owner)
+        if self.group is not None and (current is None or not _matches(self.group, current.gid, current.group)):
+            changes['group'] = (None if current is None else current.group, self.group)
+        if self.mode is not None and (current is None or current.mode != self.mode):
+            changes['mode'] = (None if current is None else '{0:04o}'.format(current.mode), '{0:04o}'.format(self.mode))
+        return changes
+
+
+def _inspect_target(guest, path):
+    """(target path, GuestStat or None, the GuestToolMissingError when stat cannot run) for a file to write.
+
+    Follows a symbolic link to its file; fails for a missing parent directory, a directory or a non-file.
+    """
+    try:
+        current = guest.stat(path)
+    except GuestToolMissingError as exc:
+        return path, None, exc
+    target = path
+    if current is None:
+        parent = posixpath.dirname(path) or '/'
+        parent_stat = guest.stat(parent, follow=True)
+        if parent_stat is None:
+            raise GuestFileError(path, 'the guest directory {0} does not exist, so {1} cannot be created'.format(
+                parent, path), reason='missing_directory')
+        if parent_stat.kind != 'directory':
+            raise GuestFileError(path, 'cannot create {0}: {1} is not a directory in the guest'.format(path, parent),
+                                 reason='not_directory')
+        return target, None, None
+    if current.kind == 'link':
+        followed = guest.stat(path, follow=True)
+        if followed is None:
+            raise GuestFileError(path, '{0} is a dangling symbolic link in the guest; point it at a file or '
+                                       'remove it first'.format(path), reason='dangling_link')
+        target = guest.realpath(path)
+        current = followed
+    if current.kind == 'directory':
+        raise GuestFileError(path, '{0} is a directory in the guest, not a file'.format(path), reason='directory')
+    if current.kind != 'file':
+        raise GuestFileError(path, '{0} is not a regular file in the guest (it is a {1})'.format(path, current.kind),
+                             reason='not_file')
+    return target, current, None
+
+
+def ensure_present(guest, source, desired, check_mode=False, diff_mode=False):
+    """Make the guest file hold the source's bytes (and the requested attributes)."""
+    path = desired.path
+    exec_error = guest.exec_unavailable()
+    if desired.wants_attributes and exec_error is not None:
+        raise GuestFileError(path, 'mode, owner and group are set through guest-exec (chmod/chown in the guest), '
+                                   'which is not available: {0}'.format(exec_error), reason='exec_unavailable')
+    current = None
+    target = path
+    use_exec = exec_error is None
+    if use_exec:
+        target, current, missing_tool = _inspect_target(guest, path)
+        if missing_tool is not None:
+            if desired.wants_attributes:
+                raise GuestFileError(path, 'mode, owner and group need POSIX tools in the guest: {0}'.format(missing_tool),
+                                     reason='exec_unavailable')
+            use_exec = False
+            guest.mark_exec_unusable(missing_tool)
+            guest.warnings.append('guest-exec is offered but {0}; {1} is written in place, not through a temporary '
+                                  'file and a rename'.format(missing_tool, path))
+    if not use_exec:
+        guest.require('guest-file-open', 'guest-file-read', 'guest-file-close')
+        current = guest.probe(path)
+
+    # decide
+    compared_by = 'missing'
+    src_sum = None
+    if current is None:
+        content_changed = True
+    elif current.size != source.size:
+        content_changed = True
+        compared_by = 'size'
+    else:
+        guest_sum, compared_by = guest.checksum(target, current.size, use_exec)
+        src_sum = source.sha256()
+        content_changed = guest_sum != src_sum
+    attribute_changes = desired.attribute_changes(current)
+    changed = content_changed or bool(attribute_changes)
+
+    result = {'changed': changed, 'guest_path': path, 'state': 'present', 'compared_by': compared_by}
+    if target != path:
+        result['guest_target'] = target
+    if diff_mode and changed:
+        result['diff'] = _present_diff(guest, source, target, current, content_changed, attribute_changes)
+
+    if check_mode or not changed:
+        result['checksum'] = src_sum or source.sha256()
+        result['size'] = source.size
+        return result
+
+    if content_changed:
+        if use_exec:
+            written_sum, size = _replace_atomically(guest, source, target, current, desired)
+        else:
+            try:
+                written_sum, size = guest.write_stream(target, source)
+            except QemuVMError as exc:
+                raise GuestFileError(path, '{0}; {1} was being written in place (the agent offers no usable '
+                                           'guest-exec), so it may now be incomplete: run the task again'.format(
+                                               exc, target), reason=getattr(exc, 'reason', None))
+        result['atomic'] = use_exec
+        if src_sum is not None and written_sum != src_sum:
+            raise GuestFileError(path, 'the source {0} changed while it was copied (SHA-256 {1} before, {2} while '
+                                       'writing); run the task again'.format(source.label, src_sum, written_sum))
+        result['checksum'] = written_sum
+        result['size'] = size
+    else:
+        _apply_attributes(guest, target, desired.owner, desired.group, desired.mode)
+        result['checksum'] = src_sum
+        result['size'] = source.size
+    return result
+
+
+def _replace_atomically(guest, source, target, current, desired):
+    """Write a temporary file beside `target`, give it its attributes, rename it over `target`."""
+    tmp = temp_name(target)
+    mode, owner, group = desired.mode, desired.owner, desired.group
+    if current is not None:
+        # Keep what the replaced file had unless the task says otherwise.
+        mode = current.mode if mode is None else mode
+        owner = str(current.uid) if owner is None else owner
+        group = str(current.gid) if group is None else group
+    elif mode is None:
+        mode = guest.new_file_mode()
+    try:
+        # Created 0600 before the first byte: the content is never readable by others in between.
+        for leftover in guest.create_private(tmp):
+            guest.warnings.append('deleted {0}, a temporary file an interrupted earlier run left in the '
+                                  'guest'.format(leftover))
+        written = guest.write_stream(tmp, source)
+        _apply_attributes(guest, tmp, owner, group, mode)
+        guest.rename(tmp, target)
+    except GuestFileError as exc:
+        guest.remove_quietly(tmp)
+        raise GuestFileError(target, 'writing {0} through the temporary file {1} failed, {0} is unchanged: {2}'.format(
+            target, posixpath.basename(tmp), exc), reason=exc.reason)
+    except BaseException:
+        guest.remove_quietly(tmp)
+        raise
+    return written
+
+
+def _apply_attributes(guest, path, owner, group, mode):
+    # Owner first: chown may clear set-id bits that chmod then sets.
+    if owner is not None or group is not None:
+        guest.chown(path, owner, group)
+    if mode is not None:
+        guest.chmod(path, mode)
+
+
+def _present_diff(guest, source, target, current, content_changed, attribute_changes):
+    diffs = []
+    if content_changed:
+        entry = {'before_header': target, 'after_header': source.label}
+        if source.size > DIFF_MAX_BYTES:
+            entry['src_larger'] = DIFF_MAX_BYTES
+        elif current is not None and current.size > DIFF_MAX_BYTES:
+            entry['dst_larger'] = DIFF_MAX_BYTES
+        else:
+            before = b'' if current is None else guest.read_small(target, DIFF_MAX_BYTES)
+            after = source.head(DIFF_MAX_BYTES + 1)
+            before_text = None if before is None else _is_text(before)
+            after_text = _is_text(after)
+            if before is None:
+                entry['dst_larger'] = DIFF_MAX_BYTES
+            elif before_text is None:
+                entry['dst_binary'] = 1
+            elif after_text is None:
+                entry['src_binary'] = 1
+            else:
+                entry['before'] = before_text
+                entry['after'] = after_text
+        diffs.append(entry)
+    if attribute_changes or current is None:
+        before = {'path': target, 'state': 'absent' if current is None else 'file'}
+        after = {'path': target, 'state': 'file'}
+        for name, (old, new) in sorted(attribute_changes.items()):
+            if current is not None:
+                before[name] = old
+            after[name] = new
+        diffs.append({'before': before, 'after': after})
+    return diffs
+
+
+def ensure_absent(guest, path, check_mode=False, diff_mode=False):
+    """Delete the guest file (guest-exec rm); nothing to do when it is not there."""
+    result = {'changed': False, 'guest_path': path, 'state': 'absent'}
+    exec_error = guest.exec_unavailable()
+    current = None
+    if exec_error is None:
+        try:
+            current = guest.stat(path)
+        except GuestToolMissingError as exc:
+            exec_error = exc
+    if exec_error is not None:
+        # Without guest-exec we can still tell that there is nothing to delete.
+        if command_unavailable(guest.qga, 'guest-file-open') is None:
+            try:
+                exists = guest.probe(path) is not None
+            except GuestFileError as exc:
+                exists = exc.reason != 'not_directory'
+            if not exists:
+                return result
+        raise GuestFileError(path, 'cannot delete {0}: the guest agent has no delete command, so this needs '
+                                   'guest-exec running rm in the guest, which is not available: {1}'.format(
+                                       path, exec_error), reason='exec_unavailable')
+    if current is None:
+        return result
+    if current.kind == 'directory':
+        raise GuestFileError(path, '{0} is a directory in the guest; state=absent deletes files only'.format(path),
+                             reason='directory')
+    result['changed'] = True
+    if diff_mode:
+        result['diff'] = {'before': {'path': path, 'state': 'link' if current.kind == 'link' else 'file'},
+                          'after': {'path': path, 'state': 'absent'}}
+    if not check_mode:
+        guest.remove(path)
+    return result
+
+
+def throughput(moved, milliseconds):
+    """MB/s (10**6 bytes per second) over the whole task, 0 when nothing moved."""
+    if not moved or milliseconds <= 0:
+        return 0.0
+    return round(moved / 1e6 / (milliseconds / 1000.0), 3)

@@ -1,0 +1,289 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qemu.vm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# This plugin_utils is PRIVATE to the qemu.vm collection: it can change at any time.
+"""What a QEMU command line says about a VM, and host names for VMs. Pure functions, no I/O.
+
+Used by the qemu.vm.qemu inventory plugin (discovery lives in discovery.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError
+
+AGENT_PORT_NAME = 'org.qemu.guest_agent.0'
+_TRUE = frozenset(['on', 'yes', 'true', 'y'])
+# Options whose value we read; every other option's value is skipped.
+_WANTED = frozenset(['name', 'uuid', 'qmp', 'qmp-pretty', 'chardev', 'mon', 'device'])
+_NIL_UUID = '00000000-0000-0000-0000-000000000000'
+
+
+def is_qemu_argv(argv):
+    """True when argv[0] names a QEMU system emulator."""
+    if not argv or not argv[0]:
+        return False
+    program = os.path.basename(argv[0])
+    return program.startswith('qemu-system-') or program in ('qemu-kvm', 'kvm')
+
+
+def split_opts(text):
+    """Split a QemuOpts string on single commas; a doubled comma is a literal comma."""
+    parts = []
+    current = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char == ',':
+            if text[i + 1:i + 2] == ',':
+                current.append(',')
+                i += 2
+                continue
+            parts.append(''.join(current))
+            current = []
+        else:
+            current.append(char)
+        i += 1
+    parts.append(''.join(current))
+    return parts
+
+
+def parse_opts(text, implied=None):
+    """'guest=a,process=b' or 'a,process=b' (with implied='guest') -> {'guest': 'a', 'process': 'b'}.
+
+    A bare word after the first is a flag ('server' means server=on); JSON objects
+    (QEMU's JSON form of -device) are read as such. When a key repeats, the last wins, as in QEMU.
+    """
+    stripped = text.lstrip()
+    if stripped.startswith('{'):
+        try:
+            loaded = json.loads(stripped)
+        except ValueError:
+            return {}
+        if not isinstance(loaded, dict):
+            return {}
+        return dict((str(k), _json_text(v)) for k, v in loaded.items())
+    opts = {}
+    for index, part in enumerate(split_opts(text)):
+        if '=' in part:
+            key, value = part.split('=', 1)
+        elif index == 0 and implied:
+            key, value = implied, part
+        elif part:
+            key, value = part, 'on'
+        else:
+            continue
+        opts[key] = value
+    return opts
+
+
+def _json_text(value):
+    if isinstance(value, bool):
+        return 'on' if value else 'off'
+    return str(value)
+
+
+def iter_options(argv):
+    """(option, value) for the options we read; value None when the command line ends early."""
+    i = 1
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if not arg.startswith('-') or arg == '-':
+            continue
+        option = arg[2:] if arg.startswith('--') else arg[1:]
+        if option in _WANTED:
+            value = argv[i] if i < len(argv) else None
+            i += 1
+            yield option, value
+
+
+def _resolve(path, cwd):
+    if os.path.isabs(path) or not cwd:
+        return path
+    return os.path.normpath(os.path.join(cwd, path))
+
+
+def socket_address(opts, cwd=None):
+    """Address of a listening socket chardev ('path' or 'host:port'), else None."""
+    if opts.get('server', 'off').lower() not in _TRUE:
+        return None  # a client-mode chardev connects to someone else's socket
+    if opts.get('path'):
+        return _resolve(opts['path'], cwd)
+    if opts.get('port'):
+        return '{0}:{1}'.format(opts.get('host') or 'localhost', opts['port'])
+    return None
+
+
+def legacy_chardev_address(spec, cwd=None):
+    """Address of a -qmp style chardev ('unix:PATH,server=on', 'tcp:HOST:PORT,server'), else None."""
+    opts = parse_opts(spec, implied='backend')
+    backend = opts.pop('backend', '')
+    if backend.startswith('unix:'):
+        opts['path'] = backend[len('unix:'):]
+    elif backend.startswith('tcp:'):
+        host, _sep, port = backend[len('tcp:'):].rpartition(':')
+        opts['host'], opts['port'] = host.strip('[]'), port
+    else:
+        return None
+    return socket_address(opts, cwd)
+
+
+def parse_cmdline(argv, cwd=None):
+    """What a QEMU argv says about its VM.
+
+    Returns {'name', 'uuid', 'qmp': [addresses of QMP monitors, in order], 'qga': agent socket or None}.
+    Relative socket paths are resolved against `cwd` (QEMU's working directory) when it is known.
+    """
+    info = {'name': None, 'uuid': None, 'qmp': [], 'qga': None}
+    chardevs = {}
+    monitors = []
+    agent_chardev = None
+    for option, value in iter_options(argv):
+        if value is None:
+            break
+        if option == 'name':
+            info['name'] = parse_opts(value, implied='guest').get('guest') or None
+        elif option == 'uuid':
+            info['uuid'] = value.strip().lower() or None
+        elif option in ('qmp', 'qmp-pretty'):
+            monitors.append(('address', legacy_chardev_address(value, cwd)))
+        elif option == 'chardev':
+            opts = parse_opts(value, implied='backend')
+            if opts.get('backend') == 'socket' and opts.get('id'):
+                chardevs[opts['id']] = socket_address(opts, cwd)
+        elif option == 'mon':
+            opts = parse_opts(value, implied='chardev')
+            if opts.get('mode') == 'control' and opts.get('chardev'):
+                monitors.append(('chardev', opts['chardev']))
+        elif option == 'device':
+            opts = parse_opts(value, implied='driver')
+            if (opts.get('driver') == 'virtserialport' and opts.get('name') == AGENT_PORT_NAME
+                    and opts.get('chardev') and agent_chardev is None):
+                agent_chardev = opts['chardev']
+    for kind, ref in monitors:
+        address = ref if kind == 'address' else chardevs.get(ref)
+        if address and address not in info['qmp']:
+            info['qmp'].append(address)
+    if agent_chardev is not None:
+        info['qga'] = chardevs.get(agent_chardev)
+    return info
+
+
+def normalize_uuid(text):
+    """QEMU reports the nil UUID when none was set: that is no UUID."""
+    if not text or text.lower() == _NIL_UUID:
+        return None
+    return text.lower()
+
+
+# -- host names -------------------------------------------------------------------
+
+_HOST_PORT = re.compile(r'^\[?(?P<host>[^\[\]/]+?)\]?:(?P<port>[0-9]{1,5})$')
+
+
+def socket_label(address):
+    """The name a VM without -name gets from its QMP socket: the directory's name, or host_port."""
+    if not address:
+        return None
+    match = _HOST_PORT.match(address) if '/' not in address else None
+    if match:
+        return '{0}_{1}'.format(match.group('host'), match.group('port'))
+    label = os.path.basename(os.path.dirname(os.path.normpath(address)))
+    return label or None
+
+
+def base_name(vm):
+    """-name, else the QMP socket's directory name, else qemu-<pid>."""
+    name = vm.get('name') or socket_label(vm.get('qmp'))
+    if not name and vm.get('pid'):
+        name = 'qemu-{0}'.format(vm['pid'])
+    return name or 'qemu'
+
+
+def assign_host_names(vms):
+    """Unique host names for `vms` (same order) and the names that had to be made unique.
+
+    Among VMs sharing a name, the one with the lowest (pid, QMP socket) keeps it and the
+    others get -2, -3, ... (skipping names already taken), so names stay stable across runs.
+    """
+    bases = [base_name(vm) for vm in vms]
+    taken = set(bases)
+    order = sorted(range(len(vms)), key=lambda i: (bases[i], vms[i].get('pid') or 0, vms[i].get('qmp') or ''))
+    names = [None] * len(vms)
+    seen = set()
+    duplicates = []
+    for index in order:
+        base = bases[index]
+        if base not in seen:
+            seen.add(base)
+            names[index] = base
+            continue
+        if base not in duplicates:
+            duplicates.append(base)
+        suffix = 2
+        while '{0}-{1}'.format(base, suffix) in taken:
+            suffix += 1
+        names[index] = '{0}-{1}'.format(base, suffix)
+        taken.add(names[index])
+    return names, duplicates
+
+
+# -- socket patterns --------------------------------------------------------------
+
+def glob_regex(pattern):
+    """A regex matching what glob matches for `pattern`, with one group per wildcard."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == '*':
+            while pattern[i + 1:i + 2] == '*':
+                i += 1
+            out.append('([^/]*)')
+        elif char == '?':
+            out.append('([^/])')
+        elif char == '[':
+            end = pattern.find(']', i + 2 if pattern[i + 1:i + 2] in ('!', ']') else i + 1)
+            if end < 0:
+                out.append(re.escape(char))
+            else:
+                body = pattern[i + 1:end]
+                if body.startswith('!'):
+                    body = '^' + body[1:]
+                out.append('([{0}])'.format(body.replace('\\', '\\\\')))
+                i = end
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return re.compile('^' + ''.join(out) + '$')
+
+
+def agent_address(template, qmp_path, qmp_pattern):
+    """The agent socket for a QMP socket matched by `qmp_pattern`, from the `qga` template.
+
+    Placeholders: {dir} (the QMP socket's directory), {dirname} (that directory's name),
+    {file} (the QMP socket's file name), {stem} (without its extension), and {0}, {1}, ...
+    (the text the first, second, ... wildcard of the pattern matched).
+    """
+    if not template:
+        return None
+    match = glob_regex(qmp_pattern).match(qmp_path)
+    groups = match.groups() if match else ()
+    directory = os.path.dirname(qmp_path)
+    file_name = os.path.basename(qmp_path)
+    try:
+        return template.format(*groups, dir=directory, dirname=os.path.basename(directory),
+                               file=file_name, stem=os.path.splitext(file_name)[0])
+    except (IndexError, KeyError, ValueError) as exc:
+        raise ParameterError('sockets', 'sockets: qga {0!r} for qmp {1!r}: unknown or bad placeholder ({2}); '
+                             'use {{dir}}, {{dirname}}, {{file}}, {{stem}} or {{0}}, {{1}}, ... for the '
+                             'wildcards'.format(template, qmp_pattern, exc))
+
+
+def has_wildcard(pattern):
+    return any(char in pattern for char in '*?[')

@@ -1,0 +1,477 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qemu.vm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""qemu_guest_file's streaming and decisions against an in-memory agent.
+
+The real agent is exercised in tests/system/test_guest_file.py; this fake covers what
+a real guest cannot easily show: every write's size, handles after a failure on any
+command, a connection lost mid-transfer, and peak memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+import os
+import posixpath
+import tracemalloc
+
+import pytest
+
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file import state as gf
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file import files as gfs
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file import transfer as gt
+from ansible_collections.qemu.vm.plugins.module_utils._errors import (
+    CommandDisabledError,
+    CommandError,
+    ConnectionLostError,
+    GuestFrozenError,
+)
+
+MIB = 1024 * 1024
+
+
+class FakeAgent(object):
+    """Enough of qemu-ga for _guest_file: guest-file-*, guest-exec of the POSIX tools it uses."""
+
+    timeout = 30.0
+
+    def __init__(self, files=None, blocked=(), keep_data=True, fail_on=None):
+        self.files = dict((k, bytearray(v)) for k, v in (files or {}).items())
+        self.dirs = {'/', '/data'}
+        self.modes = {}
+        self.owners = {}
+        self.blocked = set(blocked)
+        self.keep_data = keep_data
+        self.fail_on = fail_on or {}  # command -> (call number, desc) or an exception
+        self.handles = {}
+        self.next_handle = 1000
+        self.calls = []
+        self.writes = []
+        self.reconnects = 0
+        self.frozen = False
+        self.hashers = {}
+        self._exec = {}
+
+    # -- session --------------------------------------------------------------------------
+
+    def close(self):
+        pass
+
+    def open(self):
+        self.reconnects += 1
+
+    def command_state(self, name):
+        return 'disabled' if name in self.blocked else 'enabled'
+
+    def info(self):
+        names = ['guest-file-open', 'guest-file-read', 'guest-file-write', 'guest-file-close', 'guest-file-seek',
+                 'guest-exec', 'guest-exec-status', 'guest-fsfreeze-status']
+        return {'version': '7.2.0', 'supported_commands': [{'name': n, 'enabled': n not in self.blocked} for n in names]}
+
+    def execute(self, command, arguments=None, timeout=None):
+        arguments = arguments or {}
+        self.calls.append(command)
+        if command in self.blocked:
+            raise CommandError(command, 'CommandNotFound', 'Command {0} has been disabled'.format(command))
+        failure = self.fail_on.get(command)
+        if failure is not None:
+            number, error = failure
+            if self.calls.count(command) == number:
+                if isinstance(error, Exception):
+                    raise error
+                raise CommandError(command, 'GenericError', error)
+        handler = getattr(self, '_' + command.replace('-', '_'))
+        return handler(**dict((k.replace('-', '_'), v) for k, v in arguments.items()))
+
+    # -- guest-file-* -----------------------------------------------------------------------
+
+    def _guest_file_open(self, path, mode='r'):
+        if path in self.dirs and 'w' in mode:
+            raise CommandError('guest-file-open', 'GenericError',
+                               "failed to open file '{0}' (mode: '{1}'): Is a directory".format(path, mode))
+        if 'w' in mode:
+            if posixpath.dirname(path) not in self.dirs:
+                raise CommandError('guest-file-open', 'GenericError',
+                                   "failed to open file '{0}' (mode: '{1}'): No such file or directory".format(path, mode))
+            self.files[path] = bytearray()
+            self.modes.setdefault(path, 0o666)
+            self.hashers[path] = hashlib.sha256()
+        elif path not in self.files and path not in self.dirs:
+            raise CommandError('guest-file-open', 'GenericError',
+                               "failed to open file '{0}' (mode: '{1}'): No such file or directory".format(path, mode))
+        handle = self.next_handle
+        self.next_handle += 1
+        self.handles[handle] = [path, 0]
+        return handle
+
+    def _guest_file_read(self, handle, count=4096):
+        path, pos = self.handles[handle]
+        if path in self.dirs:
+            raise CommandError('guest-file-read', 'GenericError', 'failed to read file: Is a directory')
+        data = bytes(self.files[path][pos:pos + count])
+        self.handles[handle][1] = pos + len(data)
+        return {'count': len(data), 'buf-b64': base64.b64encode(data).decode(), 'eof': len(data) < count}
+
+    def _guest_file_write(self, handle, buf_b64):
+        path = self.handles[handle][0]
+        data = base64.b64decode(buf_b64)
+        self.writes.append(len(data))
+        self.hashers[path].update(data)
+        if self.keep_data:
+            self.files[path] += data
+        return {'count': len(data), 'eof': False}
+
+    def _guest_file_seek(self, handle, offset, whence):
+        path = self.handles[handle][0]
+        size = len(self.files.get(path, b''))
+        position = {'set': offset, 'cur': self.handles[handle][1] + offset, 'end': size + offset}[whence]
+        self.handles[handle][1] = position
+        return {'position': position, 'eof': position >= size}
+
+    def _guest_file_close(self, handle):
+        del self.handles[handle]
+
+    def _guest_fsfreeze_status(self):
+        return 'frozen' if self.frozen else 'thawed'
+
+    # -- guest-exec ---------------------------------------------------------------------------
+
+    def _guest_exec(self, path, arg=(), capture_output=False, input_data=None):
+        pid = len(self._exec) + 1
+        self._exec[pid] = self._run([path] + list(arg))
+        return {'pid': pid}
+
+    def _guest_exec_status(self, pid):
+        code, out, err = self._exec.pop(pid)
+        return {'exited': True, 'exitcode': code, 'out-data': base64.b64encode(out).decode(),
+                'err-data': base64.b64encode(err).decode()}
+
+    def _run(self, argv):
+        tool, args = argv[0], [a for a in argv[1:] if a not in ('--', '-f', '-L')]
+        if tool == 'stat':
+            path = args[-1]
+            if path in self.dirs:
+                return 0, '1024 755 0 0 root root directory\n'.encode(), b''
+            if path not in self.files:
+                return 1, b'', "stat: can't stat '{0}': No such file or directory\n".format(path).encode()
+            uid, gid = self.owners.get(path, (0, 0))
+            return 0, '{0} {1:o} {2} {3} u{2} g{3} regular file\n'.format(
+                len(self.files[path]), self.modes.get(path, 0o644), uid, gid).encode(), b''
+        if tool == 'sha256sum':
+            return 0, '{0}  {1}\n'.format(hashlib.sha256(self.files[args[0]]).hexdigest(), args[0]).encode(), b''
+        if tool == 'mv':
+            self.files[args[1]] = self.files.pop(args[0])
+            self.modes[args[1]] = self.modes.pop(args[0], 0o666)
+            self.owners[args[1]] = self.owners.pop(args[0], (0, 0))
+            return 0, b'', b''
+        if tool == 'rm':
+            self.files.pop(args[0], None)
+            return 0, b'', b''
+        if tool == 'chmod':
+            self.modes[args[1]] = int(args[0], 8)
+            return 0, b'', b''
+        if tool == 'chown':
+            owner, _colon, group = args[0].partition(':')
+            uid, gid = self.owners.get(args[1], (0, 0))
+            self.owners[args[1]] = (int(owner) if owner else uid, int(group) if group else gid)
+            return 0, b'', b''
+        if tool == 'sh':
+            return 0, b'0022\n', b''
+        raise AssertionError('unexpected guest command {0!r}'.format(argv))
+
+
+def source_file(tmp_path, size, name='src.bin'):
+    path = tmp_path / name
+    path.write_bytes(os.urandom(size))
+    return gt.Source(path=str(path))
+
+
+def write(agent, source, chunk):
+    guest = gfs.GuestFiles(agent, chunk)
+    return guest, guest.write_stream('/data/f', source)
+
+
+# -- streaming ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('size', [0, 1, 4095, 4096, 4097, 3 * 4096 + 1])
+def test_writes_are_full_chunks_and_byte_exact(tmp_path, size):
+    agent = FakeAgent()
+    source = source_file(tmp_path, size)
+    guest, (digest, written) = write(agent, source, 4096)
+    data = (tmp_path / 'src.bin').read_bytes()
+    assert (digest, written) == (hashlib.sha256(data).hexdigest(), size)
+    assert bytes(agent.files['/data/f']) == data
+    assert agent.writes == [4096] * (size // 4096) + ([size % 4096] if size % 4096 else [])
+    assert agent.handles == {}
+    assert guest.written_bytes == size
+
+
+@pytest.mark.parametrize('size', [0, 1, 4095, 4096, 4097])
+def test_reads_hash_while_streaming(size):
+    data = os.urandom(size)
+    agent = FakeAgent({'/data/f': data})
+    guest = gfs.GuestFiles(agent, 4096)
+    parts = []
+    digest, got = guest.read_stream('/data/f', parts.append)
+    assert (digest, got) == (hashlib.sha256(data).hexdigest(), size)
+    assert b''.join(parts) == data
+    assert agent.calls.count('guest-file-read') == size // 4096 + 1
+    assert agent.handles == {}
+    assert guest.read_bytes == size
+
+
+def test_read_small_stops_past_the_limit():
+    agent = FakeAgent({'/data/big': b'x' * 10000, '/data/small': b'y' * 100})
+    guest = gfs.GuestFiles(agent, 4096)
+    assert guest.read_small('/data/big', 1000) is None
+    assert guest.read_small('/data/small', 1000) == b'y' * 100
+    assert agent.handles == {}
+
+
+def test_content_source_needs_no_copy():
+    data = b'hello'
+    agent = FakeAgent()
+    guest = gfs.GuestFiles(agent, 4096)
+    digest, size = guest.write_stream('/data/f', gt.Source(data=data))
+    assert bytes(agent.files['/data/f']) == data and size == 5 and digest == hashlib.sha256(data).hexdigest()
+
+
+def test_write_chunk_stays_under_the_agent_json_limit(tmp_path, monkeypatch):
+    # 64 MiB of JSON tokens per request: the base64 text plus the rest of the request must fit.
+    assert 4 * math.ceil(gt.MAX_WRITE_CHUNK / 3.0) + 1024 < 64 * MIB
+    monkeypatch.setattr(gt, 'MAX_WRITE_CHUNK', 1000)
+    agent = FakeAgent()
+    write(agent, source_file(tmp_path, 2500), gf.MAX_CHUNK)
+    assert agent.writes == [1000, 1000, 500]
+
+
+def test_memory_is_bounded_by_the_chunk_not_the_file(tmp_path):
+    source = source_file(tmp_path, 32 * MIB)
+    agent = FakeAgent(keep_data=False)
+    tracemalloc.start()
+    try:
+        write(agent, source, MIB)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert agent.writes == [MIB] * 32
+    # One chunk, its base64 text and the fake's decoded copy: a few MiB, not 32.
+    assert peak < 6 * MIB, peak
+
+
+@pytest.mark.parametrize('command', ['guest-file-write', 'guest-file-read'])
+def test_handle_closed_when_a_command_fails(tmp_path, command):
+    agent = FakeAgent({'/data/g': b'z' * 10000},
+                      fail_on={command: (2, 'failed to write to file: No space left on device')})
+    guest = gfs.GuestFiles(agent, 4096)
+    with pytest.raises(gfs.GuestFileError) as caught:
+        if command == 'guest-file-write':
+            guest.write_stream('/data/f', source_file(tmp_path, 10000))
+        else:
+            guest.read_stream('/data/g')
+    assert agent.handles == {}
+    if command == 'guest-file-write':
+        assert caught.value.reason == 'no_space' and 'full' in str(caught.value)
+
+
+def test_handle_closed_after_a_lost_connection(tmp_path):
+    agent = FakeAgent(fail_on={'guest-file-write': (1, ConnectionLostError('qga.sock', 'gone'))})
+    guest = gfs.GuestFiles(agent, 4096)
+    # The first close attempt finds the session lost too; the second, after reconnecting, works.
+    original = agent._guest_file_close
+    attempts = []
+
+    def close(handle):
+        attempts.append(handle)
+        if len(attempts) == 1:
+            raise ConnectionLostError('qga.sock', 'gone')
+        return original(handle)
+
+    agent._guest_file_close = close
+    with pytest.raises(ConnectionLostError):
+        guest.write_stream('/data/f', source_file(tmp_path, 10))
+    assert agent.reconnects == 1 and agent.handles == {}
+
+
+def test_blocked_file_commands_are_named():
+    agent = FakeAgent({'/data/g': b'z'}, blocked=gt.FILE_COMMANDS)
+    guest = gfs.GuestFiles(agent, 4096)
+    with pytest.raises(CommandDisabledError) as caught:
+        guest.read_stream('/data/g')
+    message = str(caught.value)
+    assert 'file commands blocked' in message and 'guest-file-read' in message and 'RHEL' in message
+    assert [c for c in agent.calls if c.startswith('guest-file')] == []
+
+
+# -- decisions ------------------------------------------------------------------------------------
+
+
+def present(agent, data, check_mode=False, **desired):
+    guest = gfs.GuestFiles(agent, 4096)
+    return gf.ensure_present(guest, gt.Source(data=data), gf.Desired('/data/f', **desired), check_mode)
+
+
+def test_present_decides_by_size_before_checksum():
+    agent = FakeAgent({'/data/f': b'old'})
+    result = present(agent, b'longer', check_mode=True)
+    assert (result['changed'], result['compared_by']) == (True, 'size')
+    assert 'guest-file-read' not in agent.calls and 'guest-file-open' not in agent.calls
+    same = present(agent, b'old')
+    assert (same['changed'], same['compared_by']) == (False, 'sha256sum')
+    other = present(agent, b'OLD')
+    assert (other['changed'], other['compared_by'], other['atomic']) == (True, 'sha256sum', True)
+    assert bytes(agent.files['/data/f']) == b'OLD'
+    assert sorted(agent.files) == ['/data/f']  # the temporary file was renamed
+
+
+def test_present_without_exec_streams_and_writes_in_place():
+    agent = FakeAgent({'/data/f': b'old'}, blocked=('guest-exec',))
+    same = present(agent, b'old')
+    assert (same['changed'], same['compared_by']) == (False, 'stream')
+    other = present(agent, b'new')
+    assert (other['changed'], other['atomic']) == (True, False)
+    assert bytes(agent.files['/data/f']) == b'new' and agent.handles == {}
+    with pytest.raises(gfs.GuestFileError) as caught:
+        present(agent, b'new', mode=0o600)
+    assert 'guest-exec' in str(caught.value)
+    agent.fail_on = {'guest-file-write': (agent.calls.count('guest-file-write') + 1, 'failed to write to file: '
+                                          'No space left on device')}
+    with pytest.raises(gfs.GuestFileError) as caught:
+        present(agent, b'newer')
+    assert 'may now be incomplete' in str(caught.value) and caught.value.reason == 'no_space'
+    assert agent.handles == {}
+
+
+def test_present_check_mode_writes_nothing():
+    agent = FakeAgent()
+    result = present(agent, b'data', check_mode=True, mode=0o600)
+    assert result['changed'] and result['checksum'] == hashlib.sha256(b'data').hexdigest()
+    assert agent.files == {} and 'guest-file-write' not in agent.calls
+
+
+def test_atomic_replace_keeps_attributes_and_cleans_up_on_failure():
+    agent = FakeAgent({'/data/f': b'old'})
+    agent.modes['/data/f'] = 0o604
+    agent.owners['/data/f'] = (1000, 50)
+    present(agent, b'newer')
+    assert (agent.modes['/data/f'], agent.owners['/data/f']) == (0o604, (1000, 50))
+
+    next_write = agent.calls.count('guest-file-write') + 1
+    agent.fail_on = {'guest-file-write': (next_write, 'failed to write to file: No space left on device')}
+    with pytest.raises(gfs.GuestFileError) as caught:
+        present(agent, b'newest!')
+    assert 'is unchanged' in str(caught.value) and caught.value.reason == 'no_space'
+    assert sorted(agent.files) == ['/data/f'] and bytes(agent.files['/data/f']) == b'newer'
+    assert agent.handles == {}
+
+
+def test_new_file_gets_the_umask_mode():
+    agent = FakeAgent()
+    present(agent, b'x')
+    assert agent.modes['/data/f'] == 0o644
+
+
+def test_missing_directory_and_directory_errors():
+    agent = FakeAgent()
+    guest = gfs.GuestFiles(agent, 4096)
+    with pytest.raises(gfs.GuestFileError) as caught:
+        gf.ensure_present(guest, gt.Source(data=b'x'), gf.Desired('/nodir/f'))
+    assert caught.value.reason == 'missing_directory' and '/nodir does not exist' in str(caught.value)
+    with pytest.raises(gfs.GuestFileError) as caught:
+        gf.ensure_present(guest, gt.Source(data=b'x'), gf.Desired('/data'))
+    assert caught.value.reason == 'directory'
+    with pytest.raises(gfs.GuestFileError) as caught:
+        gf.ensure_absent(guest, '/data')
+    assert caught.value.reason == 'directory'
+
+
+@pytest.mark.parametrize('state', ['present', 'absent'])
+def test_frozen_guest_says_how_to_thaw(state):
+    agent = FakeAgent({'/data/f': b'x'}, blocked=gt.FILE_COMMANDS + gfs.EXEC_COMMANDS)
+    agent.frozen = True
+    guest = gfs.GuestFiles(agent, 4096)
+    with pytest.raises(GuestFrozenError) as caught:
+        if state == 'present':
+            gf.ensure_present(guest, gt.Source(data=b'y'), gf.Desired('/data/f'))
+        else:
+            gf.ensure_absent(guest, '/data/f')
+    assert 'thaw' in str(caught.value)
+
+
+def test_absent_without_exec():
+    agent = FakeAgent({'/data/f': b'x'}, blocked=('guest-exec',))
+    guest = gfs.GuestFiles(agent, 4096)
+    assert gf.ensure_absent(guest, '/data/missing')['changed'] is False
+    with pytest.raises(gfs.GuestFileError) as caught:
+        gf.ensure_absent(guest, '/data/f')
+    assert 'guest-exec' in str(caught.value) and 'no delete command' in str(caught.value)
+    assert agent.handles == {}
+
+
+def test_attribute_changes():
+    current = gfs.GuestStat(3, 0o644, 1000, 50, 'alice', 'staff', 'file')
+    assert gf.Desired('/f', 0o644, 'alice', '50').attribute_changes(current) == {}
+    assert gf.Desired('/f', 0o600, '1000', 'root').attribute_changes(current) == {
+        'mode': ('0644', '0600'), 'group': ('staff', 'root')}
+    assert gf.Desired('/f', 0o600).attribute_changes(None) == {'mode': (None, '0600')}
+
+
+# -- input ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('value, mode', [('0644', 0o644), ('644', 0o644), ('1777', 0o1777), (0o600, 0o600),
+                                         (420, 0o644), (None, None)])
+def test_good_modes(value, mode):
+    assert gf.parse_mode(value) == mode
+
+
+@pytest.mark.parametrize('value', ['u+rw', '0888', '99999', True, 0o10000, ''])
+def test_bad_modes(value):
+    with pytest.raises(ValueError) as caught:
+        gf.parse_mode(value)
+    assert 'mode' in str(caught.value)
+
+
+@pytest.mark.parametrize('path', ['/a', '/a/b.txt', 'C:\\Windows\\x.txt', 'c:/x'])
+def test_good_paths(path):
+    gf.check_guest_path(path)
+
+
+@pytest.mark.parametrize('path', ['', 'rel/x', './x', '/data/', 'a\0b'])
+def test_bad_paths(path):
+    with pytest.raises(ValueError) as caught:
+        gf.check_guest_path(path)
+    assert str(caught.value).startswith('path ')
+
+
+def test_chunk_size_bounds():
+    assert gf.check_chunk_size(None) == MIB  # the default, figure 2 of bench/results.md
+    assert gf.check_chunk_size(48 * MIB) == 48 * MIB
+    for bad in (0, 1023, 48 * MIB + 1):
+        with pytest.raises(ValueError) as caught:
+            gf.check_chunk_size(bad)
+        assert 'chunk_size' in str(caught.value)
+
+
+def test_stat_parsing():
+    st = gfs.GuestStat.parse('25 644 0 0 root root regular file\n')
+    assert (st.size, st.mode, st.kind, st.user) == (25, 0o644, 'file', 'root')
+    assert gfs.GuestStat.parse('0 4755 1 2 a b regular empty file').kind == 'file'
+    assert gfs.GuestStat.parse('9 777 0 0 root root symbolic link').kind == 'link'
+    with pytest.raises(ValueError):
+        gfs.GuestStat.parse('garbage')
+
+
+def test_temp_name_is_hidden_beside_the_target():
+    name = gfs.temp_name('/etc/app/config.yml')
+    assert name.startswith('/etc/app/.config.yml.qemu-vm-') and name.endswith('.tmp')
+    assert len(posixpath.basename(gfs.temp_name('/x/' + 'n' * 300))) < 255
+    assert gfs.temp_name('/a') != gfs.temp_name('/a')
+
+
+def test_throughput():
+    assert gf.throughput(0, 100) == 0.0
+    assert gf.throughput(10 ** 6, 500) == 2.0
