@@ -45,7 +45,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # Make `ansible_collections.qemu.vm` importable and `qemu.vm.*` resolvable.
 COLLECTION_ENV := ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS_DIR) PYTHONPATH=$(COLLECTIONS_DIR)
 
-.PHONY: help venv venv-core tools deps guest collection test ci matrix units system molecule sanity lint \
+.PHONY: help venv venv-core tools deps guest collection test ci matrix units system molecule sanity lint ruff \
 	docs-lint docs artifact ee changelog demo bench clean distclean
 
 help:
@@ -57,6 +57,7 @@ help:
 	@echo "make molecule    the qemu.vm.backup role's molecule scenario (boots a real VM)"
 	@echo "make sanity      ansible-test sanity on a clean copy, compile/import on Python 3.8+ (CORE=...)"
 	@echo "make lint        ansible-lint --profile production"
+	@echo "make ruff        ruff (pyupgrade rules for Python 3.8, ruff.toml) on every Python file"
 	@echo "make docs-lint   antsibull-docs lint-collection-docs --plugin-docs"
 	@echo "make docs        HTML docs site (antsibull-docs + Sphinx) in build/docs/html, checked"
 	@echo "make artifact    ansible-galaxy collection build, install, run a module on a real VM"
@@ -114,7 +115,7 @@ collection:
 
 # Runs every suite even when an earlier one fails, then fails if any failed; prints how long
 # each took. `artifact` comes before `ee`, which puts the built collection in its context.
-SUITES := matrix system molecule lint docs-lint docs changelog artifact ee
+SUITES := ruff matrix system molecule lint docs-lint docs changelog artifact ee
 
 test: deps venv guest collection
 	@failed=""; times=""; \
@@ -173,6 +174,10 @@ sanity: deps $(CORE_STAMP)
 lint: venv collection
 	rm -rf build/lint-home && mkdir -p build/lint-home
 	HOME=$(CURDIR)/build/lint-home PATH=$(VENV_BIN):$$PATH $(COLLECTION_ENV) $(VENV_BIN)/ansible-lint --profile production
+
+# pyupgrade rules (ruff.toml); pep8 and pylint run in ansible-test sanity.
+ruff: venv
+	$(VENV_BIN)/ruff check .
 
 # --- docs, artifact, execution environment, changelog --------------------------
 

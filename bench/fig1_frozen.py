@@ -42,8 +42,7 @@ def details(fig):
         '- floor, tap: {0}; floor, its own clock: {1}'.format(samples(fig['floor_tap_ms']), samples(fig['floor_ms'])),
         '- floor, QEMU downtime of the save: {0}'.format(samples(fig['floor_downtime_ms'])),
         '- naive play, tap: {0}'.format(samples(fig['naive_tap_ms'])),
-        '- frozen but not stopped (window minus downtime), medians: role {0:.0f} ms, floor {1:.0f} ms'.format(
-            median(role_rest), median(floor_rest)),
+        f'- frozen but not stopped (window minus downtime), medians: role {median(role_rest):.0f} ms, floor {median(floor_rest):.0f} ms',
         '- role/floor ratio per round (same round): {0}; median {1:.2f}'.format(
             samples(ratios, '{0:.2f}'), median(ratios)),
         '- whole playbook wall time, role: {0} s; naive: {1} s'.format(

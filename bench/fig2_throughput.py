@@ -51,7 +51,7 @@ PLAY = """- name: bench qemu.vm.qga copy and fetch
 
 
 def _label(chunk):
-    return '{0} MiB'.format(chunk // MIB) if chunk >= MIB else '{0} KiB'.format(chunk >> 10)
+    return f'{chunk // MIB} MiB' if chunk >= MIB else f'{chunk >> 10} KiB'
 
 
 def _sweep(ctx, vm, fig, data, get_src):
@@ -71,7 +71,7 @@ def _sweep(ctx, vm, fig, data, get_src):
                 '{0} {1:.2f}'.format(_label(c), sweep[str(c)]['get_mbps'][-1]) for c in CHUNKS)))
     figures.guest_rm(vm, path)
     for way in ('put', 'get'):
-        fig['best_{0}_chunk'.format(way)] = max(CHUNKS, key=lambda c, w=way: median(sweep[str(c)][w + '_mbps']))
+        fig[f'best_{way}_chunk'] = max(CHUNKS, key=lambda c, w=way: median(sweep[str(c)][w + '_mbps']))
 
 
 def _module_rounds(ctx, vm, fig, src, src_sum, data, get_src, get_sum):
@@ -80,18 +80,18 @@ def _module_rounds(ctx, vm, fig, src, src_sum, data, get_src, get_sum):
     get_chunk = min(fig['best_get_chunk'], MAX_FILE_CHUNK)
 
     def module_put(index):
-        path = '{0}/module-put-{1}'.format(GUEST_DIR, index)
+        path = f'{GUEST_DIR}/module-put-{index}'
         result, wall, rss = run_module_process('qemu_guest_file', {
             'qga': vm.qga_path, 'path': path, 'src': src, 'remote_src': True})
         if result.get('checksum') != src_sum or not result.get('changed'):
-            raise RuntimeError('qemu_guest_file put wrote something else: {0}'.format(result))
+            raise RuntimeError(f'qemu_guest_file put wrote something else: {result}')
         fig['module_put_mbps'].append(result['mb_per_s'])
         fig['module_put_wall_s'].append(wall)
         fig['module_put_rss_kib'].append(rss)
         figures.guest_rm(vm, path)
 
     def bare_put(index):
-        path = '{0}/floor-put-{1}'.format(GUEST_DIR, index)
+        path = f'{GUEST_DIR}/floor-put-{index}'
         with QGASession(vm.qga_path, timeout=300) as qga:
             fig['floor_put_mbps'].append(figures.floor_put(qga, path, data, put_chunk))
         figures.guest_rm(vm, path)
@@ -101,7 +101,7 @@ def _module_rounds(ctx, vm, fig, src, src_sum, data, get_src, get_sum):
         result, wall, rss = run_module_process('qemu_guest_file', {
             'qga': vm.qga_path, 'path': get_src, 'state': 'fetched', 'dest': dest})
         if result.get('checksum') != get_sum or figures._sha256(dest) != get_sum:  # pylint: disable=protected-access
-            raise RuntimeError('qemu_guest_file get fetched something else: {0}'.format(result))
+            raise RuntimeError(f'qemu_guest_file get fetched something else: {result}')
         fig['module_get_mbps'].append(result['mb_per_s'])
         fig['module_get_wall_s'].append(wall)
         fig['module_get_rss_kib'].append(rss)
@@ -127,8 +127,8 @@ def _module_rounds(ctx, vm, fig, src, src_sum, data, get_src, get_sum):
 def _connection_rounds(ctx, vm, fig, src, src_sum, get_src, get_sum):
     inventory = os.path.join(ctx.output, 'fig2-inventory.ini')
     with open(inventory, 'w') as handle:
-        handle.write('guest ansible_connection=qemu.vm.qga ansible_qemu_qga={0} '
-                     'ansible_python_interpreter=/usr/bin/python3\n'.format(vm.qga_path))
+        handle.write(f'guest ansible_connection=qemu.vm.qga ansible_qemu_qga={vm.qga_path} '
+                     'ansible_python_interpreter=/usr/bin/python3\n')
     dest = os.path.join(ctx.output, 'conn-fetched.bin')
     play = os.path.join(ctx.output, 'fig2-play.yml')
     with open(play, 'w') as handle:
@@ -139,15 +139,14 @@ def _connection_rounds(ctx, vm, fig, src, src_sum, get_src, get_sum):
         started = time.perf_counter()
         proc = subprocess.run([os.path.join(BIN, 'ansible-playbook'), '-vvvv', '-i', inventory, play],
                               env=ansible_env({'ANSIBLE_PIPELINING': 'True'}), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, universal_newlines=True, check=False)
+                              stderr=subprocess.STDOUT, text=True, check=False)
         wall = time.perf_counter() - started
         timed = {}
         for way, size, seconds in TIMED.findall(proc.stdout):
             if int(size) == fig['size']:
                 timed[way] = int(size) / 1e6 / float(seconds)
         if proc.returncode != 0 or set(timed) != {'PUT', 'FETCH'}:
-            raise RuntimeError('the qga copy/fetch play failed (rc={0}):\n{1}'.format(
-                proc.returncode, proc.stdout[-4000:]))
+            raise RuntimeError(f'the qga copy/fetch play failed (rc={proc.returncode}):\n{proc.stdout[-4000:]}')
         if figures._sha256(dest) != get_sum:  # pylint: disable=protected-access
             raise RuntimeError('the qga fetch brought back something else')
         os.unlink(dest)
@@ -173,10 +172,10 @@ def measure(ctx, size=64 * MIB, small=MIB, small_chunk=4096):
                 'conn_put_mbps', 'conn_get_mbps', 'conn_play_wall_s'):
         fig[key] = []
     get_src = GUEST_DIR + '/get-source'
-    code, out, err = vm.guest_exec(['sh', '-c', 'head -c {0} /dev/urandom > {1} && sha256sum {1}'.format(size, get_src)],
+    code, out, err = vm.guest_exec(['sh', '-c', f'head -c {size} /dev/urandom > {get_src} && sha256sum {get_src}'],
                                    timeout=300)
     if code != 0:
-        raise RuntimeError('cannot make {0} in the guest: {1}'.format(get_src, err))
+        raise RuntimeError(f'cannot make {get_src} in the guest: {err}')
     get_sum = out.decode('ascii', 'replace').split()[0]
     _sweep(ctx, vm, fig, data, get_src)
     _module_rounds(ctx, vm, fig, src, src_sum, data, get_src, get_sum)
@@ -195,25 +194,25 @@ def rows(fig):
     small = '{0} KiB chunks ({1} MiB file)'.format(fig['small_chunk'] // 1024, fig['small_size'] // MIB)
     out = []
     for way, verb in (('put', 'write'), ('get', 'read')):
-        best = fig.get('best_{0}_chunk'.format(way))
-        floor = median(fig['floor_{0}_mbps'.format(way)])
-        floor_name = ('floor: bare guest-file-{0} loop, fastest chunk of the sweep ({1})'.format(verb, _label(best))
-                      if best else 'floor: bare 48 MiB guest-file-{0} loop'.format(verb))
-        value = median(fig['module_{0}_mbps'.format(way)])
-        out.append(row('2' + way, 'qemu_guest_file {0} {1}'.format(way, size), value, 'MB/s', floor_name, floor, 0.8,
+        best = fig.get(f'best_{way}_chunk')
+        floor = median(fig[f'floor_{way}_mbps'])
+        floor_name = (f'floor: bare guest-file-{verb} loop, fastest chunk of the sweep ({_label(best)})'
+                      if best else f'floor: bare 48 MiB guest-file-{verb} loop')
+        value = median(fig[f'module_{way}_mbps'])
+        out.append(row('2' + way, f'qemu_guest_file {way} {size}', value, 'MB/s', floor_name, floor, 0.8,
                        higher_is_better=True))
-        if fig.get('conn_{0}_mbps'.format(way)):
+        if fig.get(f'conn_{way}_mbps'):
             out.append(row('2c' + way, 'qemu.vm.qga connection {0} {1}'.format(
-                'put_file' if way == 'put' else 'fetch_file', size), median(fig['conn_{0}_mbps'.format(way)]), 'MB/s',
+                'put_file' if way == 'put' else 'fetch_file', size), median(fig[f'conn_{way}_mbps']), 'MB/s',
                 floor_name, floor, 0.8, higher_is_better=True))
         if fig.get('sweep'):
             largest = median(fig['sweep'][str(fig['chunks'][-1])][way + '_mbps'])
-            out.append(row('2s' + way, 'Sweep: guest-file-{0} at the fastest chunk ({1})'.format(verb, _label(best)),
+            out.append(row('2s' + way, f'Sweep: guest-file-{verb} at the fastest chunk ({_label(best)})',
                            median(fig['sweep'][str(best)][way + '_mbps']), 'MB/s',
                            'the same loop in {0} chunks'.format(_label(fig['chunks'][-1])), largest,
                            higher_is_better=True))
-        out.append(row('2' + way + '4k', 'qemu_guest_file {0} {1}'.format(way, size), value, 'MB/s',
-                       'guest-file-{0} in {1}'.format(verb, small), median(fig['chunk4k_{0}_mbps'.format(way)]),
+        out.append(row('2' + way + '4k', f'qemu_guest_file {way} {size}', value, 'MB/s',
+                       f'guest-file-{verb} in {small}', median(fig[f'chunk4k_{way}_mbps']),
                        higher_is_better=True))
     return out
 
@@ -230,13 +229,13 @@ def details(fig):
             out.append('  - {0}: write {1:.2f} ({2}), read {3:.2f} ({4})'.format(
                 _label(chunk), median(put), samples(put, '{0:.2f}'), median(get), samples(get, '{0:.2f}')))
     for way in ('put', 'get'):
-        ratios = paired(fig['module_{0}_mbps'.format(way)], fig['floor_{0}_mbps'.format(way)])
+        ratios = paired(fig[f'module_{way}_mbps'], fig[f'floor_{way}_mbps'])
         out += [
             '- module {0} (its own `mb_per_s`): {1}; process wall time {2} s'.format(
-                way, samples(fig['module_{0}_mbps'.format(way)], '{0:.2f}'),
-                samples(fig['module_{0}_wall_s'.format(way)], '{0:.1f}')),
+                way, samples(fig[f'module_{way}_mbps'], '{0:.2f}'),
+                samples(fig[f'module_{way}_wall_s'], '{0:.1f}')),
             '- floor {0}: {1}; module/floor per round: {2}'.format(
-                way, samples(fig['floor_{0}_mbps'.format(way)], '{0:.2f}'), samples(ratios, '{0:.2f}')),
+                way, samples(fig[f'floor_{way}_mbps'], '{0:.2f}'), samples(ratios, '{0:.2f}')),
         ]
     if fig.get('conn_put_mbps'):
         out.append('- qemu.vm.qga put_file (the plugin\'s own time): {0}; fetch_file: {1}; whole copy+fetch play '

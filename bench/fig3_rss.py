@@ -19,9 +19,9 @@ def measure(ctx):
 
 def rows(fig):
     size = fig['size']
-    size = '{0} GiB'.format(size >> 30) if size >= (1 << 30) else '{0} MiB'.format(size >> 20)
-    return [row('3' + way, 'Peak RSS of the module process, {0} {1}'.format(way, size),
-                fig['{0}_rss_kib'.format(way)] / 1024.0, 'MiB', '-', None, 256, ratio=False)
+    size = f'{size >> 30} GiB' if size >= (1 << 30) else f'{size >> 20} MiB'
+    return [row('3' + way, f'Peak RSS of the module process, {way} {size}',
+                fig[f'{way}_rss_kib'] / 1024.0, 'MiB', '-', None, 256, ratio=False)
             for way in ('put', 'get')]
 
 

@@ -37,8 +37,8 @@ def _adhoc_rounds(ctx, fig):
     vm = ctx.vm('small')
     runs = {
         'ping_s': ('ansible.builtin.ping', None),
-        'facts_s': ('qemu.vm.qemu_guest_facts', 'qga={0}'.format(vm.qga_path)),
-        'exec_s': ('qemu.vm.qemu_guest_exec', 'qga={0} cmd=/bin/true'.format(vm.qga_path)),
+        'facts_s': ('qemu.vm.qemu_guest_facts', f'qga={vm.qga_path}'),
+        'exec_s': ('qemu.vm.qemu_guest_exec', f'qga={vm.qga_path} cmd=/bin/true'),
     }
     for module, args in runs.values():
         figures._adhoc(module, args)  # pylint: disable=protected-access  # warm-up, not counted
@@ -51,18 +51,17 @@ def _adhoc_rounds(ctx, fig):
 
 
 def _play(ctx, inventory, count, pipelining):
-    path = os.path.join(ctx.output, 'fig4-play-{0}.yml'.format(count))
+    path = os.path.join(ctx.output, f'fig4-play-{count}.yml')
     if not os.path.exists(path):
         with open(path, 'w') as handle:
             handle.write(PLAY.format(count=count, tasks=''.join(TASK.format(i + 1) for i in range(count))))
     env = ansible_env({'ANSIBLE_PIPELINING': str(pipelining)})
     started = time.perf_counter()
     proc = subprocess.run([os.path.join(BIN, 'ansible-playbook'), '-i', inventory, path], env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, check=False)
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
     wall = time.perf_counter() - started
-    if proc.returncode != 0 or 'ok={0} '.format(count) not in proc.stdout:
-        raise RuntimeError('the {0}-task qga play failed (rc={1}):\n{2}'.format(
-            count, proc.returncode, proc.stdout[-3000:]))
+    if proc.returncode != 0 or f'ok={count} ' not in proc.stdout:
+        raise RuntimeError(f'the {count}-task qga play failed (rc={proc.returncode}):\n{proc.stdout[-3000:]}')
     return wall
 
 
@@ -70,8 +69,8 @@ def _connection_rounds(ctx, fig):
     vm = ctx.vm('python')
     inventory = os.path.join(ctx.output, 'fig4-inventory.ini')
     with open(inventory, 'w') as handle:
-        handle.write('guest ansible_connection=qemu.vm.qga ansible_qemu_qga={0} '
-                     'ansible_python_interpreter=/usr/bin/python3\n'.format(vm.qga_path))
+        handle.write(f'guest ansible_connection=qemu.vm.qga ansible_qemu_qga={vm.qga_path} '
+                     'ansible_python_interpreter=/usr/bin/python3\n')
     _play(ctx, inventory, 1, True)  # warm-up: the guest's page cache of python
     rounds = max(1, (ctx.runs + 1) // 2)
     fig['qga_rounds'] = rounds
@@ -81,8 +80,8 @@ def _connection_rounds(ctx, fig):
             key = 'qga_{0}_{1}_s'.format(count, 'pipe' if pipelining else 'nopipe')
             fig.setdefault(key, []).append(_play(ctx, inventory, count, pipelining))
         for mode in ('nopipe', 'pipe'):
-            fig.setdefault('qga_per_task_{0}_s'.format(mode), []).append(
-                (fig['qga_{0}_{1}_s'.format(TASKS, mode)][-1] - fig['qga_1_{0}_s'.format(mode)][-1]) / (TASKS - 1))
+            fig.setdefault(f'qga_per_task_{mode}_s', []).append(
+                (fig[f'qga_{TASKS}_{mode}_s'][-1] - fig[f'qga_1_{mode}_s'][-1]) / (TASKS - 1))
         ctx.log('fig 4 qga round {0}/{1}: per task {2:.2f} s (pipelining off), {3:.2f} s (on)'.format(
             index + 1, rounds, fig['qga_per_task_nopipe_s'][-1], fig['qga_per_task_pipe_s'][-1]))
 
@@ -135,8 +134,8 @@ def details(fig):
         for mode, label in (('nopipe', 'off'), ('pipe', 'on')):
             out.append('- qga play, pipelining {0}: {1} tasks {2} s; 1 task {3} s; per task {4} s'.format(
                 label, fig['tasks'], samples(fig['qga_{0}_{1}_s'.format(fig['tasks'], mode)], '{0:.1f}'),
-                samples(fig['qga_1_{0}_s'.format(mode)], '{0:.1f}'),
-                samples(fig['qga_per_task_{0}_s'.format(mode)], '{0:.2f}')))
+                samples(fig[f'qga_1_{mode}_s'], '{0:.1f}'),
+                samples(fig[f'qga_per_task_{mode}_s'], '{0:.2f}')))
         ratios = paired(fig['qga_per_task_pipe_s'], fig['qga_per_task_nopipe_s'])
         out.append('- per-task time on/off per round: {0}; median {1:.2f}'.format(
             samples(ratios, '{0:.2f}'), median(ratios)))

@@ -46,17 +46,17 @@ PING = """- name: bench ansible.builtin.ping over the fleet
 
 def _run(argv, env, what):
     started = time.perf_counter()
-    proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+    proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           check=False)
     wall = time.perf_counter() - started
     if proc.returncode != 0:
-        raise RuntimeError('{0} failed (rc={1}):\n{2}'.format(what, proc.returncode, proc.stdout[-3000:]))
+        raise RuntimeError(f'{what} failed (rc={proc.returncode}):\n{proc.stdout[-3000:]}')
     return wall, proc.stdout
 
 
 def _facts(ctx, inventory, play, count):
-    argv = [os.path.join(BIN, 'ansible-playbook'), '-i', inventory, play, '--limit', 'fleet[0:{0}]'.format(count - 1)]
-    wall, out = _run(argv, ansible_env({'ANSIBLE_FORKS': str(FLEET)}), 'the {0}-VM facts play'.format(count))
+    argv = [os.path.join(BIN, 'ansible-playbook'), '-i', inventory, play, '--limit', f'fleet[0:{count - 1}]']
+    wall, out = _run(argv, ansible_env({'ANSIBLE_FORKS': str(FLEET)}), f'the {count}-VM facts play')
     if out.count('ok: [') != count:
         raise RuntimeError('the {0}-VM facts play reached {1} hosts:\n{2}'.format(count, out.count('ok: ['), out[-3000:]))
     return wall
@@ -64,13 +64,12 @@ def _facts(ctx, inventory, play, count):
 
 def _inventory(config, count):
     argv = [os.path.join(BIN, 'ansible-inventory'), '-i', config, '--list']
-    wall, out = _run(argv, ansible_env(), 'ansible-inventory over {0} VM(s)'.format(count))
+    wall, out = _run(argv, ansible_env(), f'ansible-inventory over {count} VM(s)')
     listed = json.loads(out[out.index('{'):])
     hostvars = listed.get('_meta', {}).get('hostvars', {})
     answered = [h for h, v in hostvars.items() if v.get('qemu_agent_available') and v.get('qemu_status')]
     if len(answered) != count:
-        raise RuntimeError('ansible-inventory listed {0} answering VMs, expected {1}: {2}'.format(
-            len(answered), count, sorted(hostvars)))
+        raise RuntimeError(f'ansible-inventory listed {len(answered)} answering VMs, expected {count}: {sorted(hostvars)}')
     return wall
 
 
@@ -81,7 +80,7 @@ def measure(ctx):
     fig = {'fleet': FLEET, 'memory_mib': FLEET_MEMORY, 'boot_s': []}
     try:
         for index in range(FLEET):
-            vm = ctx.new_vm(os.path.join(base, 'vm-{0}'.format(index)), 'bench-fleet-{0}'.format(index),
+            vm = ctx.new_vm(os.path.join(base, f'vm-{index}'), f'bench-fleet-{index}',
                             memory=FLEET_MEMORY)
             started = time.perf_counter()
             vm.start(timeout=120)
@@ -91,14 +90,13 @@ def measure(ctx):
                                                                     samples(fig['boot_s'], '{0:.1f}')))
         sockets = set(os.path.dirname(vm.qmp_path) for vm in vms)
         if len(sockets) != FLEET or any(os.path.dirname(s) != base for s in sockets):
-            raise RuntimeError('the fleet sockets are not in {0}/vm-*: {1}'.format(base, sorted(sockets)))
+            raise RuntimeError(f'the fleet sockets are not in {base}/vm-*: {sorted(sockets)}')
         inventory = os.path.join(ctx.output, 'fig5-hosts.ini')
         with open(inventory, 'w') as handle:
             handle.write('[fleet]\n')
             for index, vm in enumerate(vms):
-                handle.write('vm{0} bench_qga={1}\n'.format(index, vm.qga_path))
-            handle.write('[fleet:vars]\nansible_connection=local\nansible_python_interpreter={0}\n'.format(
-                sys.executable))
+                handle.write(f'vm{index} bench_qga={vm.qga_path}\n')
+            handle.write(f'[fleet:vars]\nansible_connection=local\nansible_python_interpreter={sys.executable}\n')
         play = os.path.join(ctx.output, 'fig5-facts.yml')
         with open(play, 'w') as handle:
             handle.write(PLAY)
@@ -107,7 +105,7 @@ def measure(ctx):
             handle.write(PING)
         configs = {}
         for count, pattern in ((FLEET, 'vm-*'), (1, 'vm-0')):
-            path = os.path.join(ctx.output, 'fig5-{0}.qemu.yml'.format(count))
+            path = os.path.join(ctx.output, f'fig5-{count}.qemu.yml')
             with open(path, 'w') as handle:
                 json.dump({'plugin': 'qemu.vm.qemu', 'sockets': [
                     {'qmp': os.path.join(base, pattern, 'qmp.sock'), 'qga': '{dir}/qga.sock'}]}, handle)

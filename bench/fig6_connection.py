@@ -48,9 +48,9 @@ def bench_venv():
 
 def inventory(path, qga_socket, domain):
     with open(path, 'w') as handle:
-        handle.write('harness ansible_connection=qemu.vm.qga ansible_qemu_qga={0}\n'.format(qga_socket))
-        handle.write('libvirt ansible_connection=community.libvirt.libvirt_qemu ansible_host={0} '
-                     'ansible_libvirt_uri=qemu:///system\n'.format(domain))
+        handle.write(f'harness ansible_connection=qemu.vm.qga ansible_qemu_qga={qga_socket}\n')
+        handle.write(f'libvirt ansible_connection=community.libvirt.libvirt_qemu ansible_host={domain} '
+                     'ansible_libvirt_uri=qemu:///system\n')
         handle.write('[all:vars]\nansible_python_interpreter=/tmp/bench/timed-python\n')
     return path
 
@@ -71,15 +71,15 @@ def playbooks(workdir, data):
     plays = {'cmd1': _play([command]), 'cmd10': _play([command] * 10)}
     for size in SIZES:
         mib = size // MIB
-        plays['put{0}'.format(mib)] = _play([
+        plays[f'put{mib}'] = _play([
             {'ansible.builtin.copy': {'src': data[size], 'dest': '/tmp/bench/put.bin', 'mode': '0644'}},
             _raw('rm -f /tmp/bench/put.bin')])
-        plays['get{0}'.format(mib)] = _play([
-            {'ansible.builtin.fetch': {'src': '/tmp/bench/src{0}.bin'.format(mib),
+        plays[f'get{mib}'] = _play([
+            {'ansible.builtin.fetch': {'src': f'/tmp/bench/src{mib}.bin',
                                        'dest': os.path.join(workdir, 'fetched-{{ inventory_hostname }}.bin'),
                                        'flat': True}}])
     script = "'" + TIMED_PYTHON.replace("'", "'\\''") + "'"
-    sources = ' && '.join('head -c {0} /dev/urandom > /tmp/bench/src{1}.bin'.format(s, s // MIB) for s in SIZES)
+    sources = ' && '.join(f'head -c {s} /dev/urandom > /tmp/bench/src{s // MIB}.bin' for s in SIZES)
     setup = [{'hosts': 'all', 'gather_facts': False, 'tasks': [_raw(
         "mkdir -p /tmp/bench && printf '%s' " + script + " > /tmp/bench/timed-python && "
         "chmod 755 /tmp/bench/timed-python && : > /tmp/bench/times && " + sources)]}]
@@ -94,7 +94,7 @@ def playbooks(workdir, data):
 
 def run_play(workdir, inv, playbook, host, pipelining, tag):
     """Run one play on one host; (wall seconds, module run seconds list, log path)."""
-    log_path = os.path.join(workdir, 'logs', '{0}.log'.format(tag))
+    log_path = os.path.join(workdir, 'logs', f'{tag}.log')
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     if os.path.exists(log_path):
         os.unlink(log_path)
@@ -105,12 +105,11 @@ def run_play(workdir, inv, playbook, host, pipelining, tag):
     env.pop('PYTHONPATH', None)
     argv = [os.path.join(bench_venv(), 'bin', 'ansible-playbook'), '-i', inv, '-l', host, '-vvvv', playbook]
     started = time.perf_counter()
-    proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True,
                           check=False, timeout=1800)
     wall = time.perf_counter() - started
     if proc.returncode != 0:
-        raise RuntimeError('{0} on {1} failed (rc={2}):\n{3}\n{4}'.format(
-            os.path.basename(playbook), host, proc.returncode, proc.stdout[-3000:], proc.stderr[-2000:]))
+        raise RuntimeError(f'{os.path.basename(playbook)} on {host} failed (rc={proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}')
     return wall, module_times(proc.stdout, host), log_path
 
 
@@ -149,13 +148,13 @@ def transfer_span(log_path, verb, marker):
                 if message.startswith(verb + ' ') and marker in message:
                     start = stamp
                 continue
-            if re.match(r'{0} \d+ bytes'.format(verb), message):
+            if re.match(rf'{verb} \d+ bytes', message):
                 return stamp - start
             if message.startswith('GA send:') and 'guest-file-close' in message:
                 closing = True
             elif closing and message.startswith('GA return:'):
                 return stamp - start
-    raise RuntimeError('no complete {0} of {1} in {2}'.format(verb, marker, log_path))
+    raise RuntimeError(f'no complete {verb} of {marker} in {log_path}')
 
 
 def connection_seconds(log_path):
@@ -188,12 +187,12 @@ def connection_seconds(log_path):
 
 
 def prepare(workdir):
-    data = {size: random_file(os.path.join(workdir, 'data-{0}m.bin'.format(size // MIB)), size) for size in SIZES}
+    data = {size: random_file(os.path.join(workdir, f'data-{size // MIB}m.bin'), size) for size in SIZES}
     return data, playbooks(workdir, data)
 
 
 def _key(variant, metric):
-    return '{0}_{1}'.format(variant, metric)
+    return f'{variant}_{metric}'
 
 
 def measure_rounds(workdir, harness_vm, domain, runs, log):
@@ -209,7 +208,7 @@ def measure_rounds(workdir, harness_vm, domain, runs, log):
         for name, host, pipelining in order:
             for play in ('cmd1', 'cmd10') if index % 2 == 0 else ('cmd10', 'cmd1'):
                 wall, times, log_path = run_play(workdir, inv, paths[play], host, pipelining,
-                                                 '{0}-{1}-{2}'.format(name, play, index))
+                                                 f'{name}-{play}-{index}')
                 fig.setdefault(_key(name, play + '_s'), []).append(wall)
                 fig.setdefault(_key(name, play + '_conn_s'), []).append(connection_seconds(log_path))
                 if play == 'cmd10':
@@ -219,7 +218,7 @@ def measure_rounds(workdir, harness_vm, domain, runs, log):
         for name, host, pipelining in order:
             if name in TRANSFER_VARIANTS:
                 _transfers(fig, workdir, inv, paths, data, (name, host, pipelining), index)
-        log('fig 6 round {0}/{1}: {2}'.format(index + 1, runs, summary(fig)))
+        log(f'fig 6 round {index + 1}/{runs}: {summary(fig)}')
     for name, _host, _pipelining in VARIANTS:
         module = median(fig[_key(name, 'module_s')])
         fig[_key(name, 'overhead_s')] = [task - module for task in fig[_key(name, 'per_task_s')]]
@@ -234,13 +233,13 @@ def _transfers(fig, workdir, inv, paths, data, variant, index):
     name, host, pipelining = variant
     for size in SIZES:
         mib = size // MIB
-        for verb, play in (('PUT', 'put{0}'.format(mib)), ('FETCH', 'get{0}'.format(mib))):
-            fetched = os.path.join(workdir, 'fetched-{0}.bin'.format(host))
+        for verb, play in (('PUT', f'put{mib}'), ('FETCH', f'get{mib}')):
+            fetched = os.path.join(workdir, f'fetched-{host}.bin')
             if os.path.exists(fetched):
                 os.unlink(fetched)  # else fetch finds the same checksum and moves nothing
             wall, _times, log_path = run_play(workdir, inv, paths[play], host, pipelining,
-                                              '{0}-{1}-{2}'.format(name, play, index))
-            marker = os.path.basename(data[size]) if verb == 'PUT' else 'src{0}.bin'.format(mib)
+                                              f'{name}-{play}-{index}')
+            marker = os.path.basename(data[size]) if verb == 'PUT' else f'src{mib}.bin'
             span = transfer_span(log_path, verb, marker)
             fig.setdefault(_key(name, play + '_mbps'), []).append(size / 1e6 / span)
             fig.setdefault(_key(name, play + '_task_s'), []).append(wall)
@@ -272,10 +271,10 @@ def measure(ctx):
 def install_anchors(log):
     started = time.perf_counter()
     proc = subprocess.run(['sh', os.path.join(REPO, 'bench', 'anchors.sh')], cwd=REPO, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, universal_newlines=True, check=False)
+                          stderr=subprocess.STDOUT, text=True, check=False)
     if proc.returncode != 0:
-        raise RuntimeError('bench/anchors.sh failed (rc={0}):\n{1}'.format(proc.returncode, proc.stdout[-3000:]))
-    log('anchors ready in {0:.0f} s: {1}'.format(time.perf_counter() - started, proc.stdout.strip().splitlines()[-1]))
+        raise RuntimeError(f'bench/anchors.sh failed (rc={proc.returncode}):\n{proc.stdout[-3000:]}')
+    log(f'anchors ready in {time.perf_counter() - started:.0f} s: {proc.stdout.strip().splitlines()[-1]}')
 
 
 def connection(runs, output, images, log):
@@ -309,7 +308,7 @@ def versions():
             'print(json.dumps({"community.libvirt": m["collection_info"]["version"], "ansible": v("ansible"),'
             '"ansible_core": v("ansible-core"), "libvirt": libvirt.getVersion(), "libvirt_python": v("libvirt-python")}))')
     out = subprocess.run([os.path.join(bench_venv(), 'bin', 'python'), '-c', code], stdout=subprocess.PIPE,
-                         universal_newlines=True, check=True).stdout
+                         text=True, check=True).stdout
     return json.loads(out)
 
 
@@ -341,8 +340,8 @@ def rows(fig):
     for size in SIZES:
         mib = size // MIB
         for way, target, what in (('put', 1.5, 'upload (put_file)'), ('get', 1.0, 'download (fetch_file)')):
-            key = '{0}{1}_mbps'.format(way, mib)
-            out.append(row('6{0}{1}'.format(way, mib), 'Raw {0}, {1} MiB, qemu.vm.qga'.format(what, mib),
+            key = f'{way}{mib}_mbps'
+            out.append(row(f'6{way}{mib}', f'Raw {what}, {mib} MiB, qemu.vm.qga',
                            median(fig['qga_pipe_' + key]), 'MB/s', base, median(fig['libvirt_' + key]), target,
                            higher_is_better=True))
     return out
@@ -354,7 +353,7 @@ def details(fig):
         return ['The anchor could not run here; bench/anchors.sh or the libvirt domain failed with:', '',
                 '```', fig['anchor_failure'].strip(), '```']
     out = ['Anchor: {0}; guest agent {1}.'.format(
-        ', '.join('{0} {1}'.format(k, v) for k, v in sorted(fig['anchor_versions'].items())), fig.get('guest_agent')),
+        ', '.join(f'{k} {v}' for k, v in sorted(fig['anchor_versions'].items())), fig.get('guest_agent')),
         '', 'Samples (in run order; per task = (10-task play - 1-task play) / 9; overhead = per task - median '
         'module run in the guest):', '']
     for name, _host, _pipelining in VARIANTS:

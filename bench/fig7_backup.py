@@ -40,7 +40,7 @@ def adhoc(module, args):
             '-a', json.dumps(args)]
     started = time.perf_counter()
     proc = subprocess.run(argv, env=ansible_env({'ANSIBLE_DEPRECATION_WARNINGS': 'False'}), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          universal_newlines=True, check=False)
+                          text=True, check=False)
     wall = time.perf_counter() - started
     result = {'failed': True, 'msg': proc.stdout[-2000:]}
     for line in proc.stdout.splitlines():
@@ -56,7 +56,7 @@ def adhoc(module, args):
 
 def timed(argv, **kwargs):
     started = time.perf_counter()
-    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           check=False, **kwargs)
     if proc.returncode != 0:
         raise RuntimeError('{0} failed (rc={1}): {2}'.format(' '.join(argv), proc.returncode, proc.stdout[-2000:]))
@@ -87,8 +87,7 @@ def dir_bytes(path):
 
 def write_command(mib, step):
     # Fresh random data at a different place each step, flushed to the disk before the backup.
-    return 'dd if=/dev/urandom of=/dev/{0} bs=1M count={1} seek={2} 2>/dev/null && sync'.format(
-        DEVICE, mib, FILLED_MIB + 4 + 20 * step)
+    return f'dd if=/dev/urandom of=/dev/{DEVICE} bs=1M count={mib} seek={FILLED_MIB + 4 + 20 * step} 2>/dev/null && sync'
 
 
 def libvirt_exec(domain, command, timeout=120):
@@ -106,10 +105,10 @@ def libvirt_exec(domain, command, timeout=120):
                     status.get('err-data', '')).decode('utf-8', 'replace')))
             return
         time.sleep(0.05)
-    raise RuntimeError('{0!r} did not finish in {1} s in {2}'.format(command, timeout, domain))
+    raise RuntimeError(f'{command!r} did not finish in {timeout} s in {domain}')
 
 
-class AgentLog(object):
+class AgentLog:
     """libvirtd's agent debug log (virt-admin, no restart): freeze reply to thaw reply, as libvirtd saw them."""
 
     STAMP = re.compile(r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3})')
@@ -167,16 +166,16 @@ def ours_round(fig, vm, disk, workdir, index):
         os.unlink(floor)
     seconds = timed([QEMU_IMG, 'convert', '-U', '-O', 'qcow2', disk, floor])
     _add(fig, 'floor_mbps', os.path.getsize(floor) / 1e6 / seconds)
-    steps = [('full', 'full', None)] + [('inc{0}'.format(mib), 'incremental', mib) for mib in WRITES]
+    steps = [('full', 'full', None)] + [(f'inc{mib}', 'incremental', mib) for mib in WRITES]
     for step, (key, mode, mib) in enumerate(steps):
         if mib:
             code, _out, err = vm.guest_exec(['/bin/sh', '-c', write_command(mib, step - 1)], timeout=120)
             if code != 0:
-                raise RuntimeError('writing {0} MiB in the guest failed: {1}'.format(mib, err))
+                raise RuntimeError(f'writing {mib} MiB in the guest failed: {err}')
         result, wall = adhoc('qemu.vm.qemu_backup', dict(common, mode=mode))
         for name in ('duration_ms', 'bytes_written', 'frozen_ms', 'mb_per_s'):
-            _add(fig, 'ours_{0}_{1}'.format(key, name), result[name])
-        _add(fig, 'ours_{0}_wall_s'.format(key), wall)
+            _add(fig, f'ours_{key}_{name}', result[name])
+        _add(fig, f'ours_{key}_wall_s', wall)
     target = os.path.join(workdir, 'restored-ours.qcow2')
     restore = {'dest': dest, 'device': DEVICE, 'target': target, 'force': True}
     result, wall = adhoc('qemu.vm.qemu_backup_restore', restore)
@@ -196,15 +195,15 @@ def theirs_round(fig, domain, workdir, index, agent_log):
     shutil.rmtree(out, ignore_errors=True)
     seen = len(agent_log.windows_ms())
     base = ['virtnbdbackup', '-d', domain.name, '-o', out, '-i', DEVICE, '-n']
-    steps = [('full', 'full', None)] + [('inc{0}'.format(mib), 'inc', mib) for mib in WRITES]
+    steps = [('full', 'full', None)] + [(f'inc{mib}', 'inc', mib) for mib in WRITES]
     for step, (key, level, mib) in enumerate(steps):
         if mib:
             libvirt_exec(domain.name, write_command(mib, step - 1))
         before = dir_bytes(out) if os.path.isdir(out) else 0
         data_before = _data_bytes(out)
-        _add(fig, 'vnb_{0}_wall_s'.format(key), timed(base + ['-l', level]))
-        _add(fig, 'vnb_{0}_bytes'.format(key), dir_bytes(out) - before)
-        _add(fig, 'vnb_{0}_data_bytes'.format(key), _data_bytes(out) - data_before)
+        _add(fig, f'vnb_{key}_wall_s', timed(base + ['-l', level]))
+        _add(fig, f'vnb_{key}_bytes', dir_bytes(out) - before)
+        _add(fig, f'vnb_{key}_data_bytes', _data_bytes(out) - data_before)
     restored = os.path.join(workdir, 'restored-theirs')
     shutil.rmtree(restored, ignore_errors=True)
     _add(fig, 'vnb_restore_wall_s', timed(['virtnbdrestore', '-i', out, '-o', restored, '-d', DEVICE, '-n']))
@@ -270,13 +269,13 @@ def measure(ctx):
         vm.stop()
         domain.destroy()
     fig['virtnbdbackup'] = subprocess.run(['virtnbdbackup', '-V'], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                          universal_newlines=True, check=False).stdout.strip()
+                                          text=True, check=False).stdout.strip()
     return fig
 
 
 def _inc_total(fig, prefix, metric):
     """Per round, the sum over the incremental steps."""
-    series = [fig['{0}_inc{1}_{2}'.format(prefix, mib, metric)] for mib in WRITES]
+    series = [fig[f'{prefix}_inc{mib}_{metric}'] for mib in WRITES]
     return [sum(values) for values in zip(*series)]
 
 
@@ -289,8 +288,8 @@ def rows(fig):
                median(fig['ours_full_mb_per_s']), 'MB/s', 'floor: qemu-img convert of the same disk',
                median(fig['floor_mbps']), 0.8, higher_is_better=True)]
     for mib in WRITES:
-        out.append(row('7inc{0}'.format(mib), 'qemu_backup incremental after {0} MiB written: bytes written'.format(mib),
-                       median(fig['ours_inc{0}_bytes_written'.format(mib)]) / MIB, 'MiB', 'bytes changed in the guest',
+        out.append(row(f'7inc{mib}', f'qemu_backup incremental after {mib} MiB written: bytes written',
+                       median(fig[f'ours_inc{mib}_bytes_written']) / MIB, 'MiB', 'bytes changed in the guest',
                        float(mib), 1.5))
     ram = median(fig['snapshot_ram_frozen_ms'])
     out.append(row('7frz', 'Frozen window, quiesced qemu_backup (`frozen_ms`)', median(fig['ours_full_frozen_ms']), 'ms',
@@ -307,16 +306,16 @@ def rows(fig):
             ours_ms, ours_wall, theirs = (_inc_total(fig, 'ours', 'duration_ms'), _inc_total(fig, 'ours', 'wall_s'),
                                           _inc_total(fig, 'vnb', 'wall_s'))
         else:
-            ours_ms, ours_wall = fig['ours_{0}_duration_ms'.format(key)], fig['ours_{0}_wall_s'.format(key)]
-            theirs = fig['vnb_{0}_wall_s'.format(key)]
+            ours_ms, ours_wall = fig[f'ours_{key}_duration_ms'], fig[f'ours_{key}_wall_s']
+            theirs = fig[f'vnb_{key}_wall_s']
         out.append(row('7v' + key, 'qemu_backup{0} {1}: module `duration_ms`'.format(
             '_restore' if key == 'restore' else '', label), median(ours_ms) / 1000.0, 's', vnb + ' (wall)',
             median(theirs), 0.7))
-        out.append(row('7v{0}w'.format(key), 'qemu_backup{0} {1}: whole ad-hoc `ansible` process'.format(
+        out.append(row(f'7v{key}w', 'qemu_backup{0} {1}: whole ad-hoc `ansible` process'.format(
             '_restore' if key == 'restore' else '', label), median(ours_wall), 's', vnb + ' (wall)', median(theirs), 1.5))
     if fig.get('vnb_frozen_ms'):
-        steps = ['full'] + ['inc{0}'.format(m) for m in WRITES]
-        ours_all = [v for key in steps for v in fig['ours_{0}_frozen_ms'.format(key)]]
+        steps = ['full'] + [f'inc{m}' for m in WRITES]
+        ours_all = [v for key in steps for v in fig[f'ours_{key}_frozen_ms']]
         out.append(row('7vfrz', 'Frozen window, quiesced qemu_backup, every step (`frozen_ms`)', median(ours_all), 'ms',
                        vnb + ' (libvirtd agent log, every step)', median(fig['vnb_frozen_ms']), 0.5))
         theirs_full = fig['vnb_frozen_ms'][0::len(steps)]
@@ -346,20 +345,20 @@ def details(fig):
             samples(fig['floor_mbps']), samples(fig['ours_full_mb_per_s']))]
     if fig.get('vnb_failure'):
         out += ['- virtnbdbackup failed here:', '', '```', fig['vnb_failure'].strip(), '```', '']
-    for key in ['full'] + ['inc{0}'.format(m) for m in WRITES]:
+    for key in ['full'] + [f'inc{m}' for m in WRITES]:
         if fig.get('vnb_failure'):
             out.append('- {0}: qemu_backup `duration_ms` {1}, ad-hoc wall {2} s, MiB written {3}, `frozen_ms` {4}'.format(
-                key, samples(fig['ours_{0}_duration_ms'.format(key)]), samples(fig['ours_{0}_wall_s'.format(key)],
+                key, samples(fig[f'ours_{key}_duration_ms']), samples(fig[f'ours_{key}_wall_s'],
                                                                                '{0:.1f}'),
-                mib(fig['ours_{0}_bytes_written'.format(key)]), samples(fig['ours_{0}_frozen_ms'.format(key)])))
+                mib(fig[f'ours_{key}_bytes_written']), samples(fig[f'ours_{key}_frozen_ms'])))
             continue
         out.append('- {0}: qemu_backup `duration_ms` {1}, ad-hoc wall {2} s, MiB written {3}, `frozen_ms` {4}; '
                    'virtnbdbackup wall {5} s, MiB written {6} (data files {7})'.format(
-                       key, samples(fig['ours_{0}_duration_ms'.format(key)]),
-                       samples(fig['ours_{0}_wall_s'.format(key)], '{0:.1f}'),
-                       mib(fig['ours_{0}_bytes_written'.format(key)]), samples(fig['ours_{0}_frozen_ms'.format(key)]),
-                       samples(fig['vnb_{0}_wall_s'.format(key)], '{0:.1f}'), mib(fig['vnb_{0}_bytes'.format(key)]),
-                       mib(fig['vnb_{0}_data_bytes'.format(key)])))
+                       key, samples(fig[f'ours_{key}_duration_ms']),
+                       samples(fig[f'ours_{key}_wall_s'], '{0:.1f}'),
+                       mib(fig[f'ours_{key}_bytes_written']), samples(fig[f'ours_{key}_frozen_ms']),
+                       samples(fig[f'vnb_{key}_wall_s'], '{0:.1f}'), mib(fig[f'vnb_{key}_bytes']),
+                       mib(fig[f'vnb_{key}_data_bytes'])))
     out += ['- restore: qemu_backup_restore `duration_ms` {0}, ad-hoc wall {1} s; virtnbdrestore wall {2} s'.format(
         samples(fig['ours_restore_duration_ms']), samples(fig['ours_restore_wall_s'], '{0:.1f}'),
         samples(fig.get('vnb_restore_wall_s', []), '{0:.1f}')),

@@ -69,7 +69,7 @@ def snapshot_names(vm):
 
 def delete_snapshots(vm):
     for name in snapshot_names(vm):
-        vm.qmp('human-monitor-command', **{'command-line': 'delvm "{0}"'.format(name)})
+        vm.qmp('human-monitor-command', **{'command-line': f'delvm "{name}"'})
 
 
 def floor_freeze(vm, qga_path, tag):
@@ -78,7 +78,7 @@ def floor_freeze(vm, qga_path, tag):
     Returns (ms from the freeze reply to the thaw reply as this script saw them, ms the
     VM was stopped for the save from QEMU's STOP/RESUME events).
     """
-    job = 'bench-floor-{0}'.format(tag)
+    job = f'bench-floor-{tag}'
 
     def concluded(event):
         data = event.get('data', {})
@@ -98,7 +98,7 @@ def floor_freeze(vm, qga_path, tag):
         errors = [j.get('error') for j in qmp.execute('query-jobs') if j.get('id') == job and j.get('error')]
         qmp.execute('job-dismiss', {'id': job})
     if errors:
-        raise RuntimeError('floor snapshot-save failed: {0}'.format(errors[0]))
+        raise RuntimeError(f'floor snapshot-save failed: {errors[0]}')
     return (thawed - frozen) * 1000.0, downtime
 
 
@@ -115,7 +115,7 @@ def frozen_window(vm, runs, workdir):
 
     def floor(index):
         tap.reset()
-        window, downtime = floor_freeze(vm, tap.path, 'bench-floor-{0}'.format(index))
+        window, downtime = floor_freeze(vm, tap.path, f'bench-floor-{index}')
         samples['floor_ms'].append(window)
         samples['floor_downtime_ms'].append(downtime)
         samples['floor_tap_ms'].append(tap.window_ms())
@@ -125,12 +125,12 @@ def frozen_window(vm, runs, workdir):
         started = time.perf_counter()
         proc = run_playbook(os.path.join(REPO, 'playbooks', 'backup.yml'), {
             'backup_qmp': vm.qmp_path, 'backup_qga': tap.path, 'backup_name': 'bench',
-            'backup_quiesce': 'required', 'backup_prefix': 'bench-role-{0}-'.format(index)})
+            'backup_quiesce': 'required', 'backup_prefix': f'bench-role-{index}-'})
         samples['role_wall_s'].append(time.perf_counter() - started)
         found = FROZEN_MS.findall(proc.stdout)
         downtime = DOWNTIME_MS.findall(proc.stdout)
         if proc.returncode != 0 or len(found) != 1 or len(downtime) != 1:
-            raise RuntimeError('playbooks/backup.yml failed (rc={0}):\n{1}'.format(proc.returncode, proc.stdout[-4000:]))
+            raise RuntimeError(f'playbooks/backup.yml failed (rc={proc.returncode}):\n{proc.stdout[-4000:]}')
         samples['role_frozen_ms'].append(int(found[0]))
         samples['role_downtime_ms'].append(int(downtime[0]))
         samples['role_tap_ms'].append(tap.window_ms())
@@ -139,10 +139,10 @@ def frozen_window(vm, runs, workdir):
         tap.reset()
         started = time.perf_counter()
         proc = run_playbook(os.path.join(REPO, 'bench', 'naive-freeze.yml'), {
-            'bench_qmp': vm.qmp_path, 'bench_qga': tap.path, 'bench_tag': 'bench-naive-{0}'.format(index)})
+            'bench_qmp': vm.qmp_path, 'bench_qga': tap.path, 'bench_tag': f'bench-naive-{index}'})
         samples['naive_wall_s'].append(time.perf_counter() - started)
         if proc.returncode != 0:
-            raise RuntimeError('bench/naive-freeze.yml failed (rc={0}):\n{1}'.format(proc.returncode, proc.stdout[-4000:]))
+            raise RuntimeError(f'bench/naive-freeze.yml failed (rc={proc.returncode}):\n{proc.stdout[-4000:]}')
         samples['naive_tap_ms'].append(tap.window_ms())
 
     try:
@@ -154,7 +154,7 @@ def frozen_window(vm, runs, workdir):
                 method(index)
                 delete_snapshots(vm)
                 if _freeze_status(vm) != 'thawed':
-                    raise RuntimeError('the guest was left frozen by the {0} run'.format(method.__name__))
+                    raise RuntimeError(f'the guest was left frozen by the {method.__name__} run')
             log('fig 1 round {0}/{1}: floor {2:.0f} ms, role frozen_ms {3} (tap {4:.0f} ms), naive {5:.0f} ms'.format(
                 index + 1, runs, samples['floor_tap_ms'][-1], samples['role_frozen_ms'][-1],
                 samples['role_tap_ms'][-1], samples['naive_tap_ms'][-1]))
@@ -169,10 +169,10 @@ def frozen_window(vm, runs, workdir):
 
 def guest_scratch(vm, size_mib):
     """A tmpfs of `size_mib` MiB at GUEST_DIR in the guest (the guest's / is a RAM disk with no room limit set)."""
-    code, _out, err = vm.guest_exec(['sh', '-c', 'mkdir -p {0} && (mountpoint -q {0} || mount -t tmpfs -o size={1}m '
-                                                 'tmpfs {0})'.format(GUEST_DIR, size_mib)])
+    code, _out, err = vm.guest_exec(['sh', '-c', f'mkdir -p {GUEST_DIR} && (mountpoint -q {GUEST_DIR} || mount -t tmpfs -o size={size_mib}m '
+                                                 f'tmpfs {GUEST_DIR})'])
     if code != 0:
-        raise RuntimeError('cannot mount a tmpfs at {0} in the guest: {1}'.format(GUEST_DIR, err))
+        raise RuntimeError(f'cannot mount a tmpfs at {GUEST_DIR} in the guest: {err}')
 
 
 def guest_rm(vm, *paths):
@@ -204,7 +204,7 @@ def floor_get(qga, path, chunk, expected):
     qga.execute('guest-file-close', {'handle': handle})
     elapsed = time.perf_counter() - started
     if size != expected:
-        raise RuntimeError('floor read {0} bytes of {1}, expected {2}'.format(size, path, expected))
+        raise RuntimeError(f'floor read {size} bytes of {path}, expected {expected}')
     return size / 1e6 / elapsed
 
 
@@ -234,13 +234,13 @@ def peak_rss(workdir, size=1024 * MIB, vm=None):
         result, wall, rss = run_module_process('qemu_guest_file', {
             'qga': qga, 'path': path, 'src': src, 'remote_src': True})
         if result.get('checksum') != src_sum:
-            raise RuntimeError('the 1 GiB put wrote something else: {0}'.format(result))
+            raise RuntimeError(f'the 1 GiB put wrote something else: {result}')
         samples.update(put_rss_kib=rss, put_wall_s=wall, put_mbps=result['mb_per_s'])
         log('fig 3 put {0} MiB: peak RSS {1:.1f} MiB, {2:.1f} MB/s'.format(size // MIB, rss / 1024.0, result['mb_per_s']))
         result, wall, rss = run_module_process('qemu_guest_file', {
             'qga': qga, 'path': path, 'state': 'fetched', 'dest': dest})
         if result.get('checksum') != src_sum or _sha256(dest) != src_sum:
-            raise RuntimeError('the 1 GiB get fetched something else: {0}'.format(result))
+            raise RuntimeError(f'the 1 GiB get fetched something else: {result}')
         samples.update(get_rss_kib=rss, get_wall_s=wall, get_mbps=result['mb_per_s'])
         log('fig 3 get {0} MiB: peak RSS {1:.1f} MiB, {2:.1f} MB/s'.format(size // MIB, rss / 1024.0, result['mb_per_s']))
     finally:
@@ -263,8 +263,8 @@ def _adhoc(module, args):
         argv += ['-a', args]
     started = time.perf_counter()
     proc = subprocess.run(argv, env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          universal_newlines=True, check=False)
+                          text=True, check=False)
     wall = time.perf_counter() - started
     if proc.returncode != 0 or not ('SUCCESS' in proc.stdout or 'CHANGED' in proc.stdout):
-        raise RuntimeError('ansible -m {0} failed (rc={1}):\n{2}'.format(module, proc.returncode, proc.stdout[-3000:]))
+        raise RuntimeError(f'ansible -m {module} failed (rc={proc.returncode}):\n{proc.stdout[-3000:]}')
     return wall

@@ -24,7 +24,7 @@ QEMU_IMG = shutil.which('qemu-img') or '/usr/bin/qemu-img'
 
 def virsh(*args, check=True, timeout=120):
     res = subprocess.run(['virsh', '-q', '-c', URI] + [str(a) for a in args], stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, universal_newlines=True, timeout=timeout, check=False)
+                         stderr=subprocess.STDOUT, text=True, timeout=timeout, check=False)
     if check and res.returncode != 0:
         raise RuntimeError('virsh {0} failed: {1}'.format(' '.join(str(a) for a in args), res.stdout.strip()))
     return res.stdout
@@ -36,7 +36,7 @@ def _disk(path, target, fmt='qcow2', readonly=False):
                 quoteattr(fmt), quoteattr(path), quoteattr(target), '<readonly/>' if readonly else '')
 
 
-class LibvirtGuest(object):
+class LibvirtGuest:
     """One libvirt domain of the test guest; `disks` are (path, format, readonly) after the python disk."""
 
     def __init__(self, name, workdir, images, memory=512, python=True, disks=()):
@@ -65,26 +65,24 @@ class LibvirtGuest(object):
 
     def xml(self):
         disks = ''.join(_disk(path, target, fmt, readonly) for path, target, fmt, readonly in self.disks())
-        return """<domain type='qemu'>
-  <name>{name}</name>
-  <memory unit='MiB'>{memory}</memory>
+        return f"""<domain type='qemu'>
+  <name>{escape(self.name)}</name>
+  <memory unit='MiB'>{self.memory}</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>{kernel}</kernel><initrd>{initrd}</initrd><cmdline>{cmdline}</cmdline></os>
+    <kernel>{escape(self.images.kernel)}</kernel><initrd>{escape(self.images.initrd)}</initrd><cmdline>{escape(self.cmdline())}</cmdline></os>
   <features><acpi/></features>
   <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>
   <devices>
     {disks}
-    <serial type='file'><source path={console}/><target port='0'/></serial>
-    <channel type='unix'><source mode='bind' path={agent}/>
+    <serial type='file'><source path={quoteattr(self.console_log)}/><target port='0'/></serial>
+    <channel type='unix'><source mode='bind' path={quoteattr(self.agent_path)}/>
       <target type='virtio' name='org.qemu.guest_agent.0'/></channel>
     <memballoon model='none'/>
   </devices>
   <seclabel type='static' model='dac' relabel='no'><label>+0:+0</label></seclabel>
 </domain>
-""".format(name=escape(self.name), memory=self.memory, kernel=escape(self.images.kernel),
-           initrd=escape(self.images.initrd), cmdline=escape(self.cmdline()), disks=disks,
-           console=quoteattr(self.console_log), agent=quoteattr(self.agent_path))
+"""
 
     def create_disk(self):
         if not os.path.exists(self.disk0):
@@ -109,13 +107,12 @@ class LibvirtGuest(object):
         while time.monotonic() < deadline:
             res = subprocess.run(['virsh', '-q', '-c', URI, 'qemu-agent-command', self.name,
                                   '{"execute":"guest-ping"}', '--timeout', '5'], stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, universal_newlines=True, check=False)
+                                 stderr=subprocess.STDOUT, text=True, check=False)
             if res.returncode == 0:
                 return self
             last = res.stdout.strip()
             time.sleep(0.5)
-        raise RuntimeError('the agent of libvirt domain {0} did not answer in {1} s: {2}'.format(
-            self.name, timeout, last))
+        raise RuntimeError(f'the agent of libvirt domain {self.name} did not answer in {timeout} s: {last}')
 
     def destroy(self):
         """Stop and undefine the domain if it exists (idempotent)."""
@@ -126,6 +123,6 @@ class LibvirtGuest(object):
                 virsh('undefine', self.name, check=False)
 
     def qemu_pid(self):
-        path = '/run/libvirt/qemu/{0}.pid'.format(self.name)
+        path = f'/run/libvirt/qemu/{self.name}.pid'
         with open(path) as handle:
             return int(handle.read().strip())

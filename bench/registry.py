@@ -36,7 +36,7 @@ VM_SPECS = {
 FIGURES = {}
 
 
-class Figure(object):
+class Figure:
     """One figure: its number, a title, the VMs it uses and its three functions."""
 
     def __init__(self, number, title, measure, rows, details, vms=None, rounds=None):
@@ -53,7 +53,7 @@ class Figure(object):
 
 def register(figure):
     if figure.number in FIGURES and FIGURES[figure.number] is not figure:
-        raise RuntimeError('figure {0} is registered twice'.format(figure.number))
+        raise RuntimeError(f'figure {figure.number} is registered twice')
     FIGURES[figure.number] = figure
     return figure
 
@@ -81,7 +81,7 @@ def schedule(numbers):
     return order
 
 
-class Context(object):
+class Context:
     """What a figure's measure() gets: rounds, the output directory, VMs started on demand."""
 
     def __init__(self, output, runs, images, vm_class, log):
@@ -104,7 +104,7 @@ class Context(object):
             machine = self._vm_class(workdir, name='bench-' + name, images=self.images, **kwargs)
             started = time.perf_counter()
             machine.start(timeout=120)
-            self.log('VM {0} ({1}) up in {2:.1f} s'.format(name, kwargs, time.perf_counter() - started))
+            self.log(f'VM {name} ({kwargs}) up in {time.perf_counter() - started:.1f} s')
             self.agent_versions[name] = machine.qga('guest-info')['version']
             self._vms[name] = machine
         return self._vms[name]

@@ -40,12 +40,12 @@ def num(value, unit):
     if value is None:
         return '-'
     if unit == 'ms':
-        return '{0:.0f} ms'.format(value)
+        return f'{value:.0f} ms'
     if unit == 's':
-        return '{0:.2f} s'.format(value)
+        return f'{value:.2f} s'
     if unit == 'MB/s':
-        return '{0:.2f} MB/s'.format(value)
-    return '{0:.1f} {1}'.format(value, unit)
+        return f'{value:.2f} MB/s'
+    return f'{value:.1f} {unit}'
 
 
 def _target(item):

@@ -69,12 +69,12 @@ def measure(numbers, args, entries, base):
     ctx = registry.Context(OUTPUT, args.runs, ensure_guest(), VM, log)
     ctx.big_peer = args.big_peer
     order = registry.schedule(numbers)
-    log('figures in this order: {0}'.format(order))
+    log(f'figures in this order: {order}')
     try:
         for position, number in enumerate(order):
             figure = figures[number]
             host = machine(QEMU_BINARY)
-            log('figure {0} ({1}); machine {2}'.format(number, figure.title, json.dumps(host)))
+            log(f'figure {number} ({figure.title}); machine {json.dumps(host)}')
             ctx.rounds = figure.rounds(args.runs)
             started = time.perf_counter()
             fig_samples = figure.measure(ctx)
@@ -114,7 +114,7 @@ def main(argv=None):
                         help='base number of rounds (each figure scales it: see its rounds() in bench/fig*.py; '
                              'default 5; fewer writes a trial to bench/output/)')
     parser.add_argument('--only', default=','.join(str(n) for n in known),
-                        help='comma-separated figures to measure (default: all, {0})'.format(known))
+                        help=f'comma-separated figures to measure (default: all, {known})')
     parser.add_argument('--big-peer', choices=['host', 'guest'], default='host',
                         help='figure 3 peer: qemu-ga on this host (default) or in the TCG guest (~15 min more)')
     parser.add_argument('--report', action='store_true',
@@ -131,7 +131,7 @@ def main(argv=None):
         return 0
     numbers = sorted(set(int(x) for x in args.only.split(',') if x.strip()))
     if not set(numbers) <= set(known) or args.runs < 1:
-        parser.error('--only takes figures {0} and --runs a positive number'.format(known))
+        parser.error(f'--only takes figures {known} and --runs a positive number')
     started = time.perf_counter()
     base = RESULTS if args.runs >= FULL_RUNS else os.path.join(OUTPUT, 'results')
     entries = measure(numbers, args, entries, base)

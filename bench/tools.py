@@ -43,7 +43,7 @@ def median(values):
 # -- figure 1: the agent tap ----------------------------------------------------------------
 
 
-class AgentTap(object):
+class AgentTap:
     """Listen on `path`, relay each client to the agent at `upstream`, timestamp the replies.
 
     `replies` holds (time.perf_counter(), command) for every successful reply to a
@@ -171,7 +171,7 @@ class AgentTap(object):
                 self.replies.append((stamp, command))
 
 
-class _RequestScanner(object):
+class _RequestScanner:
     """Splits the client's byte stream into JSON requests (0xFF resync bytes skipped)."""
 
     LIMIT = 1 << 20
@@ -210,7 +210,7 @@ def qemu_ga_binary():
     raise RuntimeError('qemu-ga is not installed (Debian package qemu-guest-agent; make deps installs it)')
 
 
-class HostAgent(object):
+class HostAgent:
     """qemu-ga on this host, listening on a unix socket, as `nobody` when we are root.
 
     Only guest-sync*, guest-ping, guest-info and guest-file-* are left enabled, so it can
@@ -231,7 +231,7 @@ class HostAgent(object):
     def start(self, timeout=15.0):
         binary = qemu_ga_binary()
         listed = subprocess.run([binary, '-b', 'help'], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                universal_newlines=True, check=False).stdout.split()
+                                text=True, check=False).stdout.split()
         blocked = [name for name in listed if name.startswith('guest-') and name not in self.ALLOWED]
         os.makedirs(self.files, exist_ok=True)
         argv = [binary, '-m', 'unix-listen', '-p', self.socket, '-t', self.workdir, '-b', ','.join(blocked)]
@@ -239,7 +239,7 @@ class HostAgent(object):
             nobody = pwd.getpwnam('nobody')
             for path in (self.workdir, self.files):
                 os.chown(path, nobody.pw_uid, nobody.pw_gid)
-            argv = ['setpriv', '--reuid={0}'.format(nobody.pw_uid), '--regid={0}'.format(nobody.pw_gid),
+            argv = ['setpriv', f'--reuid={nobody.pw_uid}', f'--regid={nobody.pw_gid}',
                     '--clear-groups'] + argv
         log = open(os.path.join(os.path.dirname(self.workdir), 'host-qemu-ga.log'), 'ab')
         try:
@@ -250,7 +250,7 @@ class HostAgent(object):
         while not os.path.exists(self.socket):
             if self.proc.poll() is not None or time.monotonic() > end:
                 self.stop()
-                raise RuntimeError('qemu-ga on the host did not create {0}'.format(self.socket))
+                raise RuntimeError(f'qemu-ga on the host did not create {self.socket}')
             time.sleep(0.05)
         return self
 
@@ -315,7 +315,7 @@ def run_module_process(name, args, workdir=None, timeout=3600):
     try:
         usage = json.loads(launched.stdout.decode('utf-8', 'replace').strip().splitlines()[-1])
     except (ValueError, IndexError):
-        raise RuntimeError('the module launcher failed: {0}'.format(launched.stdout[-2000:]))
+        raise RuntimeError(f'the module launcher failed: {launched.stdout[-2000:]}')
     result = _module_json(text)
     if result is None or result.get('failed') or usage['rc'] != 0:
         raise RuntimeError('{0} failed (rc={1}): {2}'.format(name, usage['rc'], text[-3000:]))
@@ -353,7 +353,7 @@ def random_file(path, size):
 
 def _first_line(argv):
     try:
-        out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+        out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              check=False).stdout
     except OSError as exc:
         return str(exc)

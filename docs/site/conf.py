@@ -62,7 +62,7 @@ def ansible_docs_uri(node):
     if not match or (match.group(1), match.group(2)) == ('qemu', 'vm'):
         return None
     namespace, name, page, anchor = match.groups()
-    uri = '%scollections/%s/%s/%s.html' % (ANSIBLE_DOCS, namespace, name, page)
+    uri = f'{ANSIBLE_DOCS}collections/{namespace}/{name}/{page}.html'
     return uri + '#' + anchor if anchor else uri
 
 

@@ -29,14 +29,14 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         if task_vars is None:
             task_vars = {}
-        result = super(ActionModule, self).run(tmp, task_vars)
+        result = super().run(tmp, task_vars)
         del tmp  # tmp no longer has any effect
 
         args = dict(self._task.args)
         try:
             remote_src = boolean(args.get('remote_src', False), strict=True)
         except TypeError as exc:
-            raise AnsibleActionFail('remote_src: {0}'.format(to_text(exc)))
+            raise AnsibleActionFail(f'remote_src: {to_text(exc)}')
         if args.get('state') == 'fetched' and isinstance(args.get('dest'), str):
             # Like ansible.builtin.fetch: a relative dest is relative to the playbook (ad-hoc: the cwd).
             # A ~ path is left to the module, which expands it on the managed host.
@@ -60,13 +60,13 @@ class ActionModule(ActionBase):
         try:
             found = self._find_needle('files', src)
         except AnsibleError as exc:
-            raise AnsibleActionFail('src {0}: {1}'.format(src, to_text(exc)))
+            raise AnsibleActionFail(f'src {src}: {to_text(exc)}')
         if os.path.isdir(found):
-            raise AnsibleActionFail('src {0} is a directory: qemu.vm.qemu_guest_file copies one file'.format(src))
+            raise AnsibleActionFail(f'src {src} is a directory: qemu.vm.qemu_guest_file copies one file')
         try:
             real = self._loader.get_real_file(found, decrypt=True)
         except AnsibleError as exc:
-            raise AnsibleActionFail('src {0}: {1}'.format(src, to_text(exc)))
+            raise AnsibleActionFail(f'src {src}: {to_text(exc)}')
         try:
             args['remote_src'] = True
             if self._module_runs_here():

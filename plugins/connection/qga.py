@@ -129,7 +129,7 @@ UNREACHABLE = (SocketError, AgentNotRespondingError, ConnectionLostError, Comman
 
 
 def _failure(exc):
-    message = 'qemu.vm.qga: {0}'.format(exc)
+    message = f'qemu.vm.qga: {exc}'
     if isinstance(exc, UNREACHABLE):
         return AnsibleConnectionFailure(message)
     return AnsibleError(message)
@@ -143,14 +143,14 @@ class Connection(ConnectionBase):
     has_tty = False
 
     def __init__(self, play_context, new_stdin, *args, **kwargs):
-        super(Connection, self).__init__(play_context, new_stdin, *args, **kwargs)
+        super().__init__(play_context, new_stdin, *args, **kwargs)
         self._address = None
         self._held_session = None
 
     def _connect(self):
         if QMP_IMPORT_ERROR is not None:
             raise AnsibleError('qemu.vm.qga needs the qemu.qmp Python library on the controller '
-                               '(pip install qemu.qmp):\n{0}'.format(QMP_IMPORT_ERROR))
+                               f'(pip install qemu.qmp):\n{QMP_IMPORT_ERROR}')
         if not self._connected:
             address = self.get_option('qga')
             if not address:
@@ -159,8 +159,8 @@ class Connection(ConnectionBase):
             try:
                 self._address = parse_address(address)
             except ValueError as exc:
-                raise AnsibleConnectionFailure('qemu.vm.qga: ansible_qemu_qga {0!r}: {1}'.format(address, exc))
-            display.vvv('QGA CONNECTION via {0}'.format(address), host=self._play_context.remote_addr)
+                raise AnsibleConnectionFailure(f'qemu.vm.qga: ansible_qemu_qga {address!r}: {exc}')
+            display.vvv(f'QGA CONNECTION via {address}', host=self._play_context.remote_addr)
             self._connected = True
         return self
 
@@ -189,21 +189,21 @@ class Connection(ConnectionBase):
 
     def exec_command(self, cmd, in_data=None, sudoable=True):
         """Run cmd with /bin/sh -c through guest-exec; in_data becomes the agent's input-data."""
-        super(Connection, self).exec_command(cmd, in_data=in_data, sudoable=sudoable)
+        super().exec_command(cmd, in_data=in_data, sudoable=sudoable)
         argv = ['/bin/sh', '-c', to_text(cmd, errors='surrogate_or_strict')]
-        display.vvv('EXEC {0}{1}'.format(argv, ', with {0} bytes of stdin'.format(len(in_data)) if in_data else ''),
+        display.vvv('EXEC {0}{1}'.format(argv, f', with {len(in_data)} bytes of stdin' if in_data else ''),
                     host=self._play_context.remote_addr)
         started = time.monotonic()
         try:
             result = self._run(argv, None if in_data is None else to_bytes(in_data))
         except ProgramNotFoundError as exc:
-            raise AnsibleConnectionFailure('qemu.vm.qga: {0} (is this a POSIX guest with /bin/sh?)'.format(exc))
+            raise AnsibleConnectionFailure(f'qemu.vm.qga: {exc} (is this a POSIX guest with /bin/sh?)')
         except QemuVMError as exc:
             raise _failure(exc)
         for name in ('stdout', 'stderr'):
             if getattr(result, name + '_truncated'):
-                display.warning('qemu.vm.qga: the guest agent truncated the {0} of a command at its cap'.format(name))
-        display.vvvv('EXEC rc={0} in {1:.3f} s'.format(result.rc, time.monotonic() - started),
+                display.warning(f'qemu.vm.qga: the guest agent truncated the {name} of a command at its cap')
+        display.vvvv(f'EXEC rc={result.rc} in {time.monotonic() - started:.3f} s',
                      host=self._play_context.remote_addr)
         return result.rc, result.stdout, result.stderr
 
@@ -245,38 +245,38 @@ class Connection(ConnectionBase):
         return path if path.startswith('/') else '/' + path
 
     def put_file(self, in_path, out_path):
-        super(Connection, self).put_file(in_path, out_path)
+        super().put_file(in_path, out_path)
         out_path = self._guest_path(out_path)
-        display.vvv('PUT {0} TO {1}'.format(in_path, out_path), host=self._play_context.remote_addr)
+        display.vvv(f'PUT {in_path} TO {out_path}', host=self._play_context.remote_addr)
         local = to_bytes(in_path, errors='surrogate_or_strict')
         if not os.path.isfile(local):
-            raise AnsibleFileNotFound('file or module does not exist: {0}'.format(to_native(in_path)))
+            raise AnsibleFileNotFound(f'file or module does not exist: {to_native(in_path)}')
         started = time.monotonic()
         try:
             with self._held() as qga:
                 digest, size = put_file(qga, local, out_path)
         except LocalFileError as exc:
-            raise AnsibleError('qemu.vm.qga: {0}'.format(exc))
+            raise AnsibleError(f'qemu.vm.qga: {exc}')
         except QemuVMError as exc:
             raise _failure(exc)
-        display.vvvv('PUT {0} bytes in {1:.3f} s, sha256 {2}'.format(size, time.monotonic() - started, digest),
+        display.vvvv(f'PUT {size} bytes in {time.monotonic() - started:.3f} s, sha256 {digest}',
                      host=self._play_context.remote_addr)
 
     def fetch_file(self, in_path, out_path):
-        super(Connection, self).fetch_file(in_path, out_path)
+        super().fetch_file(in_path, out_path)
         in_path = self._guest_path(in_path)
-        display.vvv('FETCH {0} TO {1}'.format(in_path, out_path), host=self._play_context.remote_addr)
+        display.vvv(f'FETCH {in_path} TO {out_path}', host=self._play_context.remote_addr)
         started = time.monotonic()
         try:
             with self._held() as qga:
                 digest, size = fetch_file(qga, in_path, to_bytes(out_path, errors='surrogate_or_strict'))
         except LocalFileError as exc:
-            raise AnsibleError('qemu.vm.qga: {0}'.format(exc))
+            raise AnsibleError(f'qemu.vm.qga: {exc}')
         except QemuVMError as exc:
             if getattr(exc, 'reason', None) == 'missing':
-                raise AnsibleFileNotFound('qemu.vm.qga: {0}'.format(exc))
+                raise AnsibleFileNotFound(f'qemu.vm.qga: {exc}')
             raise _failure(exc)
-        display.vvvv('FETCH {0} bytes in {1:.3f} s, sha256 {2}'.format(size, time.monotonic() - started, digest),
+        display.vvvv(f'FETCH {size} bytes in {time.monotonic() - started:.3f} s, sha256 {digest}',
                      host=self._play_context.remote_addr)
 
     def reset(self):
@@ -293,7 +293,7 @@ class _Forever(Deadline):
     """A deadline that never expires: a command runs as long as it runs (the task keyword timeout bounds it)."""
 
     def __init__(self):
-        super(_Forever, self).__init__(0)
+        super().__init__(0)
 
     def remaining(self):
         return LONG_POLL

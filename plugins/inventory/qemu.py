@@ -203,10 +203,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     NAME = 'qemu.vm.qemu'
 
     def verify_file(self, path):
-        return super(InventoryModule, self).verify_file(path) and path.endswith(('.qemu.yml', '.qemu.yaml'))
+        return super().verify_file(path) and path.endswith(('.qemu.yml', '.qemu.yaml'))
 
     def parse(self, inventory, loader, path, cache=True):
-        super(InventoryModule, self).parse(inventory, loader, path, cache)
+        super().parse(inventory, loader, path, cache)
         self._read_config_data(path)
         cache_key = self.get_cache_key(path)
         user_cache = self.get_option('cache')
@@ -233,10 +233,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         try:
             vms = discover(self.get_option('sockets'), timeout)
         except QemuVMError as exc:
-            raise AnsibleParserError('qemu.vm.qemu: {0}'.format(exc))
+            raise AnsibleParserError(f'qemu.vm.qemu: {exc}')
         for vm in vms:
             for note in vm.pop('notes', ()):
-                display.vvv('qemu.vm.qemu: {0}'.format(note))
+                display.vvv(f'qemu.vm.qemu: {note}')
         return vms
 
     def _populate(self, vms):

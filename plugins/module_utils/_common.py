@@ -56,7 +56,7 @@ def build_module(argument_spec=None, requires=(), durations=(), **kwargs):
             try:
                 parse_address(module.params[name])
             except ValueError as exc:
-                module.fail_json(msg='{0}: {1}'.format(name, exc))
+                module.fail_json(msg=f'{name}: {exc}')
     return module
 
 
@@ -90,7 +90,7 @@ def explain_silent_agent(params, exc):
                             state, '; for an I/O error, fix its cause first' if state == 'io-error' else '', exc))
 
 
-class Stopwatch(object):
+class Stopwatch:
     """Milliseconds since creation, for duration_ms style results."""
 
     def __init__(self):

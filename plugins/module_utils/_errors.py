@@ -43,7 +43,7 @@ class SocketError(QemuVMError):
     def __init__(self, address, reason):
         self.address = address
         self.reason = reason
-        super(SocketError, self).__init__('{0}: {1}'.format(address, reason))
+        super().__init__(f'{address}: {reason}')
 
     def details(self):
         return {'socket': str(self.address)}
@@ -68,8 +68,8 @@ class SocketBusyError(SocketError):
 class ConnectionLostError(QemuVMError):
     def __init__(self, address, reason):
         self.address = address
-        super(ConnectionLostError, self).__init__(
-            'connection to {0} lost: {1}'.format(address, reason))
+        super().__init__(
+            f'connection to {address} lost: {reason}')
 
     def details(self):
         return {'socket': str(self.address)}
@@ -79,10 +79,10 @@ class AgentNotRespondingError(QemuVMError):
     def __init__(self, address, seconds):
         self.address = address
         self.seconds = seconds
-        super(AgentNotRespondingError, self).__init__(
-            'guest agent on {0} did not answer guest-sync-delimited within {1:g} s: '
+        super().__init__(
+            f'guest agent on {address} did not answer guest-sync-delimited within {round(seconds, 1):g} s: '
             'QEMU accepted the connection, but the agent inside the guest is not running, '
-            'not installed, or still booting'.format(address, round(seconds, 1)))
+            'not installed, or still booting')
 
     def details(self):
         return {'socket': str(self.address)}
@@ -93,8 +93,8 @@ class CommandError(QemuVMError):
         self.command = command
         self.error_class = error_class
         self.desc = desc
-        super(CommandError, self).__init__(
-            message or '{0} failed: {1} ({2})'.format(command, desc, error_class))
+        super().__init__(
+            message or f'{command} failed: {desc} ({error_class})')
 
     def details(self):
         return {'command': self.command, 'error_class': self.error_class, 'error_desc': self.desc}
@@ -110,10 +110,10 @@ class CommandDisabledError(CommandError):
 
 class GuestFrozenError(CommandError):
     def __init__(self, command, error_class, desc):
-        super(GuestFrozenError, self).__init__(
+        super().__init__(
             command, error_class, desc,
-            message='{0} refused: the guest filesystems are frozen ({1}). Thaw them with '
-                    'qemu.vm.qemu_guest_fsfreeze state=thawed (guest-fsfreeze-thaw) and retry'.format(command, desc))
+            message=f'{command} refused: the guest filesystems are frozen ({desc}). Thaw them with '
+                    'qemu.vm.qemu_guest_fsfreeze state=thawed (guest-fsfreeze-thaw) and retry')
 
 
 class JobError(QemuVMError):
@@ -121,7 +121,7 @@ class JobError(QemuVMError):
         self.job_id = job_id
         self.job_type = job_type
         self.error = error
-        super(JobError, self).__init__('{0} job {1} failed: {2}'.format(job_type, job_id, error))
+        super().__init__(f'{job_type} job {job_id} failed: {error}')
 
     def details(self):
         return {'job_id': self.job_id, 'job_type': self.job_type, 'job_error': self.error}
@@ -131,10 +131,10 @@ class QemuTimeoutError(QemuVMError):
     def __init__(self, what, seconds, hint=None):
         self.what = what
         self.seconds = seconds
-        message = '{0} did not complete within {1:g} s'.format(what, seconds)
+        message = f'{what} did not complete within {seconds:g} s'
         if hint:
-            message = '{0}; {1}'.format(message, hint)
-        super(QemuTimeoutError, self).__init__(message)
+            message = f'{message}; {hint}'
+        super().__init__(message)
 
     def details(self):
         return {'timed_out': self.what, 'timeout': self.seconds}
@@ -152,7 +152,7 @@ class ParameterError(QemuVMError, ValueError):
 
     def __init__(self, parameter, message):
         self.parameter = parameter
-        super(ParameterError, self).__init__(message)
+        super().__init__(message)
 
     def details(self):
         return {'parameter': self.parameter}

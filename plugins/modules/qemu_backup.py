@@ -305,7 +305,7 @@ def ask(qmp, request):
     disks, warnings = select_devices(every_disk, request['devices'])
     unreadable = []
     chains = [c for c in list_chains(request['dest'], unreadable) if same_vm(c['manifest'].get('vm'), vm)]
-    warnings += ['ignored, not a usable chain: {0}'.format(e) for e in unreadable]
+    warnings += [f'ignored, not a usable chain: {e}' for e in unreadable]
     return vm, every_disk, disks, chains, warnings
 
 
@@ -398,7 +398,7 @@ def run(module):
             try:
                 remove_chain(entry['dir'])
             except ManifestError as exc:  # the backup itself succeeded: say so, do not fail it
-                module.warn('retention: {0}'.format(exc))
+                module.warn(f'retention: {exc}')
                 plan['removed_chains'].remove(entry['chain'])
     # report
     written = sum(f['bytes'] for f in files)

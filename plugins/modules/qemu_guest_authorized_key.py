@@ -134,7 +134,7 @@ COMMANDS = ('guest-ssh-get-authorized-keys', 'guest-ssh-add-authorized-keys', 'g
 def run(module):
     user, state, exclusive = module.params['user'], module.params['state'], module.params['exclusive']
     if not user or any(c in user for c in ':\n\0'):
-        raise ParameterError('user', 'user must be a non-empty user name, got {0!r}'.format(user))
+        raise ParameterError('user', f'user must be a non-empty user name, got {user!r}')
     if exclusive and state == 'absent':
         raise ParameterError('exclusive', 'exclusive=true only goes with state=present')
     wanted = normalize_keys(module.params['key'])
@@ -149,8 +149,8 @@ def run(module):
         if not result['changed']:
             return result
         result['diff'] = {
-            'before_header': '{0}: ~/.ssh/authorized_keys'.format(user),
-            'after_header': '{0}: ~/.ssh/authorized_keys'.format(user),
+            'before_header': f'{user}: ~/.ssh/authorized_keys',
+            'after_header': f'{user}: ~/.ssh/authorized_keys',
             'before': ''.join(line + '\n' for line in current),
             'after': ''.join(line + '\n' for line in after),
         }
@@ -176,7 +176,7 @@ def check_outcome(lines, wanted, state, exclusive):
         extra = [line for line in lines if line_identity(line) not in identities] if exclusive else []
         if missing or extra:
             raise VMStateError('the agent reported success, but the guest\'s authorized_keys {0}'.format(
-                'lacks {0}'.format(missing) if missing else 'still holds {0}'.format(extra)))
+                f'lacks {missing}' if missing else f'still holds {extra}'))
     elif identities & present:
         raise VMStateError('the agent reported success, but the guest\'s authorized_keys still holds a removed key '
                            '(a line that differs only in whitespace or line ending is not matched by the agent)')

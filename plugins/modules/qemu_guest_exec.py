@@ -196,10 +196,10 @@ def skip_reason(guest, params):
     """(msg, stdout) when creates/removes say not to run the command, else None."""
     creates, removes = params['creates'], params['removes']
     if creates is not None and path_exists(guest, creates, params['chdir'], params['timeout']):
-        return '{0} exists, matching creates option'.format(creates), 'skipped, since {0} exists'.format(creates)
+        return f'{creates} exists, matching creates option', f'skipped, since {creates} exists'
     if removes is not None and not path_exists(guest, removes, params['chdir'], params['timeout']):
-        return ('{0} does not exist, matching removes option'.format(removes),
-                'skipped, since {0} does not exist'.format(removes))
+        return (f'{removes} does not exist, matching removes option',
+                f'skipped, since {removes} does not exist')
     return None
 
 
@@ -212,7 +212,7 @@ def run(module):
     params = module.params
     for name in params['env'] or {}:
         if not _ENV_NAME.match(name):
-            raise ParameterError('env', 'env: {0!r} is not a valid environment variable name'.format(name))
+            raise ParameterError('env', f'env: {name!r} is not a valid environment variable name')
     shown = params['argv'] if params['argv'] is not None else params['cmd']
     result = {'changed': False, 'cmd': shown}
     if module.check_mode and params['creates'] is None and params['removes'] is None:
@@ -245,7 +245,7 @@ def run(module):
     result['stderr_lines'] = result['stderr'].splitlines()
     if done.rc != 0:
         if done.signal is not None:
-            raise ProgramFailedError('the command was killed by signal {0} in the guest'.format(done.signal), result)
+            raise ProgramFailedError(f'the command was killed by signal {done.signal} in the guest', result)
         raise ProgramFailedError('non-zero return code', result)
     return result
 

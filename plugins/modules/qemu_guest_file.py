@@ -319,7 +319,7 @@ def validate(module):
     else:
         for name in ('content', 'src'):
             if p[name] is not None:
-                problems.append('{0} is only used with state=present'.format(name))
+                problems.append(f'{name} is only used with state=present')
     if state == 'fetched' and not p['dest']:
         problems.append('state=fetched needs dest, the file to write on the managed host')
     if p['remote_src'] and p['src'] is not None and not os.path.isabs(p['src']):
@@ -328,7 +328,7 @@ def validate(module):
     if state == 'absent':
         for name in ('dest', 'mode', 'owner', 'group'):
             if p[name] is not None:
-                problems.append('{0} is not used with state=absent'.format(name))
+                problems.append(f'{name} is not used with state=absent')
     for name in ('owner', 'group'):
         try:
             check_id(p[name], name)

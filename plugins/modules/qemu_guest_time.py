@@ -149,16 +149,15 @@ def run(module):
             if not hwclock_failed(exc.desc):
                 raise explain_time_error(exc)
             module.warn('the guest clock was set, but the agent could not write it to the guest\'s hardware '
-                        'clock ({0}): it may be off again after the next guest reboot'.format(exc.desc))
+                        f'clock ({exc.desc}): it may be off again after the next guest reboot')
         after = read_clock(qga)
     drift_after = after.drift(expected_guest_ns(moment, sent, after.host_ns))
     result['drift_after'] = seconds(drift_after)
     result['guest_time'] = iso8601(after.guest_ns)
     result['diff']['after'] = {'guest_time': iso8601(after.guest_ns)}
     if needs_time_set(drift_after, max_drift):
-        module.warn('after setting it, the guest clock is still {0:g} s off its target (more than max_drift {1:g} s); '
-                    'the agent round trip was {2} ms'.format(seconds(drift_after), max_drift,
-                                                             int(round(after.round_trip_ns / 1e6))))
+        module.warn(f'after setting it, the guest clock is still {seconds(drift_after):g} s off its target (more than max_drift {max_drift:g} s); '
+                    f'the agent round trip was {int(round(after.round_trip_ns / 1e6))} ms')
     return result
 
 

@@ -154,8 +154,8 @@ def run(module):
         require_command(qga, 'guest-set-user-password')
         exists, current = read_account(qga, name)
         if exists is False:
-            raise VMStateError('name: the guest has no user {0!r} in its /etc/passwd, and the guest agent cannot create '
-                               'users; create the account first'.format(name))
+            raise VMStateError(f'name: the guest has no user {name!r} in its /etc/passwd, and the guest agent cannot create '
+                               'users; create the account first')
         result = {'changed': password_needs_update(current, password, crypted, update_password, crypt_verify),
                   'name': name, 'password_state_before': password_state(current), 'verified': False}
         result['password_state'] = 'set' if result['changed'] else result['password_state_before']
@@ -181,8 +181,8 @@ def run(module):
             result['password_state'] = password_state(after)
             result['verified'] = after == password if crypted else crypt_verify(password, after) is True
             if after is not None and (after == current or (crypted and after != password)):
-                raise VMStateError('guest-set-user-password reported success, but the hash of {0!r} in the guest\'s '
-                                   '/etc/shadow is not the new one'.format(name))
+                raise VMStateError(f'guest-set-user-password reported success, but the hash of {name!r} in the guest\'s '
+                                   '/etc/shadow is not the new one')
     return result
 
 

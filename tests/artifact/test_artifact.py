@@ -67,13 +67,12 @@ def test_tarball_version_is_galaxy_version(tarball):
     with open(os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                            'galaxy.yml')) as handle:
         version = [line.split(':', 1)[1].strip() for line in handle if line.startswith('version:')][0]
-    assert os.path.basename(tarball) == 'qemu-vm-%s.tar.gz' % version
+    assert os.path.basename(tarball) == f'qemu-vm-{version}.tar.gz'
 
 
 def test_collection_is_installed_only_in_the_fresh_path():
     proc = subprocess.run([os.path.join(BIN, 'ansible-galaxy'), 'collection', 'list', 'qemu.vm', '--format', 'json'],
-                          env=dict(os.environ, **INSTALLED_ENV), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, check=True)
+                          env=dict(os.environ, **INSTALLED_ENV), capture_output=True, text=True, check=True)
     listing = json.loads(proc.stdout)
     assert list(listing) == [os.path.join(INSTALLED, 'ansible_collections')], listing
     assert 'qemu.vm' in listing[os.path.join(INSTALLED, 'ansible_collections')]
@@ -92,7 +91,6 @@ def test_installed_module_reads_a_real_vm(tmp_path):
     assert result['agent']['available'] is True, result
     # The module that ran came from the installed copy: ansible-doc resolves it there.
     doc = subprocess.run([os.path.join(BIN, 'ansible-doc'), '--json', 'qemu.vm.qemu_vm_info'],
-                         env=dict(os.environ, **INSTALLED_ENV), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         universal_newlines=True, check=True)
+                         env=dict(os.environ, **INSTALLED_ENV), capture_output=True, text=True, check=True)
     filename = json.loads(doc.stdout)['qemu.vm.qemu_vm_info']['doc']['filename']
     assert filename.startswith(INSTALLED + os.sep), filename

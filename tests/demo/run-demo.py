@@ -55,22 +55,22 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix='qemu-vm-demo-') as workdir:
         vm = VM(workdir, agent=True, name='qemu-vm-demo')
         try:
-            print('demo: booting VM in %s' % workdir, flush=True)
+            print(f'demo: booting VM in {workdir}', flush=True)
             vm.start(timeout=60)
-            print('demo: VM is up, QMP %s, guest agent %s' % (vm.qmp_path, vm.qga_path), flush=True)
+            print(f'demo: VM is up, QMP {vm.qmp_path}, guest agent {vm.qga_path}', flush=True)
             info = [
                 find_ansible_playbook(),
                 str(REPO / 'playbooks' / 'demo.yml'),
-                '-e', 'qemu_vm_demo_qmp=%s' % vm.qmp_path,
-                '-e', 'qemu_vm_demo_qga=%s' % vm.qga_path,
+                '-e', f'qemu_vm_demo_qmp={vm.qmp_path}',
+                '-e', f'qemu_vm_demo_qga={vm.qga_path}',
             ]
             # The backup playbook twice: the second run shows retention (keep 1) and a clean preflight.
             backup = [
                 find_ansible_playbook(),
                 str(REPO / 'playbooks' / 'backup.yml'),
                 '-e', 'backup_name=qemu-vm-demo',
-                '-e', 'backup_qmp=%s' % vm.qmp_path,
-                '-e', 'backup_qga=%s' % vm.qga_path,
+                '-e', f'backup_qmp={vm.qmp_path}',
+                '-e', f'backup_qga={vm.qga_path}',
                 '-e', 'backup_quiesce=required',
                 '-e', 'backup_keep=1',
             ]
@@ -78,14 +78,14 @@ def main() -> int:
             for label, command in (('info', info), ('backup #1', backup), ('backup #2', backup)):
                 if label == 'backup #2':
                     time.sleep(1)  # backup names carry the time to the second
-                print('demo: %s: %s' % (label, ' '.join(command)), flush=True)
+                print('demo: {}: {}'.format(label, ' '.join(command)), flush=True)
                 result = subprocess.run(command, cwd=str(REPO), env=playbook_env(), check=False)
                 if result.returncode != 0:
                     break
         finally:
             print('demo: stopping VM', flush=True)
             vm.stop()
-    print('demo: playbook exited with %d' % result.returncode, flush=True)
+    print(f'demo: playbook exited with {result.returncode}', flush=True)
     return result.returncode
 
 

@@ -31,10 +31,10 @@ def expected_pages():
         if kind in NOT_DOCUMENTED or name.startswith('_'):
             continue
         plugin_type = PAGE_TYPE.get(kind, kind)
-        pages['%s_%s.html' % (name, plugin_type)] = 'qemu.vm.%s %s' % (name, plugin_type)
+        pages[f'{name}_{plugin_type}.html'] = f'qemu.vm.{name} {plugin_type}'
     for spec in sorted(glob.glob(os.path.join(REPO, 'roles', '*', 'meta', 'argument_specs.yml'))):
         role = spec.split(os.sep)[-3]
-        pages['%s_role.html' % role] = 'qemu.vm.%s role' % role
+        pages[f'{role}_role.html'] = f'qemu.vm.{role} role'
     return pages
 
 
@@ -53,7 +53,7 @@ def test_the_repository_has_modules_and_a_role():
 
 @pytest.mark.parametrize('page', sorted(PAGES))
 def test_every_plugin_and_role_has_its_page(page):
-    assert os.path.isfile(os.path.join(HTML, page)), 'no %s in %s (run make docs)' % (page, HTML)
+    assert os.path.isfile(os.path.join(HTML, page)), f'no {page} in {HTML} (run make docs)'
     text = read(page)
     title = re.search(r'<title>(.*?)</title>', text, re.S).group(1)
     assert PAGES[page] in title, title
@@ -61,7 +61,7 @@ def test_every_plugin_and_role_has_its_page(page):
 
 @pytest.mark.parametrize('page', sorted(PAGES))
 def test_the_index_links_every_page(page):
-    assert 'href="%s"' % page in read('index.html')
+    assert f'href="{page}"' in read('index.html')
 
 
 def test_module_pages_show_parameters_examples_and_return_values():

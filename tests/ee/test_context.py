@@ -56,7 +56,7 @@ def test_context_carries_the_built_collection():
 def test_builder_introspection_reads_our_requirements():
     proc = subprocess.run([sys.executable, os.path.join(CONTEXT, '_build', 'scripts', 'introspect.py'),
                            'introspect', '--sanitize', os.path.join(ARTIFACT_DIR, 'collections')],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=True)
+                          capture_output=True, text=True, check=True)
     found = yaml.safe_load(proc.stdout)
     # Each line is "<requirement>  # from collection qemu.vm".
     assert [line.split('#')[0].strip() for line in found['python']] == requirement_lines('requirements.txt'), found

@@ -71,13 +71,13 @@ def ad_hoc_command(module, args, check=False, diff=False):
 
 def run_module(module, args, check=False, diff=False, timeout=300, env=None, cwd=None):
     """`ansible localhost -m qemu.vm.<module> -a <json>` (run in `cwd`) → the module's result dict."""
-    proc = subprocess.run(ad_hoc_command(module, args, check, diff), env=ansible_env(env), stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout, check=False, cwd=cwd)
+    proc = subprocess.run(ad_hoc_command(module, args, check, diff), env=ansible_env(env), capture_output=True,
+                          text=True, timeout=timeout, check=False, cwd=cwd)
     out = proc.stdout
     # Ad-hoc output is "localhost | SUCCESS|CHANGED|FAILED! => {json}", warnings around it.
     marker = out.find(' => ')
     if marker < 0:
-        raise AssertionError('no module result in ansible output:\n{0}\n{1}'.format(out, proc.stderr))
+        raise AssertionError(f'no module result in ansible output:\n{out}\n{proc.stderr}')
     header = out[:marker].rsplit('\n', 1)[-1]
     body = json.JSONDecoder().raw_decode(out[marker + 4:].lstrip())[0]
     result = ModuleResult(body)
@@ -109,7 +109,7 @@ def run_playbook(playbook, extra_vars=None, check=False, diff=False, timeout=600
     cmd += list(args)
     try:
         return subprocess.run(cmd, env=ansible_env(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              universal_newlines=True, timeout=timeout, check=False, cwd=cwd)
+                              text=True, timeout=timeout, check=False, cwd=cwd)
     finally:
         if tmp is not None:
             os.unlink(tmp.name)

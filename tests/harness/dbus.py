@@ -51,14 +51,13 @@ def _read_line(proc, timeout, what):
     while b'\n' not in buf:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise BusError('{0} printed nothing within {1} s (got {2!r})'.format(what, timeout, buf))
+            raise BusError(f'{what} printed nothing within {timeout} s (got {buf!r})')
         readable = select.select([fd], [], [], remaining)[0]
         if not readable:
             continue
         chunk = os.read(fd, 4096)
         if not chunk:
-            raise BusError('{0} exited with status {1} before it was ready (output {2!r})'.format(
-                what, proc.wait(5), buf))
+            raise BusError(f'{what} exited with status {proc.wait(5)} before it was ready (output {buf!r})')
         buf += chunk
     return buf.split(b'\n', 1)[0].decode()
 
@@ -75,7 +74,7 @@ def _stop_process(proc, timeout=10):
         proc.stdout.close()
 
 
-class Bus(object):
+class Bus:
     """A private dbus-daemon; its socket lives in a short /tmp directory."""
 
     def __init__(self, workdir):
@@ -103,7 +102,7 @@ class Bus(object):
             raise
         if not self.address.startswith('unix:'):
             self.stop()
-            raise BusError('unexpected dbus-daemon address {0!r}'.format(self.address))
+            raise BusError(f'unexpected dbus-daemon address {self.address!r}')
         return self
 
     def helper(self, helper_id, state=b'', name=None, timeout=10, **flags):
@@ -111,7 +110,7 @@ class Bus(object):
 
         flags: do_not_queue, no_id_property, save_error, hang (see vmstate_helper.py).
         """
-        helper = Helper(self, helper_id, state, name or 'h{0}'.format(len(self.helpers)), flags)
+        helper = Helper(self, helper_id, state, name or f'h{len(self.helpers)}', flags)
         self.helpers.append(helper)
         helper.start(timeout)
         return helper
@@ -130,7 +129,7 @@ class Bus(object):
         self.stop()
 
 
-class Helper(object):
+class Helper:
     """One vmstate_helper.py process and the files it reads and writes."""
 
     def __init__(self, bus, helper_id, state, name, flags):
@@ -159,14 +158,14 @@ class Helper(object):
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                          stderr=err, start_new_session=True)
         try:
-            line = _read_line(self.proc, timeout, 'helper {0}'.format(self.name))
+            line = _read_line(self.proc, timeout, f'helper {self.name}')
         except BusError as exc:
             self.stop()
-            raise BusError('{0}; stderr: {1}'.format(exc, self.stderr()))
+            raise BusError(f'{exc}; stderr: {self.stderr()}')
         words = line.split()
         if len(words) != 3 or words[0] != 'READY':
             self.stop()
-            raise BusError('helper {0} said {1!r}'.format(self.name, line))
+            raise BusError(f'helper {self.name} said {line!r}')
         self.unique_name, self.request_result = words[1], words[2]
         return self
 
@@ -211,4 +210,4 @@ class Helper(object):
             return ''
 
     def __repr__(self):
-        return '<Helper {0} id={1!r} {2}>'.format(self.name, self.id, self.unique_name)
+        return f'<Helper {self.name} id={self.id!r} {self.unique_name}>'

@@ -18,7 +18,7 @@ import tempfile
 import threading
 
 
-class PeerConnection(object):
+class PeerConnection:
     def __init__(self, sock):
         self.sock = sock
         self.received = b''
@@ -82,7 +82,7 @@ class PeerConnection(object):
         self.sock.close()
 
 
-class FakePeer(object):
+class FakePeer:
     """A unix-socket server running `handler(conn)` for each connection in a thread."""
 
     def __init__(self, handler, path=None):

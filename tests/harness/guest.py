@@ -54,7 +54,7 @@ class QMPCommandError(RuntimeError):
     """A QMP or QGA command returned an error. ``error_class`` and ``desc`` come from QEMU."""
 
     def __init__(self, command, error_class, desc):
-        super().__init__('%s failed: %s: %s' % (command, error_class, desc))
+        super().__init__(f'{command} failed: {error_class}: {desc}')
         self.command = command
         self.error_class = error_class
         self.desc = desc
@@ -69,9 +69,9 @@ def ensure_guest():
     with _guest_lock:
         if _guest_images is None:
             res = subprocess.run(['bash', BUILD_SCRIPT], stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, universal_newlines=True, check=False)
+                                 stderr=subprocess.STDOUT, text=True, check=False)
             if res.returncode != 0:
-                raise VMError('build-guest.sh failed (rc=%d):\n%s' % (res.returncode, res.stdout))
+                raise VMError(f'build-guest.sh failed (rc={res.returncode}):\n{res.stdout}')
             cache_root = os.environ.get('QEMU_VM_CACHE') or os.path.join(REPO_ROOT, '.cache')
             cache_dir = os.path.join(os.path.abspath(cache_root), 'guest')
             images = GuestImages(
@@ -82,7 +82,7 @@ def ensure_guest():
             )
             for path in images[:3]:
                 if not os.path.isfile(path):
-                    raise VMError('build-guest.sh did not produce %s' % path)
+                    raise VMError(f'build-guest.sh did not produce {path}')
             _guest_images = images
         return _guest_images
 
@@ -111,7 +111,7 @@ def kill_leftover_qemu():
 
 # --------------------------------------------------------------------------- raw sockets
 
-class _Stream(object):
+class _Stream:
     """A unix stream socket with line reading and an overall deadline."""
 
     def __init__(self, path, timeout):
@@ -205,7 +205,7 @@ def qmp_command(path, cmd, args=None, timeout=30.0):
             # QEMU can send a new client events ahead of the greeting (see _transport/sockets.py)
             greeting = stream.read_message()
         if 'QMP' not in greeting:
-            raise VMError('unexpected QMP greeting: %r' % (greeting,))
+            raise VMError(f'unexpected QMP greeting: {greeting!r}')
         caps_id = _new_id()
         stream.send({'execute': 'qmp_capabilities', 'id': caps_id})
         _result('qmp_capabilities', stream.read_reply(caps_id))
@@ -255,12 +255,12 @@ def _tail(path, max_bytes=4000):
             f.seek(max(0, size - max_bytes))
             return f.read().decode('utf-8', 'replace')
     except OSError as exc:
-        return '<%s>' % exc
+        return f'<{exc}>'
 
 
 # --------------------------------------------------------------------------- VM
 
-class VM(object):
+class VM:
     """One QEMU process running the tiny test guest.
 
     ``workdir`` holds disk0.qcow2 (overlay of the cached data disk), extra disks,
@@ -319,19 +319,19 @@ class VM(object):
             readonly = bool(spec.pop('readonly', False))
             read_bps = spec.pop('read_bps', None)
             if spec:
-                raise ValueError('unknown disk keys: %s' % sorted(spec))
+                raise ValueError(f'unknown disk keys: {sorted(spec)}')
             if fmt not in ('qcow2', 'raw'):
-                raise ValueError('disk format must be qcow2 or raw, not %r' % (fmt,))
+                raise ValueError(f'disk format must be qcow2 or raw, not {fmt!r}')
             self.disks.append(self._disk_entry(len(self.disks), fmt, size, readonly))
             self.disks[-1]['read_bps'] = read_bps
         self.node_names = [d['node'] for d in self.disks]
 
     def _disk_entry(self, index, fmt, size, readonly):
         return {
-            'node': 'disk%d' % index,
-            'file_node': 'disk%d-file' % index,
+            'node': f'disk{index}',
+            'file_node': f'disk{index}-file',
             'device': 'vd' + chr(ord('a') + index),
-            'path': os.path.join(self.workdir, 'disk%d.%s' % (index, fmt)),
+            'path': os.path.join(self.workdir, f'disk{index}.{fmt}'),
             'format': fmt,
             'size': size,
             'readonly': readonly,
@@ -358,9 +358,9 @@ class VM(object):
             else:
                 cmd = [QEMU_IMG, 'create', '-q', '-f', disk['format'], disk['path'], disk['size']]
             res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                 universal_newlines=True, check=False)
+                                 text=True, check=False)
             if res.returncode != 0:
-                raise VMError('%s failed: %s' % (' '.join(cmd), res.stdout))
+                raise VMError('{} failed: {}'.format(' '.join(cmd), res.stdout))
 
     def kernel_append(self):
         words = ['console=ttyS0', 'quiet', 'panic=-1']
@@ -384,10 +384,10 @@ class VM(object):
             '-serial', 'file:' + self.console_log,
             '-kernel', self.images.kernel, '-initrd', self.images.initrd,
             '-append', self.kernel_append(),
-            '-qmp', 'unix:%s,server=on,wait=off' % self.qmp_path,
-            '-chardev', 'socket,id=hmon0,path=%s,server=on,wait=off' % self.harness_qmp_path,
+            '-qmp', f'unix:{self.qmp_path},server=on,wait=off',
+            '-chardev', f'socket,id=hmon0,path={self.harness_qmp_path},server=on,wait=off',
             '-mon', 'chardev=hmon0,mode=control',
-            '-chardev', 'socket,path=%s,server=on,wait=off,id=qga0' % self.qga_path,
+            '-chardev', f'socket,path={self.qga_path},server=on,wait=off,id=qga0',
             '-device', 'virtio-serial-pci',
             '-device', 'virtserialport,chardev=qga0,name=org.qemu.guest_agent.0',
             '-global', 'PIIX4_PM.disable_s3=0',
@@ -404,13 +404,13 @@ class VM(object):
                 # A throttle filter under the format node: everything that reads the disk (the
                 # guest, a block job) reads at most read_bps bytes per second.
                 group = disk['node'] + '-throttle'
-                cmd += ['-object', 'throttle-group,id={0},x-bps-read={1}'.format(group, int(disk['read_bps'])),
+                cmd += ['-object', 'throttle-group,id={},x-bps-read={}'.format(group, int(disk['read_bps'])),
                         '-blockdev', json.dumps(file_opts)]
                 file_opts = {'driver': 'throttle', 'throttle-group': group, 'file': disk['file_node'],
                              'node-name': group}
                 fmt_opts['file'] = group
             cmd += ['-blockdev', json.dumps(file_opts), '-blockdev', json.dumps(fmt_opts),
-                    '-device', 'virtio-blk-pci,drive=%s,id=%s' % (disk['node'], disk['device'])]
+                    '-device', 'virtio-blk-pci,drive={},id={}'.format(disk['node'], disk['device'])]
         if self.python:
             # Shared by every VM, read-only; the init finds it by its label, not its device name.
             python_disk = os.path.join(self.images.cache_dir, 'python.qcow2')
@@ -431,7 +431,7 @@ class VM(object):
     def start(self, wait_agent=None, timeout=60):
         """Launch QEMU; wait for QMP and (by default, when the agent is enabled) the agent."""
         if self.is_running():
-            raise VMError('VM already running (pid %d)' % self.pid)
+            raise VMError(f'VM already running (pid {self.pid})')
         if wait_agent is None:
             wait_agent = self.agent
         if self.images is None:
@@ -443,7 +443,7 @@ class VM(object):
         self._create_disks()
         cmd = self.command()
         self._log = open(self.qemu_log, 'ab')
-        self._log.write(('+ %s\n' % ' '.join(cmd)).encode())
+        self._log.write(('+ {}\n'.format(' '.join(cmd))).encode())
         self._log.flush()
         started = time.monotonic()
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
@@ -474,7 +474,7 @@ class VM(object):
                 except (OSError, VMError) as exc:
                     last = exc
             if time.monotonic() > deadline:
-                raise self._error('QMP did not answer in time (%s)' % last)
+                raise self._error(f'QMP did not answer in time ({last})')
             time.sleep(0.05)
 
     def wait_agent(self, timeout=60):
@@ -486,7 +486,7 @@ class VM(object):
             self._check_alive()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise self._error('guest agent did not answer within %.0f s (%s)' % (timeout, last))
+                raise self._error(f'guest agent did not answer within {timeout:.0f} s ({last})')
             try:
                 with _Stream(self.qga_path, min(remaining, 5.0)) as stream:
                     _qga_sync(stream)
@@ -499,11 +499,10 @@ class VM(object):
         if self.proc is None:
             raise VMError('VM not started')
         if self.proc.poll() is not None:
-            raise self._error('QEMU exited with status %s' % self.proc.returncode)
+            raise self._error(f'QEMU exited with status {self.proc.returncode}')
 
     def _error(self, message):
-        return VMError('%s\n--- %s (tail) ---\n%s\n--- %s (tail) ---\n%s' % (
-            message, self.qemu_log, _tail(self.qemu_log), self.console_log, _tail(self.console_log)))
+        return VMError(f'{message}\n--- {self.qemu_log} (tail) ---\n{_tail(self.qemu_log)}\n--- {self.console_log} (tail) ---\n{_tail(self.console_log)}')
 
     def stop(self, timeout=20):
         """Stop QEMU (QMP quit, then SIGTERM, then SIGKILL) and reap it. Idempotent."""
@@ -559,7 +558,7 @@ class VM(object):
         if input is not None:
             args['input-data'] = base64.b64encode(input).decode()
         if env is not None:
-            args['env'] = ['%s=%s' % kv for kv in sorted(env.items())]
+            args['env'] = ['{}={}'.format(*kv) for kv in sorted(env.items())]
         with _Stream(self.qga_path, timeout) as stream:
             _qga_sync(stream)
             msg_id = _new_id()
@@ -573,7 +572,7 @@ class VM(object):
                 if status.get('exited'):
                     break
                 if time.monotonic() > deadline:
-                    raise VMError('guest-exec %r did not finish within %s s' % (argv, timeout))
+                    raise VMError(f'guest-exec {argv!r} did not finish within {timeout} s')
                 time.sleep(0.05)
         out = base64.b64decode(status.get('out-data', ''))
         err = base64.b64decode(status.get('err-data', ''))
@@ -596,7 +595,7 @@ class VM(object):
             if current in wanted_set:
                 return current
             if time.monotonic() > deadline:
-                raise self._error('VM status is %r, not %r after %s s' % (current, wanted, timeout))
+                raise self._error(f'VM status is {current!r}, not {wanted!r} after {timeout} s')
             time.sleep(0.1)
 
     def console_text(self):
@@ -607,4 +606,4 @@ class VM(object):
             return ''
 
     def __repr__(self):
-        return '<VM %s pid=%s>' % (self.name or self.workdir, self.pid)
+        return f'<VM {self.name or self.workdir} pid={self.pid}>'

@@ -24,14 +24,14 @@ def start_module(module, args):
 
 
 def _parent(pid):
-    with open('/proc/{0}/stat'.format(pid)) as handle:
+    with open(f'/proc/{pid}/stat') as handle:
         return int(handle.read().rsplit(')', 1)[1].split()[1])
 
 
 def module_pids(proc):
     """Pids of the module processes the run started (Ansible starts them in a session of their
     own, so the process group does not reach them; other runs are not ours)."""
-    marker = 'AnsiballZ_{0}'.format(proc.module).encode()
+    marker = f'AnsiballZ_{proc.module}'.encode()
     pids = []
     for cmdline in glob.glob('/proc/[0-9]*/cmdline'):
         pid = int(cmdline.split('/')[2])
@@ -55,7 +55,7 @@ def kill_when(proc, condition, timeout=120):
     try:
         while not condition():
             assert proc.poll() is None, 'the run ended before the condition held:\n' + proc.stdout.read().decode()
-            assert time.monotonic() < deadline, 'condition not seen within {0} s'.format(timeout)
+            assert time.monotonic() < deadline, f'condition not seen within {timeout} s'
             time.sleep(0.02)
     finally:
         for pid in module_pids(proc):

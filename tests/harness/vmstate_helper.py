@@ -44,7 +44,7 @@ INTROSPECTION = '''<node>
 REQUEST_NAME_RESULT = {1: 'primary', 2: 'queued', 3: 'exists', 4: 'primary'}
 
 
-class Helper(object):
+class Helper:
 
     def __init__(self, args):
         self.args = args
@@ -77,7 +77,7 @@ class Helper(object):
         member = fields.get(HeaderFields.member)
         if path != PATH:
             return new_error(msg, 'org.freedesktop.DBus.Error.UnknownObject', 's',
-                             ('no object at {0}'.format(path),))
+                             (f'no object at {path}',))
         if iface == PROPS and member == 'GetAll':
             self.log(call='GetAll')
             if self.args.hang:
@@ -91,7 +91,7 @@ class Helper(object):
             wanted_iface, prop = msg.body
             if self.args.no_id_property or wanted_iface not in ('', NAME) or prop != 'Id':
                 return new_error(msg, 'org.freedesktop.DBus.Error.UnknownProperty', 's',
-                                 ('no property {0}.{1}'.format(wanted_iface, prop),))
+                                 (f'no property {wanted_iface}.{prop}',))
             return new_method_return(msg, 'v', (('s', self.args.id),))
         if iface == INTROSPECTABLE and member == 'Introspect':
             return new_method_return(msg, 's', (INTROSPECTION,))
@@ -108,7 +108,7 @@ class Helper(object):
             self.store(data)
             return new_method_return(msg)
         return new_error(msg, 'org.freedesktop.DBus.Error.UnknownMethod', 's',
-                         ('unknown method {0}.{1}'.format(iface, member),))
+                         (f'unknown method {iface}.{member}',))
 
     def run(self):
         conn = open_dbus_connection(bus=self.args.address, auth_timeout=10.0)
@@ -117,7 +117,7 @@ class Helper(object):
                           interface='org.freedesktop.DBus')
         reply = conn.send_and_get_reply(new_method_call(bus, 'RequestName', 'su', (NAME, flags)), timeout=10)
         outcome = REQUEST_NAME_RESULT.get(reply.body[0], str(reply.body[0]))
-        sys.stdout.write('READY {0} {1}\n'.format(conn.unique_name, outcome))
+        sys.stdout.write(f'READY {conn.unique_name} {outcome}\n')
         sys.stdout.flush()
         while True:
             try:

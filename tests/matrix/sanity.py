@@ -63,7 +63,7 @@ def install_get_pip(versions):
     names = set()
     for version in versions:
         pip_version = get_venv_packages(types.SimpleNamespace(version=version))['pip']
-        names.add('get_pip_%s.py' % pip_version.replace('.', '_'))
+        names.add('get_pip_{}.py'.format(pip_version.replace('.', '_')))
     for name in sorted(names):
         shutil.copyfile(GET_PIP, os.path.join(CACHE, name))
     return sorted(names)
@@ -72,16 +72,15 @@ def install_get_pip(versions):
 def main():
     import ansible
 
-    controller = '%d.%d' % sys.version_info[:2]
+    controller = '{}.{}'.format(*sys.version_info[:2])
     versions = target_versions()
     interpreters = {v: find_interpreter(v) for v in versions}
     missing = [v for v, path in interpreters.items() if not path]
     if missing:
-        sys.exit('sanity: no interpreter for target Python %s (looked on PATH and under $PYENV_ROOT/versions)'
-                 % ', '.join(missing))
+        sys.exit('sanity: no interpreter for target Python {} (looked on PATH and under $PYENV_ROOT/versions)'.format(', '.join(missing)))
     names = install_get_pip(versions + [controller])
-    print('sanity: ansible-core %s, controller Python %s, target Pythons %s; pip bootstrap %s'
-          % (ansible.__version__, controller, ' '.join(versions), ' '.join(names)), flush=True)
+    print(f"sanity: ansible-core {ansible.__version__}, controller Python {controller}, "
+          f"target Pythons {' '.join(versions)}; pip bootstrap {' '.join(names)}", flush=True)
 
     # ansible-test also looks interpreters up on PATH by name (the import test's venv check), where
     # pyenv's shims would answer and fail: put links to the real ones first on PATH.
@@ -96,7 +95,7 @@ def main():
     argv = [os.path.join(os.path.dirname(sys.executable), 'ansible-test'), 'sanity', '--color', 'no',
             '--controller', 'origin:python=' + controller]
     for version in versions:
-        argv += ['--target-python', '%s@%s' % (version, interpreters[version])]
+        argv += ['--target-python', f'{version}@{interpreters[version]}']
     argv += sys.argv[1:]
     os.execv(argv[0], argv)
 

@@ -36,7 +36,7 @@ def vm_factory(guest_images, tmp_path):
         # Disks and logs live under tmp_path. Unix socket paths are limited to 107 bytes:
         # when tmp_path is too long, VM puts its sockets in a short mkdtemp('qvm') dir under
         # /tmp (removed by VM.stop()).
-        machine = VM(tmp_path / ('vm%d' % len(vms)), **kwargs)
+        machine = VM(tmp_path / f'vm{len(vms)}', **kwargs)
         vms.append(machine)
         machine.start(wait_agent=wait_agent, timeout=timeout)
         return machine
@@ -72,7 +72,7 @@ def pytest_sessionfinish(session, exitstatus):
     if not leftovers:
         return
     kill_leftover_qemu()
-    message = 'QEMU processes started by the test harness were still running: %s' % leftovers
+    message = f'QEMU processes started by the test harness were still running: {leftovers}'
     reporter = session.config.pluginmanager.get_plugin('terminalreporter')
     if reporter is not None:
         reporter.write_line(message, red=True, bold=True)

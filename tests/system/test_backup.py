@@ -34,8 +34,8 @@ def snapshot_names(vm):
 
 def start_guest_writer(vm, path='/data/ticks', rounds=400):
     """A writer inside the guest appending its uptime every 50 ms; a freeze shows as a gap."""
-    script = ('(i=0; while [ $i -lt {0} ]; do cat /proc/uptime >> {1}; i=$((i+1)); usleep 50000; done)'
-              ' </dev/null >/dev/null 2>&1 &').format(rounds, path)
+    script = (f'(i=0; while [ $i -lt {rounds} ]; do cat /proc/uptime >> {path}; i=$((i+1)); usleep 50000; done)'
+              ' </dev/null >/dev/null 2>&1 &')
     rc, _out, err = vm.guest_exec(['sh', '-c', script])
     assert rc == 0, err
     time.sleep(0.5)

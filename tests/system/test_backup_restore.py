@@ -17,13 +17,13 @@ MARKER_B = b'marker B, written before the incremental\n' * 25000  # about 1 MiB
 
 
 def write_marker(vm, name, data):
-    code, _out, err = vm.guest_exec(['sh', '-c', 'cat > /data/{0} && sync'.format(name)], input=data)
+    code, _out, err = vm.guest_exec(['sh', '-c', f'cat > /data/{name} && sync'], input=data)
     assert code == 0, err
 
 
 def guest_sha256(vm, name):
     """sha256 of /data/<name> computed in the guest, or None when the file is not there."""
-    code, out, _err = vm.guest_exec(['sh', '-c', 'test -e /data/{0} && sha256sum /data/{0}'.format(name)])
+    code, out, _err = vm.guest_exec(['sh', '-c', f'test -e /data/{name} && sha256sum /data/{name}'])
     return out.split()[0].decode() if code == 0 else None
 
 

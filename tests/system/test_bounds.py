@@ -38,19 +38,19 @@ def test_every_duration_option_is_bounded(vm, tmp_path):
             task_args = dict(args)
             task_args[option] = value
             cases.append((module, option, value))
-            tasks.append({'name': '{0} {1}={2}'.format(module, option, value), 'qemu.vm.' + module: task_args,
-                          'register': 'r{0}'.format(len(tasks)), 'ignore_errors': True})
+            tasks.append({'name': f'{module} {option}={value}', 'qemu.vm.' + module: task_args,
+                          'register': f'r{len(tasks)}', 'ignore_errors': True})
     out = tmp_path / 'results.json'
     tasks.append({'name': 'collect', 'ansible.builtin.copy': {
         'dest': str(out), 'mode': '0644',
-        'content': '{{ [' + ', '.join('r{0}'.format(i) for i in range(len(cases))) + '] | to_json }}'}})
+        'content': '{{ [' + ', '.join(f'r{i}' for i in range(len(cases))) + '] | to_json }}'}})
     play = [{'hosts': 'localhost', 'gather_facts': False, 'tasks': tasks}]
     proc = run_playbook(json.dumps(play) + '\n', timeout=900)
     assert out.exists(), proc.stdout
     results = json.loads(out.read_text())
     for (module, option, value), result in zip(cases, results):
         assert result.get('failed'), (module, option, value, result)
-        assert result['msg'].startswith('{0} must be a finite number of seconds'.format(option)), (module, value, result)
+        assert result['msg'].startswith(f'{option} must be a finite number of seconds'), (module, value, result)
         assert result.get('parameter') == option
     # Nothing happened to the VM: running, not frozen, no snapshot, the guest file not written.
     assert vm.status() == 'running'

@@ -101,8 +101,8 @@ def python_vm(guest_images, tmp_path_factory):
 
 def inventory(tmp_path, vm):
     path = tmp_path / 'inventory.ini'
-    path.write_text('guest ansible_connection=qemu.vm.qga ansible_qemu_qga={0} '
-                    'ansible_python_interpreter=/usr/bin/python3\n'.format(vm.qga_path))
+    path.write_text(f'guest ansible_connection=qemu.vm.qga ansible_qemu_qga={vm.qga_path} '
+                    'ansible_python_interpreter=/usr/bin/python3\n')
     return str(path)
 
 

@@ -93,7 +93,7 @@ def snapshot_tags(machine):
 
 
 def assert_alive(machine):
-    assert machine.is_running(), 'QEMU exited with status {0}'.format(machine.proc.returncode)
+    assert machine.is_running(), f'QEMU exited with status {machine.proc.returncode}'
     assert machine.status() == 'running'
 
 
@@ -174,16 +174,16 @@ def test_id_list_changes_in_place_addr_change_recreates(vm, bus, tmp_path):
 
 def test_playbook_with_group_defaults_and_diff(vm, bus):
     bus.helper('net0')
-    playbook = '''
+    playbook = f'''
 - hosts: localhost
   gather_facts: false
   module_defaults:
     group/qemu.vm.qemu:
-      qmp: {qmp}
+      qmp: {vm.qmp_path}
   tasks:
     - name: Add the object
       qemu.vm.qemu_dbus_vmstate:
-        addr: "{addr}"
+        addr: "{bus.address}"
         id_list: [net0]
       register: added
     - name: Helpers and the diff are reported
@@ -193,10 +193,10 @@ def test_playbook_with_group_defaults_and_diff(vm, bus):
           - added.helpers | selectattr('included') | map(attribute='id') | list == ['net0']
           - added.diff.before.state == 'absent'
           - added.diff.after.id_list == ['net0']
-          - added.diff.after.addr == "{addr}"
+          - added.diff.after.addr == "{bus.address}"
     - name: Grow the id-list
       qemu.vm.qemu_dbus_vmstate:
-        addr: "{addr}"
+        addr: "{bus.address}"
         id_list: [net0, tpm0]
         check_helpers: false
       register: grown
@@ -215,7 +215,7 @@ def test_playbook_with_group_defaults_and_diff(vm, bus):
         that:
           - removed is changed
           - removed.diff.after.state == 'absent'
-'''.format(qmp=vm.qmp_path, addr=bus.address)
+'''
     proc = run_playbook(playbook, diff=True)
     assert proc.returncode == 0, proc.stdout
     assert 'failed=0' in proc.stdout

@@ -30,7 +30,7 @@ PLAIN = 'plain-Tr0ub4dor-3'
 def make_key(comment):
     name = b'ssh-ed25519'
     blob = struct.pack('>I', len(name)) + name + struct.pack('>I', 32) + os.urandom(32)
-    return 'ssh-ed25519 {0} {1}'.format(base64.b64encode(blob).decode(), comment)
+    return f'ssh-ed25519 {base64.b64encode(blob).decode()} {comment}'
 
 
 def guest_text(vm, path):
@@ -49,7 +49,7 @@ def shadow_hash(vm, user):
         fields = line.split(':')
         if fields[0] == user:
             return fields[1]
-    raise AssertionError('{0} is not in the guest\'s /etc/shadow'.format(user))
+    raise AssertionError(f'{user} is not in the guest\'s /etc/shadow')
 
 
 def guest_offset(vm):

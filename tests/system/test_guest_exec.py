@@ -80,7 +80,7 @@ def test_argv_stdin_env_chdir(shared_vm):
 def test_creates_removes_idempotency_and_check_mode(shared_vm):
     qga = shared_vm.qga_path
     marker = '/tmp/exec-marker'
-    args = {'qga': qga, 'cmd': 'echo made > {0}'.format(marker), 'creates': marker}
+    args = {'qga': qga, 'cmd': f'echo made > {marker}', 'creates': marker}
 
     result = run_module('qemu_guest_exec', args, check=True)
     assert result['changed'] and not result.failed, result
@@ -93,19 +93,19 @@ def test_creates_removes_idempotency_and_check_mode(shared_vm):
     for check in (True, False):
         result = run_module('qemu_guest_exec', args, check=check)
         assert not result['changed'] and not result.failed, result
-        assert result['msg'] == '{0} exists, matching creates option'.format(marker)
+        assert result['msg'] == f'{marker} exists, matching creates option'
 
     # A glob, relative to chdir.
     result = run_module('qemu_guest_exec', dict(args, creates='exec-mark*', chdir='/tmp'))
     assert not result['changed'], result
 
-    removes = {'qga': qga, 'cmd': 'rm {0}'.format(marker), 'removes': marker}
+    removes = {'qga': qga, 'cmd': f'rm {marker}', 'removes': marker}
     result = run_module('qemu_guest_exec', removes)
     assert result['changed'] and not result.failed, result
     assert not guest_exists(shared_vm, marker)
     result = run_module('qemu_guest_exec', removes)
     assert not result['changed'] and not result.failed, result
-    assert result['msg'] == '{0} does not exist, matching removes option'.format(marker)
+    assert result['msg'] == f'{marker} does not exist, matching removes option'
 
     # Check mode without creates/removes: skipped, nothing run.
     proc = run_playbook(SKIP_PLAY, extra_vars={'qga': qga, 'marker': marker}, check=True)
@@ -125,7 +125,7 @@ def test_timeout_kills_the_command_in_the_guest(shared_vm):
     assert 'Traceback' not in result['output']
     code, pid, _err = guest_run(shared_vm, 'cat /tmp/exec-timeout.pid')
     assert code == 0
-    assert not guest_exists(shared_vm, '/proc/{0}'.format(pid.strip()))
+    assert not guest_exists(shared_vm, f'/proc/{pid.strip()}')
     code, out, _err = guest_run(shared_vm, 'cat /proc/[0-9]*/cmdline | tr "\\0" " "')
     assert 'sleep 313' not in out
 

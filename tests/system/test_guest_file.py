@@ -131,7 +131,7 @@ def test_round_trip_is_byte_exact_at_chunk_boundaries(vm, qga, tmp_path, size):
     """Random binary data into the guest and back with 1 MiB chunks: same SHA-256 everywhere."""
     src = random_file(tmp_path, 'src.bin', size)
     expected = sha256_of(src)
-    guest_path = '/data/blob-{0}.bin'.format(size)
+    guest_path = f'/data/blob-{size}.bin'
 
     put = run_module('qemu_guest_file', dict(qga, path=guest_path, src=src, chunk_size='1M'))
     assert not put.failed, put.get('msg', put['output'])
@@ -322,7 +322,7 @@ def test_src_from_controller_in_a_playbook(vm, tmp_path):
     password.write_text('test-password\n')
     vault = subprocess.run([os.path.join(BIN, 'ansible-vault'), 'encrypt', '--vault-password-file', str(password),
                             str(secret)], env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           universal_newlines=True, check=False)
+                           text=True, check=False)
     assert vault.returncode == 0, vault.stdout
     assert secret.read_text().startswith('$ANSIBLE_VAULT')
     playbook = tmp_path / 'play.yml'
@@ -363,7 +363,7 @@ def test_src_from_controller_in_a_playbook(vm, tmp_path):
     vault_args = ('--vault-password-file', str(password))
     first = run_playbook(str(playbook), args=('-vvv',) + vault_args)
     assert first.returncode == 0, first.stdout
-    assert 'RESULT {0} {0} {1}'.format(expected, 2 * MIB + 3) in first.stdout
+    assert f'RESULT {expected} {expected} {2 * MIB + 3}' in first.stdout
     assert 'changed=3' in first.stdout, first.stdout
     # The local connection logs every transfer: only the become task put payload.bin on the managed host.
     puts = re.findall(r'PUT (\S+) TO (\S+)', first.stdout)

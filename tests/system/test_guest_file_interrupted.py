@@ -25,11 +25,11 @@ def module_read_past_start(proc, path):
     """Whether the run's module process (not the controller, which peeks at src for a vault header)
     has `path` open with its file position past 0."""
     for pid in module_pids(proc):
-        for fd_link in glob.glob('/proc/{0}/fd/*'.format(pid)):
+        for fd_link in glob.glob(f'/proc/{pid}/fd/*'):
             try:
                 if os.readlink(fd_link) != path:
                     continue
-                with open('/proc/{0}/fdinfo/{1}'.format(pid, fd_link.rsplit('/', 1)[1])) as info:
+                with open('/proc/{}/fdinfo/{}'.format(pid, fd_link.rsplit('/', 1)[1])) as info:
                     if int(info.readline().split()[1]) > 0:
                         return True
             except (OSError, ValueError, IndexError):
@@ -67,7 +67,7 @@ def test_killed_put_leaves_a_private_temp_file_the_next_run_removes(vm, tmp_path
 
 
 def test_killed_fetch_leaves_a_temp_file_the_next_run_removes(vm, tmp_path):
-    code, _out, err = vm.guest_exec(['dd', 'if=/dev/urandom', 'of=/tmp/big.bin', 'bs=1M', 'count=%d' % (BIG // MIB)])
+    code, _out, err = vm.guest_exec(['dd', 'if=/dev/urandom', 'of=/tmp/big.bin', 'bs=1M', f'count={BIG // MIB}'])
     assert code == 0, err
     dest = tmp_path / 'big.bin'
     pattern = str(tmp_path / '.big.bin.*.qemu-vm.tmp')
@@ -105,13 +105,13 @@ def test_relative_dest_is_resolved_like_fetch(vm, tmp_path):
   gather_facts: false
   tasks:
     - qemu.vm.qemu_guest_file:
-        qga: {0}
+        qga: {}
         path: /tmp/rel.txt
         state: fetched
         dest: got/
       register: fetched
     - ansible.builtin.assert:
-        that: fetched.dest_path == "{1}"
+        that: fetched.dest_path == "{}"
 '''.format(vm.qga_path, playdir / 'got' / 'rel.txt'))
     proc = run_playbook(str(playbook), cwd=str(workdir))
     assert proc.returncode == 0, proc.stdout

@@ -39,7 +39,7 @@ def test_freeze_blocks_guest_writes_until_thaw(guest):
     vm = guest
     args = {'qga': vm.qga_path, 'state': 'frozen'}
     # Start the writer before freezing: while frozen the agent runs no guest-exec.
-    started = vm.guest_exec(['sh', '-c', '(%s) </dev/null >/dev/null 2>&1 &' % WRITER])
+    started = vm.guest_exec(['sh', '-c', f'({WRITER}) </dev/null >/dev/null 2>&1 &'])
     assert started[0] == 0, started
     wait_for(lambda: ('done', '2') in writer_lines(vm), 30, 'the writer to start writing')
 

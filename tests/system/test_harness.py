@@ -12,7 +12,7 @@ from harness.guest import VM, running_qemu_pids
 def test_guest_boots_and_agent_answers(vm):
     assert vm.is_running()
     assert vm.boot_seconds is not None and vm.boot_seconds < 60
-    print('boot-to-agent: %.2f s' % vm.boot_seconds)
+    print(f'boot-to-agent: {vm.boot_seconds:.2f} s')
     assert vm.status() == 'running'
     info = vm.qga('guest-info')
     assert info['version'].startswith('7.')

@@ -26,7 +26,7 @@ BOUND = 2  # the inventory's per-socket timeout in these tests
 
 
 def _unique(label):
-    return 'inv-{0}-{1}'.format(uuid.uuid4().hex[:6], label)
+    return f'inv-{uuid.uuid4().hex[:6]}-{label}'
 
 
 def run_inventory(tmp_path, config, args=()):
@@ -35,12 +35,11 @@ def run_inventory(tmp_path, config, args=()):
     path.write_text(json.dumps(dict(config, plugin='qemu.vm.qemu')))  # JSON is YAML
     started = time.monotonic()
     proc = subprocess.run([os.path.join(BIN, 'ansible-inventory'), '-i', str(path), '--list'] + list(args),
-                          env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, timeout=180, check=False)
+                          env=ansible_env(), capture_output=True, text=True, timeout=180, check=False)
     seconds = time.monotonic() - started
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert 'Traceback' not in proc.stderr, proc.stderr
-    print('ansible-inventory took {0:.2f} s'.format(seconds))  # informational, never asserted
+    print(f'ansible-inventory took {seconds:.2f} s')  # informational, never asserted
     return _plain(json.loads(proc.stdout)), proc.stderr, seconds
 
 
@@ -144,7 +143,7 @@ def _stop_agent(vm, timeout=30):
             qga_command(vm.qga_path, 'guest-ping', timeout=1)
         except (OSError, ValueError):
             return
-        assert time.monotonic() < deadline, 'the agent in {0} still answers'.format(vm.name)
+        assert time.monotonic() < deadline, f'the agent in {vm.name} still answers'
 
 
 def test_paused_held_and_hung_vms_are_listed_within_the_bound(vm_factory, tmp_path):
@@ -226,6 +225,6 @@ def test_ping_reaches_the_guest_through_the_qga_connection(vm_factory, tmp_path)
     path.write_text(json.dumps(config))
     proc = subprocess.run([os.path.join(BIN, 'ansible'), vm.name, '-i', str(path), '-m', 'ansible.builtin.ping'],
                           env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          universal_newlines=True, timeout=300, check=False)
+                          text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout
-    assert '{0} | SUCCESS'.format(vm.name) in proc.stdout and '"ping": "pong"' in proc.stdout, proc.stdout
+    assert f'{vm.name} | SUCCESS' in proc.stdout and '"ping": "pong"' in proc.stdout, proc.stdout

@@ -52,8 +52,7 @@ def bitmaps(vm):
 
 def write_guest(vm, device, mib, seek_mib=0):
     """Write `mib` MiB of random data onto a guest disk at `seek_mib` and flush it."""
-    code, _out, err = vm.guest_exec(['sh', '-c', 'dd if=/dev/urandom of={0} bs=1M count={1} seek={2} conv=fsync'.format(
-        device, mib, seek_mib)], timeout=60)
+    code, _out, err = vm.guest_exec(['sh', '-c', f'dd if=/dev/urandom of={device} bs=1M count={mib} seek={seek_mib} conv=fsync'], timeout=60)
     assert code == 0, err
 
 
@@ -198,7 +197,7 @@ def test_no_space_in_dest_is_refused_before_anything_changes(shared_vm, small_tm
     for check in (True, False):
         refused = backup(vm, dest, check=check, qga=vm.qga_path)
         assert refused.failed and refused['error_type'] == 'ParameterError', refused['output']
-        assert refused['msg'].startswith('dest {0}: no space for this backup point'.format(dest)), refused['msg']
+        assert refused['msg'].startswith(f'dest {dest}: no space for this backup point'), refused['msg']
         assert 'vdb 5.' in refused['msg'] and 'nothing was changed' in refused['msg']
     assert our_jobs(vm) == []
     assert not [n for n in vm.qmp('query-named-block-nodes', flat=True) if n['node-name'].startswith('qemu-vm-')]
@@ -263,7 +262,7 @@ def wait_for(condition, what, timeout=60):
         value = condition()
         if value:
             return value
-        assert time.monotonic() < deadline, '{0}: not within {1} s'.format(what, timeout)
+        assert time.monotonic() < deadline, f'{what}: not within {timeout} s'
         time.sleep(0.02)
 
 
@@ -333,8 +332,8 @@ def test_a_killed_run_is_cleaned_up_and_its_chain_never_continued(vm_factory, tm
     again = backup(vm, dest, devices=['vdb'])
     assert not again.failed, again['output']
     assert (again['mode'], again['chain']) == ('incremental', after['chain']), again['output']
-    assert 'left chain {0} without a manifest'.format(aborted[0]) in again['output']
-    assert 'left backup jobs ({0}) and target nodes in QEMU: stopped and removed them'.format(job_id) in again['output']
+    assert f'left chain {aborted[0]} without a manifest' in again['output']
+    assert f'left backup jobs ({job_id}) and target nodes in QEMU: stopped and removed them' in again['output']
     assert not os.path.exists(str(dest / aborted[0]))
     assert our_jobs(vm) == [] and our_nodes(vm) == []
     assert list(bitmaps(vm)['disk1']) == ['qemu-vm-' + after['chain']]
@@ -401,6 +400,6 @@ def test_after_sigkill_auto_starts_a_new_chain(vm_factory, tmp_path):
     assert not third.failed, third['output']
     assert third['mode'] == 'full' and third['chain'] not in (first['chain'], second['chain'])
     reason = third['chain_reset']['reason']
-    assert 'bitmap {0}'.format(name) in reason and 'inconsistent' in reason
+    assert f'bitmap {name}' in reason and 'inconsistent' in reason
     assert name not in bitmaps(vm)['disk0'] and name not in bitmaps(vm)['disk1']  # the untrustworthy bitmap is gone
     assert backup(vm, dest)['mode'] == 'incremental'

@@ -67,7 +67,7 @@ def our_jobs(vm):
 
 def raw_job(vm, command, **args):
     """Run a snapshot job on the harness monitor (setup outside the code under test)."""
-    job_id = 'harness-{0}-{1}'.format(command, time.monotonic_ns())
+    job_id = f'harness-{command}-{time.monotonic_ns()}'
     args['job-id'] = job_id
     vm.qmp(command, **args)
     deadline = time.monotonic() + 60
@@ -156,7 +156,7 @@ def test_failed_load_leaves_restore_vm_and_a_good_load_recovers(vm2):
 
 def test_hmp_fallback_commands_work_on_real_qemu(vm2):
     """The HMP path (used on QEMU < 6.0) against QEMU 7.2's real HMP parser."""
-    tag = u'hmp \u00e9t\u00e9 "quoted" back\\slash'
+    tag = 'hmp \u00e9t\u00e9 "quoted" back\\slash'
     with QMPSession(vm2.qmp_path, timeout=30) as qmp:
         saved = snapshot_utils.hmp_command(qmp, 'savevm', tag, 30)
         assert saved['method'] == 'hmp' and saved['downtime_ms'] > 0
@@ -211,7 +211,7 @@ def test_absent_four_steps(vm2):
 
 
 def test_tag_with_spaces_and_non_ascii_round_trips(vm2):
-    name = u'nightly backup \u00e9t\u00e9 \u96ea "quoted" \\ end'
+    name = 'nightly backup \u00e9t\u00e9 \u96ea "quoted" \\ end'
     saved = snapshot(vm2, name=name)
     assert saved.changed and saved['snapshot']['name'] == name, saved['output']
     assert name in snapshots(vm2)['disk0'] and name in snapshots(vm2)['disk1']
@@ -315,7 +315,7 @@ def test_timeout_while_the_job_runs_is_clear_and_the_job_is_dismissed_later(vm2)
 
 @pytest.mark.parametrize('args, words, error_type', [
     ({'name': ''}, 'name must be a non-empty snapshot name', 'ParameterError'),
-    ({'name': u'\u00e9' * 128}, 'name is 256 bytes long', 'ParameterError'),
+    ({'name': '\u00e9' * 128}, 'name is 256 bytes long', 'ParameterError'),
     ({'name': 'x', 'devices': ['nope']}, "no block node named 'nope'", 'ParameterError'),
     ({'name': 'x', 'devices': ['disk0-file']}, "did you mean its format node 'disk0'", 'ParameterError'),
     ({'name': 'x', 'devices': ['disk0'], 'vmstate': 'disk1'}, "vmstate: node 'disk1' must be one of", 'ParameterError'),

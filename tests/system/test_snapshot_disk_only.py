@@ -43,7 +43,7 @@ def marker(vm):
 
 
 def write_marker(vm, text):
-    assert vm.guest_exec(['sh', '-c', 'echo {0} > /data/marker.txt && sync'.format(text)])[0] == 0
+    assert vm.guest_exec(['sh', '-c', f'echo {text} > /data/marker.txt && sync'])[0] == 0
 
 
 def test_quiesced_disk_only_snapshot_keeps_the_vm_running(vm2):

@@ -128,7 +128,7 @@ def test_busy_monitor_gives_up_after_timeout(vm):
 
 def test_qmp_events_and_version_from_real_qemu(vm):
     version = subprocess.run(['qemu-system-x86_64', '--version'], stdout=subprocess.PIPE,
-                             universal_newlines=True, check=True).stdout
+                             text=True, check=True).stdout
     with QMPSession(vm.qmp_path, timeout=10) as qmp:
         assert qmp.version_string in version
         with qmp.events('STOP', 'RESUME') as watcher:

@@ -20,7 +20,7 @@ def test_adhoc_reports_vm_block_nodes_and_agent(vm_factory):
     assert result['rc'] == 0, result['output']
     assert not result.changed
     version = subprocess.run(['qemu-system-x86_64', '--version'], stdout=subprocess.PIPE,
-                             universal_newlines=True, check=True).stdout
+                             text=True, check=True).stdout
     assert result['qemu_version'] in version
     assert result['status'] == 'running' and result['running'] is True
     assert result['name'] == 'infovm'

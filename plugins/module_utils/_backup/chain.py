@@ -57,9 +57,9 @@ def unique_id(stem: str, taken) -> str:
     if stem not in taken:
         return stem
     n = 2
-    while '{0}-{1}'.format(stem, n) in taken:
+    while f'{stem}-{n}' in taken:
         n += 1
-    return '{0}-{1}'.format(stem, n)
+    return f'{stem}-{n}'
 
 
 def is_point_id(text) -> bool:
@@ -71,7 +71,7 @@ def bitmap_name(chain: str) -> str:
 
 
 def file_name(point: str, device: str) -> str:
-    return '{0}.{1}.qcow2'.format(point, device)
+    return f'{point}.{device}.qcow2'
 
 
 def vm_identity(name, uuid) -> dict:
@@ -92,9 +92,9 @@ def same_vm(recorded: dict, current: dict) -> bool:
 def check_dest(dest) -> str:
     """`dest` as an absolute, existing, writable directory, or ParameterError naming it."""
     if not dest or not os.path.isabs(dest):
-        raise ParameterError('dest', 'dest must be an absolute path, got {0!r}'.format(dest))
+        raise ParameterError('dest', f'dest must be an absolute path, got {dest!r}')
     if not os.path.isdir(dest):
-        raise ParameterError('dest', 'dest {0} does not exist or is not a directory; create it first'.format(dest))
+        raise ParameterError('dest', f'dest {dest} does not exist or is not a directory; create it first')
     return os.path.normpath(dest)
 
 
@@ -107,7 +107,7 @@ def read_manifest(chain_dir: str):
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        raise ManifestError('cannot read {0}: {1}'.format(path, exc))
+        raise ManifestError(f'cannot read {path}: {exc}')
     if not isinstance(data, dict) or data.get('format') != FORMAT or not isinstance(data.get('points'), list):
         return None
     return data
@@ -129,7 +129,7 @@ def write_manifest(chain_dir: str, manifest: dict) -> None:
             os.unlink(tmp)
         except OSError:
             pass
-        raise ManifestError('cannot write the manifest in {0}: {1}'.format(chain_dir, exc))
+        raise ManifestError(f'cannot write the manifest in {chain_dir}: {exc}')
 
 
 def list_chains(dest: str, errors=None) -> list:
@@ -178,7 +178,7 @@ def remove_chain(chain_dir: str) -> None:
         os.unlink(os.path.join(chain_dir, MANIFEST))
         shutil.rmtree(chain_dir)
     except OSError as exc:
-        raise ManifestError('cannot remove the chain {0}: {1}'.format(chain_dir, exc))
+        raise ManifestError(f'cannot remove the chain {chain_dir}: {exc}')
 
 
 # -- decisions ----------------------------------------------------------------------
@@ -229,17 +229,17 @@ def chain_problem(manifest, vm_bitmaps: dict, vm_disks: dict, missing=(), unreco
 def bitmap_problem(bitmap, name: str, device: str):
     """Why one disk's bitmap cannot be trusted for an incremental, or None."""
     if bitmap is None:
-        return ('bitmap {0} missing on disk {1} (QEMU stopped without a clean shutdown before it stored the '
-                'bitmap, was restarted on other images, or someone removed it)'.format(name, device))
+        return (f'bitmap {name} missing on disk {device} (QEMU stopped without a clean shutdown before it stored the '
+                'bitmap, was restarted on other images, or someone removed it)')
     if bitmap.get('inconsistent'):
-        return ('bitmap {0} on disk {1} is inconsistent (in use when QEMU stopped without a clean shutdown, '
-                'for example after a crash or SIGKILL)'.format(name, device))
+        return (f'bitmap {name} on disk {device} is inconsistent (in use when QEMU stopped without a clean shutdown, '
+                'for example after a crash or SIGKILL)')
     if bitmap.get('busy'):
-        return 'bitmap {0} on disk {1} is in use by another block job'.format(name, device)
+        return f'bitmap {name} on disk {device} is in use by another block job'
     if not bitmap.get('recording', True):
-        return 'bitmap {0} on disk {1} is disabled (not recording writes)'.format(name, device)
+        return f'bitmap {name} on disk {device} is disabled (not recording writes)'
     if not bitmap.get('persistent', True):
-        return 'bitmap {0} on disk {1} is not persistent'.format(name, device)
+        return f'bitmap {name} on disk {device} is not persistent'
     return None
 
 
@@ -250,8 +250,8 @@ def choose_mode(requested: str, problem):
     """
     if requested == 'incremental':
         if problem:
-            raise ChainInvalidError('mode=incremental, but no valid chain to add to: {0}. Run with mode=auto or '
-                                    'mode=full to start a new chain'.format(problem))
+            raise ChainInvalidError(f'mode=incremental, but no valid chain to add to: {problem}. Run with mode=auto or '
+                                    'mode=full to start a new chain')
         return 'incremental', None
     if requested == 'full':
         return 'full', None
@@ -309,7 +309,7 @@ def retention(chains: list, in_use, now: datetime.datetime, keep_chains=None, ma
 def check_keep_chains(value):
     if value is not None and value < 1:
         raise ParameterError('keep_chains', 'keep_chains must be at least 1 (the chain in use is always kept), '
-                                            'got {0}'.format(value))
+                                            f'got {value}')
     return value
 
 

@@ -150,7 +150,7 @@ def estimate_bytes(disks: list, mode: str, bitmap: str, warn) -> dict:
     return needed
 
 
-class BackupPoint(object):
+class BackupPoint:
     """One point: disks [{'device', 'node', 'virtual_size'}], written into chain_dir.
 
     mode 'full' adds `bitmap` on every disk; 'incremental' copies what `bitmap` recorded onto
@@ -171,7 +171,7 @@ class BackupPoint(object):
         tag = uuid.uuid4().hex[:8]
         self.targets = [{'device': d['device'], 'node': d['node'], 'virtual_size': d['virtual_size'],
                          'name': file_name(point, d['device']),
-                         'target_node': '{0}backup-{1}-{2}'.format(JOB_ID_PREFIX, tag, i),
+                         'target_node': f'{JOB_ID_PREFIX}backup-{tag}-{i}',
                          'job': '{0}backup-{1}-{2}'.format(JOB_ID_PREFIX, tag, d['device'])}
                         for i, d in enumerate(disks)]
         self.created = []
@@ -189,14 +189,14 @@ class BackupPoint(object):
         for target in self.targets:
             path = self.path(target)
             if os.path.lexists(path):
-                raise BackupError('{0} already exists: another backup may be running into this chain; remove it if '
-                                  'not'.format(path))
+                raise BackupError(f'{path} already exists: another backup may be running into this chain; remove it if '
+                                  'not')
             args = ['create', '-q', '-f', 'qcow2']
             if self.mode == 'incremental':
                 args += ['-b', file_name(self.parent, target['device']), '-F', 'qcow2']
             try:
                 run_qemu_img(args + [path, target['virtual_size']], QEMU_IMG_TIMEOUT,
-                             'creating the backup target {0}'.format(path), cwd=self.chain_dir)
+                             f'creating the backup target {path}', cwd=self.chain_dir)
             finally:
                 if os.path.lexists(path):
                     self.created.append(path)
@@ -246,13 +246,13 @@ class BackupPoint(object):
             done = sum(j.get('current-progress', 0) for j in jobs.values())
             total = sum(j.get('total-progress', 0) for j in jobs.values())
             self.progress.append({'elapsed_ms': int((now - started) * 1000), 'bytes_done': done, 'bytes_total': total})
-            self.log('qemu_backup {0}: {1} of {2} bytes copied'.format(self.point, done, total))
+            self.log(f'qemu_backup {self.point}: {done} of {total} bytes copied')
 
         def concluded():
             jobs = self.jobs()
             now = time.monotonic()
             if not jobs:
-                raise BackupError('the backup jobs of point {0} disappeared from query-jobs'.format(self.point))
+                raise BackupError(f'the backup jobs of point {self.point} disappeared from query-jobs')
             if all(j.get('status') in ('concluded', 'null') for j in jobs.values()):
                 sample(jobs, now)
                 return jobs
@@ -261,7 +261,7 @@ class BackupPoint(object):
                 sample(jobs, now)
             return None
 
-        return wait_until(concluded, Deadline(self.job_timeout), 'backup jobs of point {0}'.format(self.point),
+        return wait_until(concluded, Deadline(self.job_timeout), f'backup jobs of point {self.point}',
                           hint='the jobs were cancelled; nothing changed', interval=0.05, max_interval=0.2)
 
     def finish(self):
@@ -340,7 +340,7 @@ class BackupPoint(object):
                 remove_bitmaps(self.qmp, self.new_bitmaps, self.bitmap)
                 self.new_bitmaps = {}
         except QemuVMError as exc:
-            self.log('qemu_backup {0}: cleanup in QEMU failed: {1}'.format(self.point, exc))
+            self.log(f'qemu_backup {self.point}: cleanup in QEMU failed: {exc}')
         finally:
             for path in self.created:
                 try:

@@ -49,13 +49,13 @@ def dest_lock(dest: str):
     try:
         handle = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as exc:
-        raise ParameterError('dest', 'dest {0}: cannot open it: {1}'.format(dest, exc.strerror))
+        raise ParameterError('dest', f'dest {dest}: cannot open it: {exc.strerror}')
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise ParameterError('dest', 'dest {0}: another qemu_backup run is writing into it (it holds the '
-                                         "directory's lock); one run per dest at a time, nothing was changed".format(dest))
+            raise ParameterError('dest', f'dest {dest}: another qemu_backup run is writing into it (it holds the '
+                                         "directory's lock); one run per dest at a time, nothing was changed")
         yield
     finally:
         os.close(handle)
@@ -99,7 +99,7 @@ def describe(leftovers: dict) -> list:
     lines = ['an interrupted earlier run left files chain {0} does not list ({1}): removed them; the chain is not '
              'continued, since that run may have cleared its bitmaps'.format(chain, ', '.join(files))
              for chain, files in sorted(leftovers['unrecorded'].items())]
-    lines += ['an interrupted earlier run left chain {0} without a manifest: removed it and its bitmaps'.format(name)
+    lines += [f'an interrupted earlier run left chain {name} without a manifest: removed it and its bitmaps'
               for name in leftovers['aborted']]
     return lines
 

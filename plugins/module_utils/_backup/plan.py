@@ -37,7 +37,7 @@ def parse_request(params: dict) -> dict:
     """The module's options checked without the VM; raises ParameterError naming the bad one."""
     quiesce = params.get('quiesce') or ('preferred' if params.get('qga') else 'off')
     if quiesce != 'off' and not params.get('qga'):
-        raise ParameterError('qga', 'quiesce={0} needs qga, the guest agent socket'.format(quiesce))
+        raise ParameterError('qga', f'quiesce={quiesce} needs qga, the guest agent socket')
     return {
         'dest': check_dest(params.get('dest')),
         'mode': params.get('mode') or 'auto',
@@ -78,7 +78,7 @@ def select_devices(disks: list, wanted):
             raise ParameterError('devices', 'devices: no disk {0!r} in this VM (its disks: {1})'.format(
                 name, ', '.join(sorted(by_device)) or 'none'))
         if disk['read_only']:
-            raise ParameterError('devices', 'devices: disk {0} is read-only; nothing to back up'.format(name))
+            raise ParameterError('devices', f'devices: disk {name} is read-only; nothing to back up')
         if disk['driver'] not in BITMAP_DRIVERS:
             raise ParameterError('devices', 'devices: disk {0} is {1}, not qcow2: it cannot hold the persistent '
                                             'dirty bitmap incremental backups need'.format(name, disk['driver']))
@@ -145,15 +145,14 @@ def check_space(dest: str, needed: dict, free: int) -> int:
     makes the guest's writes to the not yet copied blocks fail with it (QEMU's copy-before-write)."""
     total = sum(needed.values())
     if total > free:
-        each = ', '.join('{0} {1} MiB'.format(device, _mib(size)) for device, size in sorted(needed.items()))
-        raise ParameterError('dest', 'dest {0}: no space for this backup point: its files need about {1} MiB ({2}), '
-                                     'the file system has {3} MiB free; nothing was changed'.format(
-                                         dest, _mib(total), each, _mib(free)))
+        each = ', '.join(f'{device} {_mib(size)} MiB' for device, size in sorted(needed.items()))
+        raise ParameterError('dest', f'dest {dest}: no space for this backup point: its files need about {_mib(total)} MiB ({each}), '
+                                     f'the file system has {_mib(free)} MiB free; nothing was changed')
     return total
 
 
 def _mib(size: int) -> str:
-    return '{0:.1f}'.format(size / 1048576.0)
+    return f'{size / 1048576.0:.1f}'
 
 
 def predicted_chains(chains: list, plan: dict) -> dict:

@@ -37,15 +37,15 @@ class BackupCorruptError(VMStateError):
 
     def __init__(self, path, reason):
         self.path = path
-        super(BackupCorruptError, self).__init__(
-            'backup file {0} {1}; nothing was restored. The chain is damaged from this point on: restore an '
-            'earlier point or another chain'.format(path, reason))
+        super().__init__(
+            f'backup file {path} {reason}; nothing was restored. The chain is damaged from this point on: restore an '
+            'earlier point or another chain')
 
     def details(self):
         return {'file': self.path}
 
 
-class Selection(object):
+class Selection:
     """What a restore reads: `files` ({device, path (absolute), bytes, sha256, virtual_size, point}),
     full point first, `point` last."""
 
@@ -72,17 +72,16 @@ class Selection(object):
 def check_target(target: str | None, force: bool) -> str:
     """An absolute target in an existing directory; an existing target only with force."""
     if not target or not os.path.isabs(target):
-        raise ParameterError('target', 'target must be an absolute path, got {0!r}'.format(target))
+        raise ParameterError('target', f'target must be an absolute path, got {target!r}')
     target = os.path.normpath(target)
     parent = os.path.dirname(target)
     if not os.path.isdir(parent):
-        raise ParameterError('target', 'target: the directory {0} does not exist; create it first'.format(parent))
+        raise ParameterError('target', f'target: the directory {parent} does not exist; create it first')
     if os.path.isdir(target):
-        raise ParameterError('target', 'target {0} is a directory; give the path of the qcow2 file to create'.format(
-            target))
+        raise ParameterError('target', f'target {target} is a directory; give the path of the qcow2 file to create')
     if os.path.lexists(target) and not force:
-        raise ParameterError('target', 'target {0} already exists; nothing was written. Remove it, choose another '
-                                       'path, or set force: true to replace it'.format(target))
+        raise ParameterError('target', f'target {target} already exists; nothing was written. Remove it, choose another '
+                                       'path, or set force: true to replace it')
     return target
 
 
@@ -95,11 +94,11 @@ def select(chains: list, chain: str | None, point: str | None, device: str | Non
     if chain is not None:
         entry = next((c for c in chains if c['chain'] == chain), None)
         if entry is None:
-            raise ParameterError('chain', 'chain {0!r} is not in dest; its chains are: {1}'.format(chain, names))
+            raise ParameterError('chain', f'chain {chain!r} is not in dest; its chains are: {names}')
     elif point is not None:
         entry = next((c for c in reversed(chains) if point in _point_ids(c['manifest'])), None)
         if entry is None:
-            raise ParameterError('point', 'point {0!r} is in no chain of dest (chains: {1})'.format(point, names))
+            raise ParameterError('point', f'point {point!r} is in no chain of dest (chains: {names})')
     else:
         entry = chains[-1]
     manifest = entry['manifest']
@@ -177,7 +176,7 @@ def verify_files(selection: Selection) -> list:
         if item.get('bytes') is not None and size != item['bytes']:
             raise BackupCorruptError(path, 'has {0} bytes, the manifest says {1}'.format(size, item['bytes']))
         if item.get('sha256') and sha256_file(path) != item['sha256']:
-            raise BackupCorruptError(path, 'does not match its sha256 in {0}'.format(MANIFEST))
+            raise BackupCorruptError(path, f'does not match its sha256 in {MANIFEST}')
     return [item['path'] for item in selection.files]
 
 
@@ -192,9 +191,8 @@ def space_needed(selection: Selection) -> int:
 def check_space(target: str, needed: int, replaced: int = 0) -> None:
     free = free_bytes(os.path.dirname(target)) + replaced
     if free < needed:
-        raise ParameterError('target', 'not enough space for target in {0}: {1} MiB free, up to {2} MiB needed; '
-                                       'nothing was written'.format(os.path.dirname(target), free // 1048576,
-                                                                    needed // 1048576 + 1))
+        raise ParameterError('target', f'not enough space for target in {os.path.dirname(target)}: {free // 1048576} MiB free, '
+                                       f'up to {needed // 1048576 + 1} MiB needed; nothing was written')
 
 
 def check_target_not_in_use(target: str, timeout: float) -> None:
@@ -216,7 +214,7 @@ def source_spec(selection: Selection) -> str:
 
 def convert(selection: Selection, target: str, timeout: float) -> dict:
     """qemu-img convert into a temporary file beside `target`, check it, then rename over `target`."""
-    fd, tmp = tempfile.mkstemp(prefix='.{0}.'.format(os.path.basename(target)), suffix='.partial',
+    fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(target)}.', suffix='.partial',
                                dir=os.path.dirname(target))
     os.close(fd)
     try:
@@ -237,6 +235,6 @@ def convert(selection: Selection, target: str, timeout: float) -> dict:
         except OSError:
             pass
         if isinstance(exc, OSError):
-            raise VMStateError('writing target {0} failed: {1}; nothing was left behind'.format(target, exc)) from exc
+            raise VMStateError(f'writing target {target} failed: {exc}; nothing was left behind') from exc
         raise
     return {'bytes': os.path.getsize(target), 'virtual_size': info.get('virtual-size')}

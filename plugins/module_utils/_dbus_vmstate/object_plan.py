@@ -64,7 +64,7 @@ def check_object_params(params: dict) -> None:
                                             'commas'.format(shown_id(helper_id),
                                                             reason if reason.startswith('contains') else 'is ' + reason))
         if helper_id in seen:
-            raise ParameterError('id_list', 'id_list names {0} twice'.format(shown_id(helper_id)))
+            raise ParameterError('id_list', f'id_list names {shown_id(helper_id)} twice')
         seen.add(helper_id)
 
 
@@ -72,8 +72,8 @@ def current_object(qmp: QMPSession, types: list, object_id: str, present: bool,
                    warn: Callable[[str], None]) -> dict | None:
     """The VM's object `object_id` (None when it has none); VMStateError when `present` is impossible."""
     if present and not types:
-        raise VMStateError('this QEMU ({0}) has no {1} object type: it was built without D-Bus '
-                           'support'.format(qmp.version_string, OBJECT_TYPE))
+        raise VMStateError(f'this QEMU ({qmp.version_string}) has no {OBJECT_TYPE} object type: it was built without D-Bus '
+                           'support')
     objects = find_objects(qmp, types)
     current = next((o for o in objects if o['id'] == object_id), None)
     others = [o['id'] for o in objects if o['id'] != object_id]
@@ -82,8 +82,7 @@ def current_object(qmp: QMPSession, types: list, object_id: str, present: bool,
             'the VM already has a dbus-vmstate object {0!r} and QEMU allows only one: use object_id={0} to '
             'manage it, or remove it first with state=absent object_id={0}'.format(others[0]))
     if not present and current is None and others:
-        warn('the VM has no dbus-vmstate object {0!r}, but has {1!r}; nothing was removed'.format(
-            object_id, others[0]))
+        warn(f'the VM has no dbus-vmstate object {object_id!r}, but has {others[0]!r}; nothing was removed')
     return current
 
 
@@ -144,8 +143,8 @@ def rollback_message(qmp: QMPSession, exc: CommandError, current: dict) -> str:
         qmp.execute('object-add', add_arguments(current))
         outcome = 'the previous object (addr {0}) was added back'.format(current['addr'])
     except CommandError as again:
-        outcome = ('adding the previous object back failed too ({0}): the VM has NO dbus-vmstate object '
-                   'now'.format(again.desc))
+        outcome = (f'adding the previous object back failed too ({again.desc}): the VM has NO dbus-vmstate object '
+                   'now')
     return 'object-add of the new dbus-vmstate object {0!r} failed: {1}; {2}'.format(current['id'], exc.desc, outcome)
 
 
@@ -172,13 +171,13 @@ def read_helpers(wanted: dict, strict: bool, timeout: float, warn: Callable[[str
         try:
             return check_helpers(wanted['addr'], wanted['id_list'], timeout)['helpers']
         except (DBusBusError, QemuTimeoutError) as exc:
-            warn('the helpers are not reported: {0}'.format(exc))
+            warn(f'the helpers are not reported: {exc}')
             return []
     try:
         checked = check_helpers(wanted['addr'], wanted['id_list'], timeout)
     except DBusBusError as exc:
-        raise DBusBusError('{0} (set check_helpers: false to configure the object without reading the bus)'.format(
-            exc), object_id=wanted['id'], addr=wanted['addr']) from exc
+        raise DBusBusError(f'{exc} (set check_helpers: false to configure the object without reading the bus)',
+                           object_id=wanted['id'], addr=wanted['addr']) from exc
     if checked['problems']:
         raise DBusVMStateError(
             problems_message(checked['problems'], wanted['id'], wanted['addr'], 'snapshots or migration'),

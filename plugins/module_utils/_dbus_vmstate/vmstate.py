@@ -58,10 +58,10 @@ class DBusVMStateError(DBusError):
     def __init__(self, message, object_id=None, addr=None, problems=(), helpers=None):
         self.problems = list(problems)
         self.helpers = helpers
-        super(DBusVMStateError, self).__init__(message, object_id=object_id, addr=addr)
+        super().__init__(message, object_id=object_id, addr=addr)
 
     def details(self):
-        details = super(DBusVMStateError, self).details()
+        details = super().details()
         if self.problems:
             details['problems'] = self.problems
         if self.helpers is not None:
@@ -85,8 +85,8 @@ def format_id_list(ids: list) -> str:
 def shown_id(helper_id: str) -> str:
     """An Id as messages show it: quoted, long ones shortened."""
     if len(helper_id) > 40:
-        return "'{0}...'".format(helper_id[:32])
-    return "'{0}'".format(helper_id)
+        return f"'{helper_id[:32]}...'"
+    return f"'{helper_id}'"
 
 
 def id_error(helper_id: str) -> str | None:
@@ -95,7 +95,7 @@ def id_error(helper_id: str) -> str | None:
     if size == 0:
         return 'empty'
     if size > MAX_ID_BYTES:
-        return '{0} bytes long (QEMU accepts 1 to {1} bytes)'.format(size, MAX_ID_BYTES)
+        return f'{size} bytes long (QEMU accepts 1 to {MAX_ID_BYTES} bytes)'
     return None
 
 
@@ -165,8 +165,8 @@ def find_problems(helpers: list, id_list: list | None, strays: dict | None = Non
                 consequence = ('QEMU aborts (the VM dies; seen with QEMU 7.2) when two helpers share an Id '
                                'and no id-list is set')
             else:
-                consequence = ('with id-list set QEMU saves and loads only the first one ({0}) and silently '
-                               'leaves out the others'.format(names[0]))
+                consequence = (f'with id-list set QEMU saves and loads only the first one ({names[0]}) and silently '
+                               'leaves out the others')
             problems.append({
                 'problem': 'duplicate_id', 'id': hid, 'helpers': names,
                 'message': 'Id {0} is offered by {1} helpers ({2}): {3}; stop the extra helpers or give '
@@ -190,9 +190,9 @@ def find_problems(helpers: list, id_list: list | None, strays: dict | None = Non
             continue
         if hid in by_id:
             continue
-        message = ('Id {0} is in id-list but no helper on the bus has it: QEMU fails the save or load with '
+        message = (f'Id {shown_id(hid)} is in id-list but no helper on the bus has it: QEMU fails the save or load with '
                    'only "Operation not permitted"; start that helper or remove the Id from the '
-                   'id-list'.format(shown_id(hid)))
+                   'id-list')
         if strays.get(hid):
             message += ('. Connection {0} serves {1} with this Id but is not queued for the name {2}: the '
                         'helper must request the name without the DO_NOT_QUEUE flag'.format(
@@ -208,10 +208,10 @@ def vmstate_id(bus: BusClient, destination: str, timeout: float | None = None) -
     """The helper's Id as QEMU reads it (Properties.GetAll on org.qemu.VMState1)."""
     value = bus.properties(destination, VMSTATE_PATH, VMSTATE_NAME, timeout=timeout).get('Id')
     if value is None:
-        raise DBusCallError(None, 'Properties.GetAll({0}) has no Id property'.format(VMSTATE_NAME))
+        raise DBusCallError(None, f'Properties.GetAll({VMSTATE_NAME}) has no Id property')
     signature, data = value
     if signature != 's':
-        raise DBusCallError(None, 'the Id property has D-Bus type {0!r}, not \'s\''.format(signature))
+        raise DBusCallError(None, f'the Id property has D-Bus type {signature!r}, not \'s\'')
     return data
 
 
@@ -236,7 +236,7 @@ def _read_helpers(bus):
             if bus.deadline.expired:
                 raise
             # QEMU would wait 25 s for it (with the VM stopped during a snapshot) and then skip it.
-            helper['error'] = 'it did not answer Properties.GetAll within {0:g} s'.format(_HELPER_CALL_SECONDS)
+            helper['error'] = f'it did not answer Properties.GetAll within {_HELPER_CALL_SECONDS:g} s'
         helpers.append(helper)
     return helpers
 
@@ -300,7 +300,7 @@ def find_objects(qmp: QMPSession, types: list | None = None) -> list:
     types = object_types(qmp) if types is None else types
     if not types:
         return []
-    children = {'child<{0}>'.format(t): t for t in types}
+    children = {f'child<{t}>': t for t in types}
     objects = []
     for entry in qmp.execute('qom-list', {'path': '/objects'}):
         qom_type = children.get(entry.get('type'))

@@ -46,7 +46,7 @@ KEY_TYPES = frozenset([
 _BASE64 = re.compile(r'^[A-Za-z0-9+/]+={0,2}$')
 
 
-class PublicKey(object):
+class PublicKey:
     """One OpenSSH public key line: `type base64 [comment]`; identity is (type, base64)."""
 
     def __init__(self, key_type, blob, comment=''):
@@ -78,7 +78,7 @@ def parse_public_key(text):
         raise ValueError('expected "<type> <base64 data> [comment]"')
     key_type, blob = parts[0], parts[1]
     if key_type not in KEY_TYPES:
-        raise ValueError('unknown key type {0!r} (options before the key are not supported)'.format(key_type[:40]))
+        raise ValueError(f'unknown key type {key_type[:40]!r} (options before the key are not supported)')
     if len(blob) % 4 or not _BASE64.match(blob):
         raise ValueError('the key data is not base64')
     try:
@@ -89,7 +89,7 @@ def parse_public_key(text):
         raise ValueError('the key data is truncated')
     length = struct.unpack('>I', data[:4])[0]
     if data[4:4 + length] != key_type.encode('ascii'):
-        raise ValueError('the key data is not a {0} key'.format(key_type))
+        raise ValueError(f'the key data is not a {key_type} key')
     return PublicKey(key_type, blob, parts[2].strip() if len(parts) > 2 else '')
 
 
@@ -103,15 +103,14 @@ def normalize_keys(value):
     seen = set()
     for number, entry in enumerate(entries, 1):
         if not isinstance(entry, str):
-            raise ParameterError('key', 'key: entry {0} is not a string'.format(number))
+            raise ParameterError('key', f'key: entry {number} is not a string')
         for line in entry.splitlines():
             if not line.strip():
                 continue
             try:
                 key = parse_public_key(line)
             except ValueError as exc:
-                raise ParameterError('key', 'key: entry {0} ({1!r}) is not an OpenSSH public key: {2}'.format(
-                    number, _shorten(line), exc))
+                raise ParameterError('key', f'key: entry {number} ({_shorten(line)!r}) is not an OpenSSH public key: {exc}')
             if key.identity not in seen:
                 seen.add(key.identity)
                 keys.append(key)
@@ -178,7 +177,7 @@ def get_authorized_keys(qga, user):
         if authorized_keys_missing(exc.desc):
             return []
         if unknown_user(exc.desc):
-            raise VMStateError('user: the guest has no user {0!r} (the agent says: {1})'.format(user, exc.desc))
+            raise VMStateError(f'user: the guest has no user {user!r} (the agent says: {exc.desc})')
         raise
     # QEMU 7.2 lists the keys last line first (it prepends each one).
     return list(reversed(reply.get('keys', [])))
@@ -207,22 +206,21 @@ def parse_time(value):
         try:
             moment = datetime.datetime.fromisoformat(iso)
         except ValueError:
-            raise ParameterError('time', 'time: {0!r} is neither seconds since the epoch nor an ISO 8601 date '
-                                         'and time such as 2026-01-01T02:00:00Z'.format(text))
+            raise ParameterError('time', f'time: {text!r} is neither seconds since the epoch nor an ISO 8601 date '
+                                         'and time such as 2026-01-01T02:00:00Z')
         if moment.tzinfo is None:
-            raise ParameterError('time', 'time: {0!r} has no UTC offset; add Z or +HH:MM'.format(text))
+            raise ParameterError('time', f'time: {text!r} has no UTC offset; add Z or +HH:MM')
         delta = moment - datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
         stamp = (delta.days * 86400 + delta.seconds) * NS + delta.microseconds * 1000
     year = None if stamp is None else datetime.datetime.fromtimestamp(stamp // NS, tz=datetime.timezone.utc).year
     if year is None or not TIME_YEARS[0] <= year <= TIME_YEARS[1]:
-        raise ParameterError('time', 'time: {0!r} is outside the years {1}-{2} the guest agent accepts'.format(
-            text, TIME_YEARS[0], TIME_YEARS[1]))
+        raise ParameterError('time', f'time: {text!r} is outside the years {TIME_YEARS[0]}-{TIME_YEARS[1]} the guest agent accepts')
     return stamp
 
 
 def check_max_drift(value):
     if value < 0:
-        raise ParameterError('max_drift', 'max_drift must be 0 or more seconds, got {0:g}'.format(value))
+        raise ParameterError('max_drift', f'max_drift must be 0 or more seconds, got {value:g}')
     return value
 
 
@@ -231,7 +229,7 @@ def needs_time_set(drift_ns, max_drift):
     return abs(drift_ns) > max_drift * NS
 
 
-class ClockReading(object):
+class ClockReading:
     """One guest-get-time, with the host clock read around it."""
 
     def __init__(self, guest_ns, host_before_ns, host_after_ns):
@@ -259,8 +257,8 @@ def explain_time_error(exc):
     """The agent's reason for a failed guest-set-time, with what it means for the guest."""
     if 'not currently supported' in (exc.desc or ''):
         return CommandError(exc.command, exc.error_class, exc.desc, message=(
-            '{0} failed in the guest: {1} ({2}): on Linux the agent needs /sbin/hwclock in the guest to set the '
-            'clock (install util-linux or busybox\'s hwclock)'.format(exc.command, exc.desc, exc.error_class)))
+            f'{exc.command} failed in the guest: {exc.desc} ({exc.error_class}): on Linux the agent needs /sbin/hwclock in the guest to set the '
+            'clock (install util-linux or busybox\'s hwclock)'))
     return exc
 
 
@@ -275,7 +273,7 @@ def seconds(ns):
 
 def iso8601(ns):
     stamp = datetime.datetime.fromtimestamp(ns // NS, tz=datetime.timezone.utc)
-    return stamp.strftime('%Y-%m-%dT%H:%M:%S') + '.{0:03d}Z'.format((ns % NS) // 10 ** 6)
+    return stamp.strftime('%Y-%m-%dT%H:%M:%S') + f'.{(ns % NS) // 10 ** 6:03d}Z'
 
 
 # -- passwords ---------------------------------------------------------------------------
@@ -392,8 +390,7 @@ def explain_password_error(exc):
         hint = 'the agent refuses user names with ":" and passwords with line breaks'
     else:
         return exc
-    return CommandError(exc.command, exc.error_class, desc, message='{0} failed in the guest: {1} ({2}): {3}'.format(
-        exc.command, desc, exc.error_class, hint))
+    return CommandError(exc.command, exc.error_class, desc, message=f'{exc.command} failed in the guest: {desc} ({exc.error_class}): {hint}')
 
 
 def read_account_file(qga, path, limit=4 * 1024 * 1024):

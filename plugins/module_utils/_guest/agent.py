@@ -43,12 +43,12 @@ def command_unavailable(qga, name):
     if state == 'missing':
         return CommandNotFoundError(
             name, 'CommandNotFound', 'not offered by the agent',
-            message='the guest agent (qemu-ga {0}) does not offer {1}: the agent is too old, or was '
-                    'built without it for this guest OS'.format(agent_version(qga), name))
+            message=f'the guest agent (qemu-ga {agent_version(qga)}) does not offer {name}: the agent is too old, or was '
+                    'built without it for this guest OS')
     if is_frozen(qga):
         return classify_command_error(
-            name, 'CommandNotFound', 'Command {0} has been disabled: the agent is in frozen state'.format(name))
-    return classify_command_error(name, 'CommandNotFound', 'Command {0} has been disabled'.format(name))
+            name, 'CommandNotFound', f'Command {name} has been disabled: the agent is in frozen state')
+    return classify_command_error(name, 'CommandNotFound', f'Command {name} has been disabled')
 
 
 def require_command(qga, name):

@@ -30,7 +30,7 @@ def normalize_mountpoints(mountpoints):
     result = []
     for entry in mountpoints or ():
         if not isinstance(entry, str) or not entry.startswith('/'):
-            raise ParameterError('mountpoints', 'mountpoints: {0!r} is not an absolute path in the guest'.format(entry))
+            raise ParameterError('mountpoints', f'mountpoints: {entry!r} is not an absolute path in the guest')
         path = entry.rstrip('/') or '/'
         if path not in result:
             result.append(path)
@@ -77,14 +77,13 @@ def freeze(qga, mountpoints=None):
     try:
         count = qga.execute(command, arguments)
     except QemuTimeoutError as exc:
-        raise QemuTimeoutError(exc.what, exc.seconds, 'then {0}'.format(_thaw_after_failure(qga)))
+        raise QemuTimeoutError(exc.what, exc.seconds, f'then {_thaw_after_failure(qga)}')
     except (GuestFrozenError, CommandNotFoundError, CommandDisabledError):
         raise
     except CommandError as exc:
         raise CommandError(
             command, exc.error_class, exc.desc,
-            message='{0} failed in the guest: {1} ({2}); {3}'.format(
-                command, exc.desc, exc.error_class, _thaw_after_failure(qga)))
+            message=f'{command} failed in the guest: {exc.desc} ({exc.error_class}); {_thaw_after_failure(qga)}')
     if mountpoints and count == 0:
         # Nothing matched: the agent did not enter frozen state, but make sure.
         raise VMStateError('mountpoints: none of {0} could be frozen (the agent froze 0 filesystems: not '
@@ -99,10 +98,10 @@ def _thaw_after_failure(qga):
         if status == 'thawed':
             return 'the guest filesystems are thawed (guest-fsfreeze-status: thawed)'
         thawed = qga.execute('guest-fsfreeze-thaw', timeout=qga.timeout)
-        return 'guest-fsfreeze-thaw was sent and thawed {0} filesystem(s)'.format(thawed)
+        return f'guest-fsfreeze-thaw was sent and thawed {thawed} filesystem(s)'
     except QemuVMError as exc:
-        return ('COULD NOT CONFIRM THE GUEST IS THAWED ({0}): run qemu.vm.qemu_guest_fsfreeze '
-                'state=thawed'.format(exc))
+        return (f'COULD NOT CONFIRM THE GUEST IS THAWED ({exc}): run qemu.vm.qemu_guest_fsfreeze '
+                'state=thawed')
 
 
 def thaw(qga):

@@ -61,7 +61,7 @@ def read_boot_id(qga, timeout=None):
     return base64.b64decode(reply.get('buf-b64', '')).decode('ascii', 'replace').strip() or None
 
 
-class GuestPower(object):
+class GuestPower:
     """Bring a guest to a power state: decide from what QMP (or the agent) shows, act, confirm.
 
     `qmp` is an open QMPSession or None; `open_qga()` opens a QGASession on the agent
@@ -145,7 +145,7 @@ class GuestPower(object):
                 return 'query-status' if self.qemu_state() == 'running' else None
             res.confirmed_by = wait_until(
                 woken, Deadline(self.timeout), 'waking the guest (system_wakeup)', interval=0,
-                hint=lambda: 'QEMU still reports run state {0!r}'.format(self.qemu_state()))
+                hint=lambda: f'QEMU still reports run state {self.qemu_state()!r}')
             res.events = _event_names(watcher.seen)
         if self.qga_address is not None:
             self._wait_for_agent(self.qga_address, self.timeout)
@@ -163,8 +163,8 @@ class GuestPower(object):
             if not self.force:
                 raise
             if self.check_mode:
-                res.warnings.append('force: the agent cannot {0} the guest ({1}); would press the ACPI power '
-                                    'button (system_powerdown), then quit QEMU'.format(_verb(state), exc))
+                res.warnings.append(f'force: the agent cannot {_verb(state)} the guest ({exc}); would press the ACPI power '
+                                    'button (system_powerdown), then quit QEMU')
                 res.method, res.state_after = 'acpi', REACHED[state]
                 return
             self._start_clock()
@@ -185,9 +185,9 @@ class GuestPower(object):
             boot_id = read_boot_id(qga) if state == 'reboot' else None
             if state == 'reboot' and boot_id is None and self.qmp is None and self.wait:
                 raise VMStateError(
-                    'state=reboot without qmp is confirmed by the guest\'s boot id ({0}), which the agent cannot '
+                    f'state=reboot without qmp is confirmed by the guest\'s boot id ({BOOT_ID_PATH}), which the agent cannot '
                     'read (guest-file-open/read/close unavailable); give qmp so the RESET event confirms '
-                    'it'.format(BOOT_ID_PATH))
+                    'it')
             self._start_clock()
             if self.qmp is not None:
                 with self.qmp.events(*(spec.events + ('SHUTDOWN', 'RESET', 'SUSPEND'))) as watcher:
@@ -234,8 +234,8 @@ class GuestPower(object):
                 return status
             return None
         res.state_after = wait_until(settled, Deadline(self.timeout), 'waiting for QEMU to stop or exit after '
-                                     '{0}'.format(how), interval=0.05)
-        res.confirmed_by = how if res.state_after != 'exited' else '{0}, QEMU exited'.format(how)
+                                     f'{how}', interval=0.05)
+        res.confirmed_by = how if res.state_after != 'exited' else f'{how}, QEMU exited'
 
     def _state_or_exited(self):
         try:
@@ -247,12 +247,12 @@ class GuestPower(object):
         machine = self.qmp.execute('query-current-machine') if self.qmp.has_command('query-current-machine') else {}
         if not machine.get('wakeup-suspend-support'):
             raise VMStateError(
-                'state={0} refused: QEMU reports this machine cannot wake a guest suspended to RAM '
+                f'state={state} refused: QEMU reports this machine cannot wake a guest suspended to RAM '
                 '(query-current-machine wakeup-suspend-support is not true; with machine pc, S3 may be '
-                'disabled by -global PIIX4_PM.disable_s3=1)'.format(state))
+                'disabled by -global PIIX4_PM.disable_s3=1)')
         if not self.qmp.has_command('system_wakeup'):
-            raise VMStateError('state={0} refused: this QEMU has no system_wakeup command, so a guest '
-                               'suspended to RAM could never be woken'.format(state))
+            raise VMStateError(f'state={state} refused: this QEMU has no system_wakeup command, so a guest '
+                               'suspended to RAM could never be woken')
 
     def _listen_briefly(self, pending):
         """wait=false: give the agent a moment to refuse; it says nothing on success."""
@@ -275,8 +275,8 @@ class GuestPower(object):
             if event is not None:
                 if state == 'reboot' and event.get('event') == 'SHUTDOWN':
                     raise VMStateError(
-                        'the guest shut down instead of rebooting (QEMU {0}); is QEMU running with '
-                        '-no-reboot?'.format(_event_text(event)))
+                        f'the guest shut down instead of rebooting (QEMU {_event_text(event)}); is QEMU running with '
+                        '-no-reboot?')
                 if event.get('event') in spec.events:
                     return '{0} event'.format(event.get('event'))
             pending.check()
@@ -294,7 +294,7 @@ class GuestPower(object):
             return None
 
         return wait_until(
-            reached, deadline, 'waiting for the guest to reach {0} after {1}'.format(state, spec.command),
+            reached, deadline, f'waiting for the guest to reach {state} after {spec.command}',
             interval=0, hint=lambda: 'QEMU still reports run state {0!r}; the guest did not comply (force=true '
                                      'escalates to ACPI power-off, then quit)'.format(last.get('status')))
 
@@ -307,7 +307,7 @@ class GuestPower(object):
             return None if answers else 'agent went silent'
         deadline = Deadline(self.timeout)
         return wait_until(gone, deadline,
-                          'waiting for the guest agent to go away after {0}'.format(TRANSITIONS[state].command),
+                          f'waiting for the guest agent to go away after {TRANSITIONS[state].command}',
                           hint=lambda: 'the agent still answers: the guest did not comply', interval=SLICE_SECONDS)
 
     def _agent_processed(self, qga, pending, boot_id):
@@ -328,7 +328,7 @@ class GuestPower(object):
             return how
         if boot_id is None:  # RESET seen; the agent cannot read the boot id: any answer is the new agent
             self._wait_for_agent(self.qga_address, self.timeout)
-            return '{0}, agent answers again'.format(how)
+            return f'{how}, agent answers again'
         deadline = Deadline(self.timeout)
         last_error = []
 
@@ -339,8 +339,8 @@ class GuestPower(object):
 
         def hint():
             if last_error:
-                return 'the guest agent could not read the boot id: {0}'.format(last_error[0])
-            return 'the guest still reports boot id {0}: it did not reboot'.format(boot_id)
+                return f'the guest agent could not read the boot id: {last_error[0]}'
+            return f'the guest still reports boot id {boot_id}: it did not reboot'
         wait_until(lambda: _session_or_none(new_boot), deadline, 'waiting for the guest to boot again',
                    hint=hint, interval=0.2)
         return 'RESET event, new boot id' if how == 'RESET event' else 'new boot id'
@@ -350,8 +350,8 @@ class GuestPower(object):
     def _escalate(self, state, why):
         """ACPI power button, then quit: the destructive path, only with force=true."""
         res = self.result
-        res.warnings.append('force: the guest did not {0} through its agent ({1}); pressing the ACPI power '
-                            'button (system_powerdown)'.format(_verb(state), why))
+        res.warnings.append(f'force: the guest did not {_verb(state)} through its agent ({why}); pressing the ACPI power '
+                            'button (system_powerdown)')
         res.method = 'acpi'
         with self.qmp.events('SHUTDOWN', 'POWERDOWN') as watcher:
             def powered_down():
@@ -368,8 +368,8 @@ class GuestPower(object):
             finally:
                 res.events = res.events + _event_names(watcher.seen)
         if res.state_after is None:
-            res.warnings.append('force: the guest ignored the ACPI power button for {0:g} s; quitting QEMU '
-                                '(like pulling the plug: unsynced guest data is lost)'.format(self.timeout))
+            res.warnings.append(f'force: the guest ignored the ACPI power button for {self.timeout:g} s; quitting QEMU '
+                                '(like pulling the plug: unsynced guest data is lost)')
             res.method = 'quit'
             try:
                 self.qmp.execute('quit')

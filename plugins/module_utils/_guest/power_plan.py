@@ -20,7 +20,7 @@ BOOT_ID_PATH = '/proc/sys/kernel/random/boot_id'
 BOOT_ID_COMMANDS = ('guest-file-open', 'guest-file-read', 'guest-file-close')
 
 
-class _Transition(object):
+class _Transition:
     def __init__(self, command, arguments, events, done_status, gone_ok=False, needs_wakeup=False):
         self.command = command
         self.arguments = arguments
@@ -79,14 +79,14 @@ def check_power_request(state, force, has_qmp, has_qga):
     if state not in POWER_STATES:
         raise ParameterError('state', 'state: {0!r} is not one of {1}'.format(state, ', '.join(POWER_STATES)))
     if force and state not in ('poweroff', 'halt'):
-        raise ParameterError('force', 'force: only applies to state=poweroff and state=halt, not {0}'.format(state))
+        raise ParameterError('force', f'force: only applies to state=poweroff and state=halt, not {state}')
     if force and not has_qmp:
         raise ParameterError('force', 'force: needs qmp, the escalation (system_powerdown, then quit) goes through QMP')
     if state in ('suspended_ram', 'suspended_hybrid') and not has_qmp:
-        raise ParameterError('qmp', 'qmp is required for state={0}: QEMU must be asked whether it can wake the guest '
-                                    'again before the guest suspends to RAM'.format(state))
+        raise ParameterError('qmp', f'qmp is required for state={state}: QEMU must be asked whether it can wake the guest '
+                                    'again before the guest suspends to RAM')
     if state != 'running' and not has_qga and not (force and has_qmp):
-        raise ParameterError('qga', 'qga is required for state={0}: the guest is asked through its agent'.format(state))
+        raise ParameterError('qga', f'qga is required for state={state}: the guest is asked through its agent')
     if state == 'running' and not has_qmp and not has_qga:
         raise ParameterError('qmp', 'state=running needs qmp (to wake a suspended guest) or qga (to see that it runs)')
 
@@ -113,7 +113,7 @@ def plan_power(state, run_state, has_qga):
     return 'agent' if has_qga else 'escalate'
 
 
-class PowerResult(object):
+class PowerResult:
     def __init__(self):
         self.changed = False
         self.state_before = None
@@ -138,18 +138,18 @@ class PowerResult(object):
 
 def cannot_act(state, status):
     if status == 'suspended':
-        return ('state={0} refused: the guest is suspended (QEMU run state suspended) and its agent cannot '
-                'answer; wake it first with state=running'.format(state))
+        return (f'state={state} refused: the guest is suspended (QEMU run state suspended) and its agent cannot '
+                'answer; wake it first with state=running')
     if status == 'shutdown':
-        return ('state={0} refused: the guest is shut down (QEMU run state shutdown); this module does not '
-                'start guests'.format(state))
-    return ('state={0} refused: QEMU run state is {1!r}, the guest CPUs must be running for the agent to act '
-            '(resume a paused VM with QMP cont)'.format(state, status))
+        return (f'state={state} refused: the guest is shut down (QEMU run state shutdown); this module does not '
+                'start guests')
+    return (f'state={state} refused: QEMU run state is {status!r}, the guest CPUs must be running for the agent to act '
+            '(resume a paused VM with QMP cont)')
 
 
 def not_wakeable(status):
     if status == 'shutdown':
         return ('state=running refused: the guest is shut down (QEMU run state shutdown); waking only works '
                 'for a suspended guest, and this module does not start guests')
-    return ('state=running refused: QEMU run state is {0!r}; state=running only wakes a suspended guest '
-            '(resume a paused VM with QMP cont)'.format(status))
+    return (f'state=running refused: QEMU run state is {status!r}; state=running only wakes a suspended guest '
+            '(resume a paused VM with QMP cont)')

@@ -58,8 +58,8 @@ class ProgramNotFoundError(QemuVMError):
     def __init__(self, program, desc):
         self.program = program
         self.desc = desc
-        super(ProgramNotFoundError, self).__init__(
-            'guest-exec cannot start {0!r} in the guest: {1}'.format(program, desc))
+        super().__init__(
+            f'guest-exec cannot start {program!r} in the guest: {desc}')
 
     def details(self):
         return {'program': self.program, 'error_desc': self.desc}
@@ -73,16 +73,16 @@ class ExecTimeoutError(QemuTimeoutError):
         self.pid = pid
         self.killed = killed
         self.result = result
-        what = 'the guest command {0}'.format(_shown(argv))
-        super(ExecTimeoutError, self).__init__(what, seconds)
+        what = f'the guest command {_shown(argv)}'
+        super().__init__(what, seconds)
         if killed:
-            fate = 'it was killed in the guest (pid {0} and its children, SIGKILL)'.format(pid)
+            fate = f'it was killed in the guest (pid {pid} and its children, SIGKILL)'
         else:
-            fate = 'killing it in the guest failed, it may still run there as pid {0}'.format(pid)
-        self.args = ('{0} timed out after {1:g} s: {2}'.format(what, seconds, fate),)
+            fate = f'killing it in the guest failed, it may still run there as pid {pid}'
+        self.args = (f'{what} timed out after {seconds:g} s: {fate}',)
 
     def details(self):
-        details = super(ExecTimeoutError, self).details()
+        details = super().details()
         details.update({'pid': self.pid, 'killed': self.killed})
         if self.result is not None:
             details.update(self.result.as_dict(with_rc=False))
@@ -94,13 +94,13 @@ class ProgramFailedError(QemuVMError):
 
     def __init__(self, message, result):
         self.result = result
-        super(ProgramFailedError, self).__init__(message)
+        super().__init__(message)
 
     def details(self):
         return dict(self.result)
 
 
-class ExecResult(object):
+class ExecResult:
     """What a finished guest program left: exit code (or signal), output, truncation flags."""
 
     def __init__(self, pid, status):
@@ -137,7 +137,7 @@ def _decode(data):
     try:
         return base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise QemuVMError('the guest agent sent output that is not base64: {0}'.format(exc)) from exc
+        raise QemuVMError(f'the guest agent sent output that is not base64: {exc}') from exc
 
 
 def _text(data):
@@ -155,7 +155,7 @@ def exec_arguments(argv, env=None, stdin=None, capture=True):
     arguments = {'path': str(argv[0]), 'arg': [str(a) for a in argv[1:]], 'capture-output': bool(capture)}
     if env is not None:
         if isinstance(env, dict):
-            env = ['{0}={1}'.format(k, v) for k, v in sorted(env.items())]
+            env = [f'{k}={v}' for k, v in sorted(env.items())]
         arguments['env'] = list(env)
     if stdin is not None:
         arguments['input-data'] = base64.b64encode(stdin).decode('ascii')
@@ -169,17 +169,17 @@ def explain_unavailable(error):
     if isinstance(error, CommandDisabledError):
         return CommandDisabledError(
             error.command, error.error_class, error.desc,
-            message='{0} is blocked by the guest agent configuration ({1}): running programs in the guest '
-                    'needs it; {2}'.format(error.command, error.desc, BLOCKED_HINT))
+            message=f'{error.command} is blocked by the guest agent configuration ({error.desc}): running programs in the guest '
+                    f'needs it; {BLOCKED_HINT}')
     if isinstance(error, CommandNotFoundError):
         return CommandNotFoundError(
             error.command, error.error_class, error.desc,
-            message='the guest agent does not offer {0} ({1}): running programs in the guest needs '
-                    'qemu-ga 2.5 or later'.format(error.command, error.desc))
+            message=f'the guest agent does not offer {error.command} ({error.desc}): running programs in the guest needs '
+                    'qemu-ga 2.5 or later')
     return error
 
 
-class GuestExec(object):
+class GuestExec:
     """Programs in one guest over an open QGASession (anything with execute(command, arguments, timeout))."""
 
     def __init__(self, qga, sleep=time.sleep):
@@ -268,7 +268,7 @@ def command_argv(argv=None, cmd=None, env=None, chdir=None):
     program = list(argv) if argv is not None else [SHELL, '-c', cmd]
     if not env and not chdir:
         return program
-    words = ['{0}={1}'.format(k, v) for k, v in sorted((env or {}).items())]
+    words = [f'{k}={v}' for k, v in sorted((env or {}).items())]
     return [SHELL, '-c', _WRAP, 'qemu-vm-exec', str(len(words))] + words + [chdir or ''] + program
 
 
@@ -276,9 +276,7 @@ def path_exists(guest, pattern, chdir=None, timeout=30.0):
     """Whether the guest path (a shell glob, relative to chdir) exists; through /bin/sh in the guest."""
     result = guest.run([SHELL, '-c', _EXISTS, 'qemu-vm-test', pattern, chdir or ''], timeout)
     if result.rc == 2:
-        raise ParameterError('chdir', 'chdir {0}: cannot change to this directory in the guest ({1})'.format(
-            chdir, _text(result.stderr).strip()))
+        raise ParameterError('chdir', f'chdir {chdir}: cannot change to this directory in the guest ({_text(result.stderr).strip()})')
     if result.rc not in (0, 1):
-        raise QemuVMError('cannot test whether {0} exists in the guest: rc {1}, {2}'.format(
-            pattern, result.rc, _text(result.stderr).strip()))
+        raise QemuVMError(f'cannot test whether {pattern} exists in the guest: rc {result.rc}, {_text(result.stderr).strip()}')
     return result.rc == 0

@@ -49,7 +49,7 @@ class QuiesceError(VMStateError):
     """quiesce=required and the guest could not be frozen; no snapshot was taken."""
 
 
-class FreezeGuard(object):
+class FreezeGuard:
     """The detached thaw guard. start() before freezing; frozen() right after; done() after the thaw."""
 
     def __init__(self, qga_address, freeze_timeout, timeout, qmp_address=None):
@@ -75,8 +75,7 @@ class FreezeGuard(object):
         if line.strip() != b'ready':
             self._proc.kill()
             self._proc.wait()
-            raise VMStateError('the thaw guard process did not start within {0:g} s; not freezing the guest'.format(
-                GUARD_START_SECONDS))
+            raise VMStateError(f'the thaw guard process did not start within {GUARD_START_SECONDS:g} s; not freezing the guest')
         self._proc.stdout.close()
         return self
 
@@ -161,7 +160,7 @@ def _thaw_until(qga_address, qmp_address, timeout):
 
 def _remember_freeze(qga_address):
     with open(freeze_marker_path(qga_address), 'w') as handle:
-        handle.write('{0}\n'.format(os.getpid()))
+        handle.write(f'{os.getpid()}\n')
 
 
 def _forget_freeze(qga_address):
@@ -173,18 +172,18 @@ def _forget_freeze(qga_address):
 
 def thaw_failure(exc, save_error, run_state):
     """The error to raise when the thaw after a snapshot failed: why, what it means, how to recover."""
-    cause = ' The snapshot failed first: {0}.'.format(save_error) if save_error is not None else ''
+    cause = f' The snapshot failed first: {save_error}.' if save_error is not None else ''
     if run_state in (None, 'running', 'gone'):
         return VMStateError(
-            'the guest filesystems may still be frozen: {0}. The thaw guard keeps trying for {1:g} s; if it does '
+            f'the guest filesystems may still be frozen: {exc}. The thaw guard keeps trying for {GUARD_THAW_SECONDS:g} s; if it does '
             'not succeed, the next qemu.vm task on this agent socket thaws first, or run qemu.vm.qemu_guest_fsfreeze '
-            'state=thawed.{2}'.format(exc, GUARD_THAW_SECONDS, cause))
+            f'state=thawed.{cause}')
     why = 'paused on an I/O error' if run_state == 'io-error' else 'paused'
     return VMStateError(
-        'the VM was {0} (QEMU run state {1!r}) while the guest filesystems were frozen, so the guest agent cannot '
+        f'the VM was {why} (QEMU run state {run_state!r}) while the guest filesystems were frozen, so the guest agent cannot '
         'thaw them: the guest may still be frozen. The thaw guard thaws them as soon as the VM runs again (QMP '
-        'cont; for an I/O error, fix its cause first), for up to {2:g} hours; after that, the next qemu.vm task on '
-        'this agent socket thaws first.{3} (thaw: {4})'.format(why, run_state, GUARD_PAUSED_SECONDS / 3600, cause, exc))
+        f'cont; for an I/O error, fix its cause first), for up to {GUARD_PAUSED_SECONDS / 3600:g} hours; after that, the next qemu.vm task on '
+        f'this agent socket thaws first.{cause} (thaw: {exc})')
 
 
 def thaw_and_confirm(qga, on_thawed=None):
@@ -197,7 +196,7 @@ def thaw_and_confirm(qga, on_thawed=None):
         on_thawed()
     status = fsfreeze_status(qga)
     if status != 'thawed':
-        raise VMStateError('guest-fsfreeze-thaw returned but guest-fsfreeze-status says {0!r}'.format(status))
+        raise VMStateError(f'guest-fsfreeze-thaw returned but guest-fsfreeze-status says {status!r}')
 
 
 def quiesced(qga_address, mode, timeout, freeze_timeout, save, warn, qmp=None, taken='snapshot'):
@@ -214,15 +213,15 @@ def quiesced(qga_address, mode, timeout, freeze_timeout, save, warn, qmp=None, t
 
     def cannot_quiesce(reason):
         if mode == 'required':
-            raise QuiesceError('quiesce=required, but {0}; no {1} was taken'.format(reason, taken))
+            raise QuiesceError(f'quiesce=required, but {reason}; no {taken} was taken')
         report['quiesce_reason'] = reason
-        warn('{0} taken without quiescing the guest (crash-consistent): {1}'.format(taken, reason))
+        warn(f'{taken} taken without quiescing the guest (crash-consistent): {reason}')
 
     try:
         qga = QGASession(qga_address, timeout=timeout)
         qga.open()
     except QemuVMError as exc:
-        cannot_quiesce('the guest agent is not usable: {0}'.format(exc))
+        cannot_quiesce(f'the guest agent is not usable: {exc}')
         return save(timeout), report
 
     try:
@@ -230,11 +229,11 @@ def quiesced(qga_address, mode, timeout, freeze_timeout, save, warn, qmp=None, t
             warn('the guest filesystems were still frozen by an interrupted earlier run: thawed them first')
         # First: while frozen, the agent lists the freeze command itself as disabled.
         if fsfreeze_status(qga) == 'frozen':
-            warn('the guest filesystems were already frozen (an earlier run died?): thawed them before the {0}'.format(taken))
+            warn(f'the guest filesystems were already frozen (an earlier run died?): thawed them before the {taken}')
             thaw_and_confirm(qga)
         state = qga.command_state('guest-fsfreeze-freeze')
         if state != 'enabled':
-            cannot_quiesce('the guest agent has guest-fsfreeze-freeze {0}'.format(state))
+            cannot_quiesce(f'the guest agent has guest-fsfreeze-freeze {state}')
             return save(timeout), report
         guard = FreezeGuard(qga_address, freeze_timeout, timeout, qmp.shown if qmp is not None else None).start()
         _remember_freeze(qga_address)
@@ -247,7 +246,7 @@ def quiesced(qga_address, mode, timeout, freeze_timeout, save, warn, qmp=None, t
                 guard.frozen()
             except CommandError as exc:
                 # The agent thaws everything itself when a freeze fails.
-                cannot_quiesce('guest-fsfreeze-freeze failed: {0}'.format(exc.desc))
+                cannot_quiesce(f'guest-fsfreeze-freeze failed: {exc.desc}')
             report['quiesced'] = frozen_at is not None and report['frozen_filesystems'] > 0
             if frozen_at is not None and not report['quiesced']:
                 cannot_quiesce('the guest has no freezable filesystems')

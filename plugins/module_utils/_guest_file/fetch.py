@@ -32,24 +32,23 @@ def fetch_dest(dest, guest_path):
     directory (the current directory for ad-hoc commands), as ansible.builtin.fetch does.
     """
     if not os.path.isabs(dest):
-        raise ParameterError('dest', 'dest {0} is relative: give an absolute path (the action plugin resolves '
-                                     'relative ones against the playbook directory)'.format(dest))
+        raise ParameterError('dest', f'dest {dest} is relative: give an absolute path (the action plugin resolves '
+                                     'relative ones against the playbook directory)')
     if os.path.isdir(dest):
         name = guest_path.replace('\\', '/').rstrip('/').rsplit('/', 1)[-1]
         dest = os.path.join(dest, name)
     dest = os.path.normpath(dest)
     if os.path.isdir(dest):
-        raise ParameterError('dest', 'dest {0} is a directory'.format(dest))
+        raise ParameterError('dest', f'dest {dest} is a directory')
     if os.path.lexists(dest) and not os.path.isfile(dest):
-        raise ParameterError('dest', 'dest {0} exists and is not a regular file'.format(dest))
+        raise ParameterError('dest', f'dest {dest} exists and is not a regular file')
     if not os.path.isdir(os.path.dirname(dest)):
-        raise ParameterError('dest', 'dest directory {0} does not exist on the managed host'.format(
-            os.path.dirname(dest)))
+        raise ParameterError('dest', f'dest directory {os.path.dirname(dest)} does not exist on the managed host')
     return dest
 
 
 def _temp_prefix(dest):
-    return '.{0}.'.format(os.path.basename(dest)[:200])
+    return f'.{os.path.basename(dest)[:200]}.'
 
 
 def remove_stale_temps(dest):
@@ -77,13 +76,13 @@ def _process_alive(pid):
         if exc.errno != errno.EPERM:
             return False
     try:
-        with open('/proc/{0}/stat'.format(pid)) as handle:
+        with open(f'/proc/{pid}/stat') as handle:
             return handle.read().rsplit(')', 1)[1].split()[0] != 'Z'
     except (OSError, IndexError):
         return True  # no /proc to ask: it exists
 
 
-class _DiffKeeper(object):
+class _DiffKeeper:
     """Keeps the first bytes of a stream, for a diff of small files."""
 
     def __init__(self, limit):
@@ -120,8 +119,8 @@ def ensure_fetched(guest, path, dest, replace, check_mode=False, diff_mode=False
         digest, size = guest.read_stream(path, keeper.add if keeper else None)
     else:
         for leftover in remove_stale_temps(dest):
-            guest.warnings.append('deleted {0}, a temporary file an interrupted earlier run left'.format(leftover))
-        fd, tmp = tempfile.mkstemp(prefix='{0}{1}.'.format(_temp_prefix(dest), os.getpid()), suffix=TEMP_SUFFIX,
+            guest.warnings.append(f'deleted {leftover}, a temporary file an interrupted earlier run left')
+        fd, tmp = tempfile.mkstemp(prefix=f'{_temp_prefix(dest)}{os.getpid()}.', suffix=TEMP_SUFFIX,
                                    dir=os.path.dirname(dest))
         try:
             with os.fdopen(fd, 'wb') as handle:
@@ -144,7 +143,7 @@ def ensure_fetched(guest, path, dest, replace, check_mode=False, diff_mode=False
 
 
 def _fetch_diff(dest, path, existed, keeper):
-    entry = {'before_header': dest, 'after_header': '{0} (guest)'.format(path)}
+    entry = {'before_header': dest, 'after_header': f'{path} (guest)'}
     after = keeper.data()
     if after is None:
         entry['src_larger'] = DIFF_MAX_BYTES

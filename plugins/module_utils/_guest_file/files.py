@@ -51,7 +51,7 @@ _TEMP_SUFFIX = re.compile(r'\.qemu-vm-[0-9a-f]{8}\.tmp$')
 def temp_name(target):
     """A hidden temporary name beside `target`, for write-then-rename."""
     directory, name = posixpath.split(target)
-    suffix = '.qemu-vm-{0:08x}.tmp'.format(_rng.getrandbits(32))
+    suffix = f'.qemu-vm-{_rng.getrandbits(32):08x}.tmp'
     return posixpath.join(directory, '.' + name[:200] + suffix)
 
 
@@ -66,11 +66,11 @@ class GuestToolMissingError(GuestFileError):
 
     def __init__(self, program, desc):
         self.program = program
-        super(GuestToolMissingError, self).__init__(
-            None, 'the guest has no usable {0} program for guest-exec ({1})'.format(program, desc), reason='tool_missing')
+        super().__init__(
+            None, f'the guest has no usable {program} program for guest-exec ({desc})', reason='tool_missing')
 
 
-class GuestStat(object):
+class GuestStat:
     """What `stat` says about a guest path."""
 
     KINDS = {'regular file': 'file', 'regular empty file': 'file', 'directory': 'directory',
@@ -89,15 +89,15 @@ class GuestStat(object):
     def parse(cls, line):
         fields = line.strip('\n').split(' ', 6)
         if len(fields) != 7:
-            raise ValueError('unexpected stat output {0!r}'.format(line))
+            raise ValueError(f'unexpected stat output {line!r}')
         size, mode, uid, gid, user, group, kind = fields
         return cls(int(size), int(mode, 8), int(uid), int(gid), user, group, cls.KINDS.get(kind, kind))
 
     def attributes(self):
-        return {'mode': '{0:04o}'.format(self.mode), 'owner': self.user, 'group': self.group}
+        return {'mode': f'{self.mode:04o}', 'owner': self.user, 'group': self.group}
 
 
-class GuestFiles(object):
+class GuestFiles:
     """File operations in one guest, over an open QGASession."""
 
     def __init__(self, qga, chunk_size=DEFAULT_CHUNK):
@@ -170,7 +170,7 @@ class GuestFiles(object):
     def _tool(self, argv, path, what, timeout=None):
         code, out, err = self.run(argv, timeout=timeout)
         if code != 0:
-            raise explain_text(path, what, err.decode('utf-8', 'replace').strip() or 'exit code {0}'.format(code))
+            raise explain_text(path, what, err.decode('utf-8', 'replace').strip() or f'exit code {code}')
         return out
 
     def stat(self, path, follow=False):
@@ -181,18 +181,17 @@ class GuestFiles(object):
             try:
                 return GuestStat.parse(out.decode('utf-8', 'replace'))
             except ValueError as exc:
-                raise GuestFileError(path, 'cannot read the guest stat output for {0}: {1}'.format(path, exc))
+                raise GuestFileError(path, f'cannot read the guest stat output for {path}: {exc}')
         text = err.decode('utf-8', 'replace').strip()
         if 'No such file or directory' in text:
             return None
-        raise explain_text(path, 'look up', text or 'stat exit code {0}'.format(code))
+        raise explain_text(path, 'look up', text or f'stat exit code {code}')
 
     def realpath(self, path):
         out = self._tool(['readlink', '-f', '--', path], path, 'resolve the symbolic link')
         resolved = out.decode('utf-8', 'surrogateescape').rstrip('\n')
         if not resolved.startswith('/'):
-            raise GuestFileError(path, 'cannot resolve the symbolic link {0} (readlink -f said {1!r})'.format(
-                path, resolved))
+            raise GuestFileError(path, f'cannot resolve the symbolic link {path} (readlink -f said {resolved!r})')
         return resolved
 
     def sha256sum(self, path, size):
@@ -203,21 +202,21 @@ class GuestFiles(object):
             return None
         match = re.match(r'^\\?([0-9a-f]{64})\s', out.decode('ascii', 'replace'))
         if not match:
-            raise GuestFileError(path, 'unexpected sha256sum output in the guest: {0!r}'.format(out[:200]))
+            raise GuestFileError(path, f'unexpected sha256sum output in the guest: {out[:200]!r}')
         return match.group(1)
 
     def rename(self, source, target):
-        self._tool(['mv', '-f', '--', source, target], target, 'rename {0} onto'.format(source))
+        self._tool(['mv', '-f', '--', source, target], target, f'rename {source} onto')
 
     def remove(self, path):
         self._tool(['rm', '-f', '--', path], path, 'delete')
 
     def chown(self, path, owner=None, group=None):
         spec = (owner or '') + (':' + group if group else '')
-        self._tool(['chown', spec, '--', path], path, 'change the owner/group ({0}) of'.format(spec))
+        self._tool(['chown', spec, '--', path], path, f'change the owner/group ({spec}) of')
 
     def chmod(self, path, mode):
-        self._tool(['chmod', '{0:04o}'.format(mode), '--', path], path, 'change the mode of')
+        self._tool(['chmod', f'{mode:04o}', '--', path], path, 'change the mode of')
 
     def create_private(self, path):
         """Create `path` empty, 0600 from the first moment (umask 077, noclobber: never an existing file),
@@ -235,7 +234,7 @@ class GuestFiles(object):
         code, out, err = self.run(['sh', '-c', script, 'sh', directory or '/', base[:200], path])
         if code != 0:
             raise explain_text(path, 'create the temporary file',
-                               err.decode('utf-8', 'replace').strip() or 'exit code {0}'.format(code))
+                               err.decode('utf-8', 'replace').strip() or f'exit code {code}')
         return [line for line in out.decode('utf-8', 'surrogateescape').splitlines() if line]
 
     def new_file_mode(self):

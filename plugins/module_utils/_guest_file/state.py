@@ -35,19 +35,19 @@ DIFF_MAX_BYTES = 104448
 def check_guest_path(path, name='path'):
     """Absolute POSIX (/x) or Windows (C:\\x) path, no NUL byte."""
     if not path or '\0' in path:
-        raise ValueError('{0} must be a non-empty path without NUL bytes'.format(name))
+        raise ValueError(f'{name} must be a non-empty path without NUL bytes')
     if not (path.startswith('/') or re.match(r'^[A-Za-z]:[\\/]', path) or path.startswith('\\\\')):
-        raise ValueError('{0} must be an absolute path in the guest, got {1!r}'.format(name, path))
+        raise ValueError(f'{name} must be an absolute path in the guest, got {path!r}')
     if path.endswith('/') and path != '/':
-        raise ValueError('{0} must name a file, not a directory: {1!r} ends with /'.format(name, path))
+        raise ValueError(f'{name} must name a file, not a directory: {path!r} ends with /')
 
 
 def check_chunk_size(value):
     if value is None:
         return DEFAULT_CHUNK
     if not MIN_CHUNK <= value <= MAX_CHUNK:
-        raise ValueError('chunk_size must be between {0} bytes and {1} bytes (48 MiB, the largest '
-                         'guest-file-read the agent accepts), got {2}'.format(MIN_CHUNK, MAX_CHUNK, value))
+        raise ValueError(f'chunk_size must be between {MIN_CHUNK} bytes and {MAX_CHUNK} bytes (48 MiB, the largest '
+                         f'guest-file-read the agent accepts), got {value}')
     return value
 
 
@@ -56,17 +56,17 @@ def parse_mode(value):
     if value is None:
         return None
     if isinstance(value, bool):
-        raise ValueError('mode must be an octal number such as 0644, got {0!r}'.format(value))
+        raise ValueError(f'mode must be an octal number such as 0644, got {value!r}')
     if isinstance(value, int):
         mode = value
     else:
         text = str(value).strip()
         if not re.match(r'^0?[0-7]{1,4}$', text):
             raise ValueError('mode must be an octal number such as 0644 or 0755 (symbolic modes like u+rw '
-                             'are not supported for guest files), got {0!r}'.format(value))
+                             f'are not supported for guest files), got {value!r}')
         mode = int(text, 8)
     if not 0 <= mode <= 0o7777:
-        raise ValueError('mode {0!r} is out of range (0000-7777 octal)'.format(value))
+        raise ValueError(f'mode {value!r} is out of range (0000-7777 octal)')
     return mode
 
 
@@ -75,7 +75,7 @@ def check_id(value, name):
         return None
     text = str(value)
     if not text or ':' in text or text.strip() != text:
-        raise ValueError('{0} must be a user/group name or a numeric id, got {1!r}'.format(name, value))
+        raise ValueError(f'{name} must be a user/group name or a numeric id, got {value!r}')
     return text
 
 
@@ -97,7 +97,7 @@ def _is_text(data):
         return None
 
 
-class Desired(object):
+class Desired:
     """What the task asks for."""
 
     def __init__(self, path, mode=None, owner=None, group=None):
@@ -118,7 +118,7 @@ class Desired(object):
         if self.group is not None and (current is None or not _matches(self.group, current.gid, current.group)):
             changes['group'] = (None if current is None else current.group, self.group)
         if self.mode is not None and (current is None or current.mode != self.mode):
-            changes['mode'] = (None if current is None else '{0:04o}'.format(current.mode), '{0:04o}'.format(self.mode))
+            changes['mode'] = (None if current is None else f'{current.mode:04o}', f'{self.mode:04o}')
         return changes
 
 
@@ -136,23 +136,22 @@ def _inspect_target(guest, path):
         parent = posixpath.dirname(path) or '/'
         parent_stat = guest.stat(parent, follow=True)
         if parent_stat is None:
-            raise GuestFileError(path, 'the guest directory {0} does not exist, so {1} cannot be created'.format(
-                parent, path), reason='missing_directory')
+            raise GuestFileError(path, f'the guest directory {parent} does not exist, so {path} cannot be created', reason='missing_directory')
         if parent_stat.kind != 'directory':
-            raise GuestFileError(path, 'cannot create {0}: {1} is not a directory in the guest'.format(path, parent),
+            raise GuestFileError(path, f'cannot create {path}: {parent} is not a directory in the guest',
                                  reason='not_directory')
         return target, None, None
     if current.kind == 'link':
         followed = guest.stat(path, follow=True)
         if followed is None:
-            raise GuestFileError(path, '{0} is a dangling symbolic link in the guest; point it at a file or '
-                                       'remove it first'.format(path), reason='dangling_link')
+            raise GuestFileError(path, f'{path} is a dangling symbolic link in the guest; point it at a file or '
+                                       'remove it first', reason='dangling_link')
         target = guest.realpath(path)
         current = followed
     if current.kind == 'directory':
-        raise GuestFileError(path, '{0} is a directory in the guest, not a file'.format(path), reason='directory')
+        raise GuestFileError(path, f'{path} is a directory in the guest, not a file', reason='directory')
     if current.kind != 'file':
-        raise GuestFileError(path, '{0} is not a regular file in the guest (it is a {1})'.format(path, current.kind),
+        raise GuestFileError(path, f'{path} is not a regular file in the guest (it is a {current.kind})',
                              reason='not_file')
     return target, current, None
 
@@ -163,7 +162,7 @@ def ensure_present(guest, source, desired, check_mode=False, diff_mode=False):
     exec_error = guest.exec_unavailable()
     if desired.wants_attributes and exec_error is not None:
         raise GuestFileError(path, 'mode, owner and group are set through guest-exec (chmod/chown in the guest), '
-                                   'which is not available: {0}'.format(exec_error), reason='exec_unavailable')
+                                   f'which is not available: {exec_error}', reason='exec_unavailable')
     current = None
     target = path
     use_exec = exec_error is None
@@ -171,12 +170,12 @@ def ensure_present(guest, source, desired, check_mode=False, diff_mode=False):
         target, current, missing_tool = _inspect_target(guest, path)
         if missing_tool is not None:
             if desired.wants_attributes:
-                raise GuestFileError(path, 'mode, owner and group need POSIX tools in the guest: {0}'.format(missing_tool),
+                raise GuestFileError(path, f'mode, owner and group need POSIX tools in the guest: {missing_tool}',
                                      reason='exec_unavailable')
             use_exec = False
             guest.mark_exec_unusable(missing_tool)
-            guest.warnings.append('guest-exec is offered but {0}; {1} is written in place, not through a temporary '
-                                  'file and a rename'.format(missing_tool, path))
+            guest.warnings.append(f'guest-exec is offered but {missing_tool}; {path} is written in place, not through a temporary '
+                                  'file and a rename')
     if not use_exec:
         guest.require('guest-file-open', 'guest-file-read', 'guest-file-close')
         current = guest.probe(path)
@@ -214,13 +213,12 @@ def ensure_present(guest, source, desired, check_mode=False, diff_mode=False):
             try:
                 written_sum, size = guest.write_stream(target, source)
             except QemuVMError as exc:
-                raise GuestFileError(path, '{0}; {1} was being written in place (the agent offers no usable '
-                                           'guest-exec), so it may now be incomplete: run the task again'.format(
-                                               exc, target), reason=getattr(exc, 'reason', None))
+                raise GuestFileError(path, f'{exc}; {target} was being written in place (the agent offers no usable '
+                                           'guest-exec), so it may now be incomplete: run the task again', reason=getattr(exc, 'reason', None))
         result['atomic'] = use_exec
         if src_sum is not None and written_sum != src_sum:
-            raise GuestFileError(path, 'the source {0} changed while it was copied (SHA-256 {1} before, {2} while '
-                                       'writing); run the task again'.format(source.label, src_sum, written_sum))
+            raise GuestFileError(path, f'the source {source.label} changed while it was copied (SHA-256 {src_sum} before, {written_sum} while '
+                                       'writing); run the task again')
         result['checksum'] = written_sum
         result['size'] = size
     else:
@@ -244,15 +242,15 @@ def _replace_atomically(guest, source, target, current, desired):
     try:
         # Created 0600 before the first byte: the content is never readable by others in between.
         for leftover in guest.create_private(tmp):
-            guest.warnings.append('deleted {0}, a temporary file an interrupted earlier run left in the '
-                                  'guest'.format(leftover))
+            guest.warnings.append(f'deleted {leftover}, a temporary file an interrupted earlier run left in the '
+                                  'guest')
         written = guest.write_stream(tmp, source)
         _apply_attributes(guest, tmp, owner, group, mode)
         guest.rename(tmp, target)
     except GuestFileError as exc:
         guest.remove_quietly(tmp)
-        raise GuestFileError(target, 'writing {0} through the temporary file {1} failed, {0} is unchanged: {2}'.format(
-            target, posixpath.basename(tmp), exc), reason=exc.reason)
+        raise GuestFileError(target, f'writing {target} through the temporary file {posixpath.basename(tmp)} failed, '
+                             f'{target} is unchanged: {exc}', reason=exc.reason)
     except BaseException:
         guest.remove_quietly(tmp)
         raise
@@ -320,13 +318,12 @@ def ensure_absent(guest, path, check_mode=False, diff_mode=False):
                 exists = exc.reason != 'not_directory'
             if not exists:
                 return result
-        raise GuestFileError(path, 'cannot delete {0}: the guest agent has no delete command, so this needs '
-                                   'guest-exec running rm in the guest, which is not available: {1}'.format(
-                                       path, exec_error), reason='exec_unavailable')
+        raise GuestFileError(path, f'cannot delete {path}: the guest agent has no delete command, so this needs '
+                                   f'guest-exec running rm in the guest, which is not available: {exec_error}', reason='exec_unavailable')
     if current is None:
         return result
     if current.kind == 'directory':
-        raise GuestFileError(path, '{0} is a directory in the guest; state=absent deletes files only'.format(path),
+        raise GuestFileError(path, f'{path} is a directory in the guest; state=absent deletes files only',
                              reason='directory')
     result['changed'] = True
     if diff_mode:

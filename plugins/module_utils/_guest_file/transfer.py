@@ -62,7 +62,7 @@ class TransferError(QemuVMError):
     def __init__(self, path, message, reason=None):
         self.path = path
         self.reason = reason
-        super(TransferError, self).__init__(message)
+        super().__init__(message)
 
     def details(self):
         # Not 'path': AnsibleModule would add the stat of a same-named file on the managed host.
@@ -88,19 +88,18 @@ def explain_text(path, what, text, command=None):
     reason = reason_of(text)
     where = 'guest-exec' if command is None else command
     if reason == 'permission':
-        message = 'permission denied in the guest: cannot {0} {1} ({2}: {3}); the guest agent runs as its own user ' \
-                  'there (usually root) and the file, its directory or a security policy forbids it'.format(
-                      what, path, where, text)
+        message = f'permission denied in the guest: cannot {what} {path} ({where}: {text}); the guest agent runs as its own user ' \
+                  'there (usually root) and the file, its directory or a security policy forbids it'
     elif reason == 'read_only':
-        message = 'cannot {0} {1}: the guest filesystem is read-only ({2})'.format(what, path, text)
+        message = f'cannot {what} {path}: the guest filesystem is read-only ({text})'
     elif reason == 'no_space':
-        message = 'cannot {0} {1}: the guest filesystem is full ({2})'.format(what, path, text)
+        message = f'cannot {what} {path}: the guest filesystem is full ({text})'
     elif reason == 'not_directory':
-        message = 'cannot {0} {1}: a component of the path is not a directory in the guest ({2})'.format(what, path, text)
+        message = f'cannot {what} {path}: a component of the path is not a directory in the guest ({text})'
     elif reason == 'directory':
-        message = '{0} is a directory in the guest, not a file ({1})'.format(path, text)
+        message = f'{path} is a directory in the guest, not a file ({text})'
     else:
-        message = 'cannot {0} {1} in the guest: {2}'.format(what, path, text)
+        message = f'cannot {what} {path} in the guest: {text}'
     return TransferError(path, message, reason=reason)
 
 
@@ -119,15 +118,15 @@ def explain(exc, path, action):
     reason = reason_of(text)
     if reason == 'missing' and action == 'write':
         directory = posixpath.dirname(path) if path.startswith('/') else path
-        return TransferError(path, 'the guest directory {0} does not exist, so {1} cannot be created ({2}: {3})'.format(
-            directory, path, exc.command, text), reason='missing_directory')
+        return TransferError(path, f'the guest directory {directory} does not exist, so {path} cannot be created '
+                                   f'({exc.command}: {text})', reason='missing_directory')
     if reason == 'missing':
-        return TransferError(path, '{0} does not exist in the guest ({1}: {2})'.format(path, exc.command, text),
+        return TransferError(path, f'{path} does not exist in the guest ({exc.command}: {text})',
                              reason='missing')
     return explain_text(path, action, text, command=exc.command)
 
 
-class GuestFile(object):
+class GuestFile:
     """One open guest file: `with GuestFile(qga, path, 'rb') as f: f.read(n)`; closed on every path.
 
     On success the close is checked; on failure it is quiet (reconnecting once when the
@@ -179,8 +178,7 @@ class GuestFile(object):
         got = reply.get('count', 0)
         data = binascii.a2b_base64(reply.get('buf-b64', '')) if got else b''
         if len(data) != got:
-            raise TransferError(self.path, 'guest-file-read on {0} announced {1} bytes and sent {2}'.format(
-                self.path, got, len(data)))
+            raise TransferError(self.path, f'guest-file-read on {self.path} announced {got} bytes and sent {len(data)}')
         return data, bool(reply.get('eof')) or got == 0
 
     def write(self, view):
@@ -262,7 +260,7 @@ def put_file(qga, local_path, path, chunk_size=DEFAULT_CHUNK):
     try:
         reader = open(local_path, 'rb')
     except OSError as exc:
-        raise LocalFileError(path, 'cannot read {0}: {1}'.format(local_path, exc.strerror or exc),
+        raise LocalFileError(path, f'cannot read {local_path}: {exc.strerror or exc}',
                              reason=reason_of(str(exc)) or 'local') from exc
     with reader:
         return upload(qga, reader, path, chunk_size, size_hint=os.fstat(reader.fileno()).st_size or 1)
@@ -275,7 +273,7 @@ def fetch_file(qga, path, local_path, chunk_size=DEFAULT_CHUNK):
     try:
         fd, tmp = tempfile.mkstemp(prefix='.qemu-vm-', suffix='.part', dir=directory)
     except OSError as exc:
-        raise LocalFileError(path, 'cannot write into {0}: {1}'.format(directory, exc.strerror or exc),
+        raise LocalFileError(path, f'cannot write into {directory}: {exc.strerror or exc}',
                              reason='local') from exc
     try:
         with os.fdopen(fd, 'wb') as writer:
@@ -296,7 +294,7 @@ def fetch_file(qga, path, local_path, chunk_size=DEFAULT_CHUNK):
 # -- the local side -----------------------------------------------------------------------
 
 
-class Source(object):
+class Source:
     """Bytes to put in the guest: a local file or `content`; readable as often as needed."""
 
     def __init__(self, path=None, data=None, label=None):
@@ -308,14 +306,14 @@ class Source(object):
             try:
                 info = os.stat(path)
             except OSError as exc:
-                raise LocalFileError(None, 'src {0}: {1}'.format(self.label, exc.strerror or exc), reason='src')
+                raise LocalFileError(None, f'src {self.label}: {exc.strerror or exc}', reason='src')
             if stat.S_ISDIR(info.st_mode):
-                raise LocalFileError(None, 'src {0} is a directory: qemu_guest_file copies one file'.format(self.label),
+                raise LocalFileError(None, f'src {self.label} is a directory: qemu_guest_file copies one file',
                                      reason='src')
             if not stat.S_ISREG(info.st_mode):
-                raise LocalFileError(None, 'src {0} is not a regular file'.format(self.label), reason='src')
+                raise LocalFileError(None, f'src {self.label} is not a regular file', reason='src')
             if not os.access(path, os.R_OK):
-                raise LocalFileError(None, 'src {0}: permission denied'.format(self.label), reason='src')
+                raise LocalFileError(None, f'src {self.label}: permission denied', reason='src')
             self.size = info.st_size
         else:
             self.size = len(data)
@@ -345,7 +343,7 @@ class Source(object):
             return handle.read(limit)
 
 
-class _BytesReader(object):
+class _BytesReader:
     """readinto()/read() over bytes without copying them into a BytesIO."""
 
     def __init__(self, data):

@@ -41,9 +41,9 @@ class ImageInUseError(VMStateError):
     def __init__(self, path, desc):
         self.path = path
         self.desc = desc
-        super(ImageInUseError, self).__init__(
-            'image {0} is in use by another process, most likely the running VM (qemu-img could not take its lock: '
-            '{1}); shut the VM down (quit QEMU) first: the image of a running VM is never written'.format(path, desc))
+        super().__init__(
+            f'image {path} is in use by another process, most likely the running VM (qemu-img could not take its lock: '
+            f'{desc}); shut the VM down (quit QEMU) first: the image of a running VM is never written')
 
     def details(self):
         return {'image': self.path}
@@ -61,7 +61,7 @@ def run_qemu_img(args: list, timeout: float, what: str, image: str | None = None
     """Run `qemu-img *args`; returns its standard output. `image` names the image for lock errors."""
     argv = [qemu_img_binary()] + [str(a) for a in args]
     try:
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+        proc = subprocess.run(argv, capture_output=True, text=True,
                               timeout=timeout, check=False, cwd=cwd)
     except subprocess.TimeoutExpired as exc:
         raise QemuTimeoutError(what, timeout, 'qemu-img was stopped') from exc
@@ -69,12 +69,12 @@ def run_qemu_img(args: list, timeout: float, what: str, image: str | None = None
         raise CommandError('qemu-img ' + str(args[0]), 'qemu-img', str(exc)) from exc
     if proc.returncode != 0:
         desc = ' '.join(line.strip() for line in proc.stderr.splitlines() if line.strip()) or \
-            'exit status {0}'.format(proc.returncode)
+            f'exit status {proc.returncode}'
         if desc.startswith('qemu-img: '):
             desc = desc[len('qemu-img: '):]
         if image is not None and all(word in desc for word in _LOCK_WORDS):
             raise ImageInUseError(image, desc)
-        raise CommandError('qemu-img ' + str(args[0]), 'qemu-img', desc, message='{0} failed: {1}'.format(what, desc))
+        raise CommandError('qemu-img ' + str(args[0]), 'qemu-img', desc, message=f'{what} failed: {desc}')
     return proc.stdout
 
 
@@ -83,31 +83,31 @@ def image_info(path: str, timeout: float, backing_chain: bool = False) -> dict |
     args = ['info', '--output=json']
     if backing_chain:
         args.append('--backing-chain')
-    output = run_qemu_img(args + [path], timeout, 'reading image {0}'.format(path), image=path)
+    output = run_qemu_img(args + [path], timeout, f'reading image {path}', image=path)
     try:
         return json.loads(output)
     except ValueError as exc:
-        raise CommandError('qemu-img info', 'qemu-img', 'unreadable JSON output: {0}'.format(exc)) from exc
+        raise CommandError('qemu-img info', 'qemu-img', f'unreadable JSON output: {exc}') from exc
 
 
 def measure_required(path: str, timeout: float) -> int:
     """Bytes a new qcow2 holding the image's data (its whole backing chain) needs, per qemu-img measure."""
     output = run_qemu_img(['measure', '--output=json', '-U', '-O', 'qcow2', path], timeout,
-                          'measuring image {0}'.format(path))
+                          f'measuring image {path}')
     try:
         return int(json.loads(output)['required'])
     except (ValueError, KeyError, TypeError) as exc:
-        raise CommandError('qemu-img measure', 'qemu-img', 'unreadable JSON output: {0}'.format(exc)) from exc
+        raise CommandError('qemu-img measure', 'qemu-img', f'unreadable JSON output: {exc}') from exc
 
 
 def check_image_path(path: str | None, option: str) -> str:
     """An absolute path to an existing regular file."""
     if not path:
-        raise ParameterError(option, '{0} must not contain an empty path'.format(option))
+        raise ParameterError(option, f'{option} must not contain an empty path')
     if not os.path.isabs(path):
-        raise ParameterError(option, '{0}: {1!r} is not an absolute path'.format(option, path))
+        raise ParameterError(option, f'{option}: {path!r} is not an absolute path')
     if not os.path.exists(path):
-        raise ParameterError(option, '{0}: {1} does not exist'.format(option, path))
+        raise ParameterError(option, f'{option}: {path} does not exist')
     if not os.path.isfile(path):
-        raise ParameterError(option, '{0}: {1} is not a regular file'.format(option, path))
+        raise ParameterError(option, f'{option}: {path} is not a regular file')
     return os.path.normpath(path)

@@ -90,9 +90,9 @@ def require_job_selection(qmp: QMPSession, view: SnapshotView, devices: list | N
             (vmstate is not None and vmstate != everything[0]):
         raise ParameterError(
             'devices' if devices is not None else 'vmstate',
-            'QEMU {0} has no snapshot-save job (added in 6.0); its HMP savevm/loadvm/delvm always act on every '
-            'writable disk ({1}) and keep the VM state on {2!r}, so devices and vmstate cannot choose '
-            'otherwise'.format(qmp.version_string, everything, everything[0]))
+            f'QEMU {qmp.version_string} has no snapshot-save job (added in 6.0); its HMP savevm/loadvm/delvm always act on every '
+            f'writable disk ({everything}) and keep the VM state on {everything[0]!r}, so devices and vmstate cannot choose '
+            'otherwise')
 
 
 def save_snapshot(qmp: QMPSession, tag: str, vmstate: str, devices: list, timeout: float) -> dict:
@@ -113,7 +113,7 @@ def save_disk_snapshot(qmp: QMPSession, tag: str, devices: list, timeout: float)
     try:
         qmp.execute('transaction', {'actions': actions}, timeout=timeout)
     except QemuTimeoutError as exc:
-        raise QemuTimeoutError('saving disk-only snapshot {0!r}'.format(tag), timeout,
+        raise QemuTimeoutError(f'saving disk-only snapshot {tag!r}', timeout,
                                'QEMU may still finish it; check with qemu.vm.qemu_snapshot_info') from exc
     return {'method': 'transaction', 'downtime_ms': 0}
 
@@ -130,15 +130,15 @@ def load_snapshot(qmp: QMPSession, tag: str, vmstate: str, devices: list, timeou
         status = qmp.run_state()
         if status == 'restore-vm':
             raise VMStateError(
-                'loading snapshot {0!r} failed: {1}. QEMU had already stopped the VM to restore it, so it is left '
+                f'loading snapshot {tag!r} failed: {reason}. QEMU had already stopped the VM to restore it, so it is left '
                 'in run state restore-vm and was NOT resumed: its memory and disks may be half-restored. Load a '
                 'good snapshot with state=restored; resume it (cont) only if you accept a possibly corrupt '
-                'guest'.format(tag, reason)) from exc
+                'guest') from exc
         if status == 'paused':
             raise VMStateError(
-                'loading snapshot {0!r} failed: {1}. The VM stays paused; if QEMU had begun restoring, its memory '
+                f'loading snapshot {tag!r} failed: {reason}. The VM stays paused; if QEMU had begun restoring, its memory '
                 'and disks may be half-restored: load a good snapshot with state=restored before resuming '
-                'it'.format(tag, reason)) from exc
+                'it') from exc
         raise
 
 
@@ -162,7 +162,7 @@ def _job(qmp, command, arguments, timeout):
 
 def _timeout_note(command, message):
     if 'concluded later and was dismissed' in message:
-        return 'the {0} job concluded later and was dismissed'.format(command)
+        return f'the {command} job concluded later and was dismissed'
     job = _JOB_ID.search(message)
     return ('QEMU keeps running the {0} job{1}: the next qemu.vm.qemu_snapshot task on this VM waits for it to '
             'conclude and dismisses it'.format(command, ' ' + job.group(0) if job else ''))
@@ -175,12 +175,12 @@ def hmp_quote(tag: str) -> str:
 
 def hmp_command(qmp: QMPSession, verb: str, tag: str, timeout: float) -> dict:
     """HMP savevm/loadvm/delvm of `tag`; HMP answers errors as text, which become CommandError."""
-    line = '{0} {1}'.format(verb, hmp_quote(tag))
+    line = f'{verb} {hmp_quote(tag)}'
     with qmp.events('STOP', 'RESUME') as watcher:
         try:
             output = qmp.execute('human-monitor-command', {'command-line': line}, timeout=timeout)
         except QemuTimeoutError as exc:
-            raise QemuTimeoutError('HMP {0} of snapshot {1!r}'.format(verb, tag), timeout,
+            raise QemuTimeoutError(f'HMP {verb} of snapshot {tag!r}', timeout,
                                    'QEMU may still be working on it; check with qemu.vm.qemu_snapshot_info') from exc
         watcher.pending()
         events = list(watcher.seen)
@@ -191,5 +191,5 @@ def hmp_command(qmp: QMPSession, verb: str, tag: str, timeout: float) -> dict:
         if desc.startswith('Error: '):
             desc = desc[len('Error: '):]
         raise CommandError('human-monitor-command', 'HMP', desc,
-                           message='HMP {0} of snapshot {1!r} failed: {2}'.format(verb, tag, desc))
+                           message=f'HMP {verb} of snapshot {tag!r} failed: {desc}')
     return {'method': 'hmp', 'downtime_ms': stopped_ms(events)}

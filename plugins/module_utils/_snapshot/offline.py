@@ -34,7 +34,7 @@ def check_images(paths: list | None, option: str = 'images') -> list:
         if path not in result:
             result.append(path)
     if not result:
-        raise ParameterError(option, '{0} must list at least one image path'.format(option))
+        raise ParameterError(option, f'{option} must list at least one image path')
     return result
 
 
@@ -88,15 +88,15 @@ def restore_offline(params: dict, check_mode: bool, diff: bool, warn) -> dict:
     view = read_images(paths, timeout)
     snapshot = plan_image_restore(view, tag)
     if snapshot['ram']:
-        warn('snapshot {0!r} also holds RAM state; reverting the images offline restores its disk content only, and '
-             'the VM boots from it as after a power loss'.format(tag))
+        warn(f'snapshot {tag!r} also holds RAM state; reverting the images offline restores its disk content only, and '
+             'the VM boots from it as after a power loss')
     before = view.names(paths)
     result = dict(changed=True, devices=paths, images=paths, vmstate=None, method='qemu-img', duration_ms=0,
                   downtime_ms=0, status=None, snapshot=snapshot)
     if not check_mode:
         started = time.monotonic()
         for path in paths:
-            run_qemu_img(['snapshot', '-a', tag, path], timeout, 'reverting {0} to snapshot {1!r}'.format(path, tag),
+            run_qemu_img(['snapshot', '-a', tag, path], timeout, f'reverting {path} to snapshot {tag!r}',
                          image=path)
         result['duration_ms'] = int(round((time.monotonic() - started) * 1000))
         view = read_images(paths, timeout)

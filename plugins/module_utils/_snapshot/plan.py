@@ -53,7 +53,7 @@ _STATE_HINTS = {
 
 _AGE_PART = re.compile(r'([0-9]+)([smhdw])')
 _AGE_UNITS = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 604800}
-_CONTROL = re.compile(u'[\u0000-\u001f\u007f]')
+_CONTROL = re.compile('[\u0000-\u001f\u007f]')
 
 
 # -- input that needs no VM ----------------------------------------------------------
@@ -61,17 +61,17 @@ _CONTROL = re.compile(u'[\u0000-\u001f\u007f]')
 def check_tag(text: str | None, option: str = 'name') -> str:
     """Reject tags QEMU would refuse, truncate or mangle."""
     if text is None or text == '':
-        raise ParameterError(option, '{0} must be a non-empty snapshot name'.format(option))
+        raise ParameterError(option, f'{option} must be a non-empty snapshot name')
     if not text.strip():
-        raise ParameterError(option, '{0} must not be only whitespace'.format(option))
+        raise ParameterError(option, f'{option} must not be only whitespace')
     size = len(text.encode('utf-8', 'surrogateescape'))
     if size > MAX_TAG_BYTES:
         raise ParameterError(
-            option, '{0} is {1} bytes long (UTF-8); QEMU keeps at most {2} bytes of a snapshot name and would '
-            'silently cut the rest'.format(option, size, MAX_TAG_BYTES))
+            option, f'{option} is {size} bytes long (UTF-8); QEMU keeps at most {MAX_TAG_BYTES} bytes of a snapshot name and would '
+            'silently cut the rest')
     if _CONTROL.search(text):
-        raise ParameterError(option, '{0} {1!r} contains a control character (newline, tab...), '
-                                     'which snapshot names cannot hold'.format(option, text))
+        raise ParameterError(option, f'{option} {text!r} contains a control character (newline, tab...), '
+                                     'which snapshot names cannot hold')
     return text
 
 
@@ -79,8 +79,8 @@ def check_prefix(text: str | None, option: str = 'prefix') -> str:
     """Retention prefix: as strict as a tag, since it must never match everything."""
     if text is None or not text.strip():
         raise ParameterError(
-            option, '{0} is required and must not be empty: retention only touches snapshots whose names start '
-            'with it, so it can never delete snapshots it did not create'.format(option))
+            option, f'{option} is required and must not be empty: retention only touches snapshots whose names start '
+            'with it, so it can never delete snapshots it did not create')
     return check_tag(text, option)
 
 
@@ -90,11 +90,11 @@ def parse_age(text: str | None, option: str = 'max_age') -> int:
     parts = _AGE_PART.findall(raw)
     if not raw or ''.join(n + u for n, u in parts) != raw:
         raise ParameterError(
-            option, '{0} {1!r} is not an age: use a number with a unit s, m, h, d or w, for example 14d, 12h or '
-            '1d12h'.format(option, text))
+            option, f'{option} {text!r} is not an age: use a number with a unit s, m, h, d or w, for example 14d, 12h or '
+            '1d12h')
     seconds = sum(int(n) * _AGE_UNITS[u] for n, u in parts)
     if seconds <= 0:
-        raise ParameterError(option, '{0} must be longer than zero, got {1!r}'.format(option, text))
+        raise ParameterError(option, f'{option} must be longer than zero, got {text!r}')
     return seconds
 
 
@@ -105,12 +105,12 @@ def check_devices(devices: list | None, option: str = 'devices') -> list | None:
     result = []
     for name in devices:
         if not name:
-            raise ParameterError(option, '{0} must not contain empty node names'.format(option))
+            raise ParameterError(option, f'{option} must not contain empty node names')
         if name not in result:
             result.append(name)
     if not result:
         raise ParameterError(
-            option, '{0} must name at least one node; omit it to use every writable disk'.format(option))
+            option, f'{option} must name at least one node; omit it to use every writable disk')
     return result
 
 
@@ -154,8 +154,8 @@ def choose_devices(view: SnapshotView, devices: list | None, purpose: str) -> li
             if purpose == 'list':
                 continue
             if node['read_only']:
-                raise ParameterError('devices', 'devices: node {0!r} is read-only and cannot take part in a '
-                                                'snapshot'.format(name))
+                raise ParameterError('devices', f'devices: node {name!r} is read-only and cannot take part in a '
+                                                'snapshot')
             if not node['can_snapshot']:
                 raise ParameterError(
                     'devices', 'devices: node {0!r} (driver {1}) cannot hold internal snapshots; only writable qcow2 '
@@ -184,7 +184,7 @@ def _file_node_hint(view, name):
     parents = [n['node_name'] for n in view.nodes if n['can_snapshot'] and n['file'] and
                view.by_name.get(name, {}).get('file') == n['file'] and n['node_name'] != name]
     if parents:
-        return '; did you mean its format node {0!r}?'.format(parents[0])
+        return f'; did you mean its format node {parents[0]!r}?'
     return ''
 
 
@@ -192,12 +192,11 @@ def choose_vmstate(vmstate: str | None, devices: list, option: str = 'vmstate') 
     if vmstate is None:
         return devices[0]
     if vmstate not in devices:
-        raise ParameterError(option, '{0}: node {1!r} must be one of the snapshot devices {2}'.format(
-            option, vmstate, devices))
+        raise ParameterError(option, f'{option}: node {vmstate!r} must be one of the snapshot devices {devices}')
     return vmstate
 
 
-class Plan(object):
+class Plan:
     """What a run will do: `action` in save, replace, delete, load, prune or None (nothing)."""
 
     def __init__(self, action=None, devices=None, vmstate=None, delete_from=None, snapshot=None,
@@ -227,8 +226,8 @@ def plan_present(view: SnapshotView, tag: str, devices: list | None, vmstate: st
     if len(holders) < len(devices):
         missing = [d for d in devices if d not in holders]
         raise VMStateError(
-            'snapshot {0!r} exists on {1} but not on {2}: it is inconsistent (partial). Use force: true to '
-            'replace it on every device, or state: absent to remove it'.format(tag, holders, missing))
+            f'snapshot {tag!r} exists on {holders} but not on {missing}: it is inconsistent (partial). Use force: true to '
+            'replace it on every device, or state: absent to remove it')
     return Plan(None, devices, view.state_node(tag, devices) or vmstate, snapshot=view.summary(tag, devices))
 
 
@@ -251,8 +250,8 @@ def plan_restored(view: SnapshotView, tag: str, devices: list | None, vmstate: s
     if len(holders) < len(devices):
         missing = [d for d in devices if d not in holders]
         raise VMStateError(
-            'snapshot {0!r} exists on {1} but not on {2}, so it cannot restore the whole VM; nothing was '
-            'loaded. Pass devices to load it from a subset of disks deliberately'.format(tag, holders, missing))
+            f'snapshot {tag!r} exists on {holders} but not on {missing}, so it cannot restore the whole VM; nothing was '
+            'loaded. Pass devices to load it from a subset of disks deliberately')
     state_node = view.state_node(tag, devices)
     if vmstate is None:
         if state_node is None:
@@ -266,7 +265,7 @@ def plan_restored(view: SnapshotView, tag: str, devices: list | None, vmstate: s
         choose_vmstate(vmstate, devices)
         if view.record(tag, vmstate)['vm_state_size'] == 0:
             raise ParameterError('vmstate', 'vmstate: node {0!r} holds no VM state for snapshot {1!r}{2}'.format(
-                vmstate, tag, '; it is on {0!r}'.format(state_node) if state_node else ''))
+                vmstate, tag, f'; it is on {state_node!r}' if state_node else ''))
     return Plan('load', devices, vmstate, snapshot=view.summary(tag, devices))
 
 
@@ -313,7 +312,7 @@ def parse_request(params: dict) -> dict:
         request['name'] = check_tag(params['name'])
         for option in ('prefix', 'keep', 'max_age'):
             if params[option] is not None:
-                raise ParameterError(option, '{0} is only used with state=pruned'.format(option))
+                raise ParameterError(option, f'{option} is only used with state=pruned')
     if request['force'] and state != 'present':
         raise ParameterError('force', 'force is only used with state=present')
     if request['vmstate'] is not None:
@@ -343,7 +342,7 @@ def _check_disk_only(request: dict, params: dict) -> None:
                                            'images of a VM that is not running)')
         for option in ('devices', 'vmstate'):
             if request[option] is not None:
-                raise ParameterError(option, '{0} is not used with images: the images are the disks'.format(option))
+                raise ParameterError(option, f'{option} is not used with images: the images are the disks')
     elif not params.get('qmp'):
         raise ParameterError('qmp', 'qmp is required: the path of the VM\'s QMP monitor socket (or host:port); only '
                                     'state=restored with images works without a running VM')
@@ -368,12 +367,12 @@ def verify(view: SnapshotView, plan: Plan, request: dict) -> None:
     if plan.action in ('save', 'replace'):
         missing = [d for d in plan.devices if view.record(name, d) is None]
         if missing:
-            raise VMStateError('QEMU reported snapshot {0!r} saved, but {1} do not have it'.format(name, missing))
+            raise VMStateError(f'QEMU reported snapshot {name!r} saved, but {missing} do not have it')
     if plan.action == 'delete' or plan.action == 'prune':
         names = [name] if plan.action == 'delete' else [s['name'] for s in plan.pruned]
         left = [n for n in names if view.holders(n, plan.devices)]
         if left:
-            raise VMStateError('QEMU reported snapshots {0} deleted, but they are still there'.format(left))
+            raise VMStateError(f'QEMU reported snapshots {left} deleted, but they are still there')
 
 
 def predicted_names(before: list, plan: Plan, request: dict) -> list:

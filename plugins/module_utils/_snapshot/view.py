@@ -56,7 +56,7 @@ def public(record: dict | None) -> dict | None:
     return dict((k, v) for k, v in record.items() if not k.startswith('_'))
 
 
-class SnapshotView(object):
+class SnapshotView:
     """The VM's block nodes and their snapshot tables, grouped by tag."""
 
     def __init__(self, nodes: list, tables: dict):

@@ -46,7 +46,7 @@ class DBusError(VMStateError):
     def __init__(self, message, object_id=None, addr=None):
         self.object_id = object_id
         self.addr = addr
-        super(DBusError, self).__init__(message)
+        super().__init__(message)
 
     def details(self):
         details = {}
@@ -67,8 +67,8 @@ class DBusCallError(QemuVMError):
     def __init__(self, name, text):
         self.name = name
         self.text = text
-        super(DBusCallError, self).__init__(
-            '{0}: {1}'.format(name, text) if name and text else (text or name or 'D-Bus error'))
+        super().__init__(
+            f'{name}: {text}' if name and text else (text or name or 'D-Bus error'))
 
     def details(self):
         return {'dbus_error': self.name} if self.name else {}
@@ -81,8 +81,8 @@ def bus_socket_addresses(address: str) -> list:
     try:
         entries = list(parse_addresses(address))
     except ValueError as exc:
-        raise DBusBusError('the D-Bus address {0!r} cannot be parsed: expected for example '
-                           'unix:path=/run/qemu/vm1/bus'.format(address), addr=address) from exc
+        raise DBusBusError(f'the D-Bus address {address!r} cannot be parsed: expected for example '
+                           'unix:path=/run/qemu/vm1/bus', addr=address) from exc
     for transport, keys in entries:
         if transport == 'unix' and 'path' in keys:
             found.append(keys['path'])
@@ -98,7 +98,7 @@ def bus_socket_addresses(address: str) -> list:
     return found
 
 
-class BusClient(object):
+class BusClient:
     """A small blocking D-Bus client on jeepney's wire format, every wait bounded.
 
     Not jeepney.io.blocking.open_dbus_connection: its DBusConnection sends Hello and
@@ -112,8 +112,8 @@ class BusClient(object):
     def __init__(self, address: str, timeout: float):
         if JEEPNEY_IMPORT_ERROR is not None:
             raise DBusBusError(
-                'reading the D-Bus bus {0} needs the jeepney Python library on the managed '
-                'host (pip install jeepney)'.format(address), addr=address)
+                f'reading the D-Bus bus {address} needs the jeepney Python library on the managed '
+                'host (pip install jeepney)', addr=address)
         self.address = address
         self.deadline = Deadline(timeout)
         self.unique_name = None
@@ -154,7 +154,7 @@ class BusClient(object):
             sock.connect(target)
         except socket.timeout as exc:
             sock.close()
-            raise QemuTimeoutError('connecting to the D-Bus bus {0}'.format(self.address),
+            raise QemuTimeoutError(f'connecting to the D-Bus bus {self.address}',
                                    self.deadline.seconds) from exc
         except BaseException:
             sock.close()
@@ -169,24 +169,24 @@ class BusClient(object):
                 auth.feed(self._recv('D-Bus authentication'))
             self._sock.sendall(BEGIN)
         except ValueError as exc:  # jeepney's AuthenticationError
-            raise DBusBusError('the D-Bus bus {0} refused us: {1}'.format(self.address, exc),
+            raise DBusBusError(f'the D-Bus bus {self.address} refused us: {exc}',
                                addr=self.address) from exc
 
     def _recv(self, what, deadline=None):
         deadline = deadline or self.deadline
         remaining = deadline.remaining()
         if remaining <= 0:
-            raise QemuTimeoutError('{0} on the D-Bus bus {1}'.format(what, self.address), deadline.seconds)
+            raise QemuTimeoutError(f'{what} on the D-Bus bus {self.address}', deadline.seconds)
         self._sock.settimeout(remaining)
         try:
             data = self._sock.recv(65536)
         except socket.timeout as exc:
-            raise QemuTimeoutError('{0} on the D-Bus bus {1}'.format(what, self.address), deadline.seconds) from exc
+            raise QemuTimeoutError(f'{what} on the D-Bus bus {self.address}', deadline.seconds) from exc
         except OSError as exc:
-            raise DBusBusError('the D-Bus bus {0} failed: {1}'.format(self.address, exc.strerror or exc),
+            raise DBusBusError(f'the D-Bus bus {self.address} failed: {exc.strerror or exc}',
                                addr=self.address) from exc
         if not data:
-            raise DBusBusError('the D-Bus bus {0} closed the connection'.format(self.address), addr=self.address)
+            raise DBusBusError(f'the D-Bus bus {self.address} closed the connection', addr=self.address)
         return data
 
     def close(self) -> None:
@@ -200,7 +200,7 @@ class BusClient(object):
         deadline = self.deadline
         if timeout is not None and timeout < deadline.remaining():
             deadline = Deadline(timeout)
-        what = '{0}.{1} on {2}'.format(interface, member, destination)
+        what = f'{interface}.{member} on {destination}'
         self._serial += 1
         serial = self._serial
         message = new_method_call(DBusAddress(path, bus_name=destination, interface=interface),
@@ -208,7 +208,7 @@ class BusClient(object):
         try:
             self._sock.sendall(message.serialise(serial=serial))
         except OSError as exc:
-            raise DBusBusError('the D-Bus bus {0} failed: {1}'.format(self.address, exc.strerror or exc),
+            raise DBusBusError(f'the D-Bus bus {self.address} failed: {exc.strerror or exc}',
                                addr=self.address) from exc
         while True:
             for reply in self._take_pending():

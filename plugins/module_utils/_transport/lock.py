@@ -36,7 +36,7 @@ def lock_path_for(address):
         if not os.access(directory, os.W_OK):
             directory = tempfile.gettempdir()
     digest = hashlib.sha256(key.encode('utf-8', 'surrogateescape')).hexdigest()[:16]
-    return os.path.join(directory, '.qemu.vm-{0}.lock'.format(digest))
+    return os.path.join(directory, f'.qemu.vm-{digest}.lock')
 
 
 def freeze_marker_path(address):
@@ -44,7 +44,7 @@ def freeze_marker_path(address):
     return lock_path_for(address)[:-len('.lock')] + '.frozen'
 
 
-class SocketLock(object):
+class SocketLock:
     """Exclusive flock for one socket, waited for at most `timeout` seconds.
 
     With existing_only, the lock file is never created, only opened read-only (flock needs
@@ -87,8 +87,8 @@ class SocketLock(object):
                 os.close(fd)
                 raise SocketBusyError(
                     self.address,
-                    'another qemu.vm task held this socket for longer than timeout={0:g} s '
-                    '(lock file {1})'.format(timeout, self.path))
+                    f'another qemu.vm task held this socket for longer than timeout={timeout:g} s '
+                    f'(lock file {self.path})')
             time.sleep(min(_POLL_SECONDS, deadline.remaining()))
 
     def release(self):

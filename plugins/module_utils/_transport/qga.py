@@ -23,7 +23,9 @@ import time
 
 from ansible_collections.qemu.vm.plugins.module_utils._errors import AgentNotRespondingError, CommandError, ConnectionLostError, QemuTimeoutError, SocketError
 from ansible_collections.qemu.vm.plugins.module_utils._transport.lock import freeze_marker_path
-from ansible_collections.qemu.vm.plugins.module_utils._transport.sockets import ClientSession, Deadline, _describe, classify_command_error, connect_socket, qmp_lib
+from ansible_collections.qemu.vm.plugins.module_utils._transport.sockets import (
+    ClientSession, Deadline, _describe, classify_command_error, connect_socket, qmp_lib,
+)
 
 SENTINEL = b'\xff'
 #: A 48 MiB guest-file-read reply is ~64 MiB of base64 on one line.
@@ -78,7 +80,7 @@ def sync_delimited(sock, timeout, address):
     except socket.timeout:
         raise AgentNotRespondingError(address, timeout)
     except (BrokenPipeError, ConnectionResetError) as exc:
-        raise ConnectionLostError(address, 'during guest-sync-delimited: {0}'.format(exc))
+        raise ConnectionLostError(address, f'during guest-sync-delimited: {exc}')
 
 
 def _is_reply_to(line, sync_id):
@@ -95,7 +97,7 @@ class QGASession(ClientSession):
     kind = 'QGA'
 
     def __init__(self, address, timeout=30.0, lock=True, runner=None, sync_timeout=None):
-        super(QGASession, self).__init__(address, timeout, lock, runner)
+        super().__init__(address, timeout, lock, runner)
         self.sync_timeout = min(self.timeout, SYNC_TIMEOUT) if sync_timeout is None else sync_timeout
         self._info = None
         self._pending = []
@@ -110,7 +112,7 @@ class QGASession(ClientSession):
             client.await_greeting = False  # the agent sends no greeting
             client.negotiate = False
             self.runner.run(client.connect(sock), max(deadline.remaining(), 1.0),
-                            what='attaching to the agent on {0}'.format(self.shown))
+                            what=f'attaching to the agent on {self.shown}')
         except qmp_lib.QMPError as exc:
             sock.close()
             raise ConnectionLostError(self.shown, _describe(exc))
@@ -143,7 +145,7 @@ class QGASession(ClientSession):
         for task in self._pending:
             task.cancel()
         self._pending = []
-        super(QGASession, self).close()
+        super().close()
 
     @staticmethod
     def freeze_command_timeout(timeout):
@@ -163,7 +165,7 @@ class QGASession(ClientSession):
     def execute(self, command, arguments=None, timeout=None):
         if timeout is None:
             timeout = self.command_timeout(command, arguments)
-        return super(QGASession, self).execute(command, arguments, timeout)
+        return super().execute(command, arguments, timeout)
 
     def send_no_reply(self, command, arguments=None):
         """Send a command that answers only on failure (guest-shutdown, guest-suspend-*).
@@ -195,7 +197,7 @@ class QGASession(ClientSession):
         return 'missing'
 
 
-class PendingCommand(object):
+class PendingCommand:
     """A command sent without waiting; asks whether the agent has answered yet."""
 
     def __init__(self, command, task, address):
@@ -241,5 +243,5 @@ def wait_for_agent(address, timeout, attempt_timeout=5.0, runner=None):
         # A socket that is not there yet (QEMU starting) fails fast; don't spin.
         time.sleep(min(0.2, deadline.remaining()))
     raise QemuTimeoutError(
-        'waiting for the guest agent on {0}'.format(address), timeout,
-        'last error: {0}'.format(last_error) if last_error else None)
+        f'waiting for the guest agent on {address}', timeout,
+        f'last error: {last_error}' if last_error else None)

@@ -31,7 +31,7 @@ class QMPSession(ClientSession):
     kind = 'QMP'
 
     def __init__(self, address, timeout=30.0, lock=True, runner=None):
-        super(QMPSession, self).__init__(address, timeout, lock, runner)
+        super().__init__(address, timeout, lock, runner)
         self._commands = None
         self._stale_jobs_dismissed = False
 
@@ -41,11 +41,11 @@ class QMPSession(ClientSession):
         try:
             self.runner.run(
                 client.connect(sock), deadline.remaining(),
-                what='the QMP greeting on {0}'.format(self.shown),
+                what=f'the QMP greeting on {self.shown}',
                 hint='another client may be holding the monitor (QEMU serves one QMP client at a time)')
         except qmp_lib.QMPError as exc:
             sock.close()
-            raise ConnectionLostError(self.shown, 'QMP handshake failed: {0}'.format(_describe(exc)))
+            raise ConnectionLostError(self.shown, f'QMP handshake failed: {_describe(exc)}')
         except BaseException:
             sock.close()
             raise
@@ -113,7 +113,7 @@ class QMPSession(ClientSession):
             # Once per session: after that every job of ours is dismissed by run_job itself,
             # and this round trip stays out of windows callers time (a frozen guest's).
             self.dismiss_stale_jobs()
-        job_id = '{0}{1}-{2}'.format(JOB_ID_PREFIX, command, uuid.uuid4().hex[:12])
+        job_id = f'{JOB_ID_PREFIX}{command}-{uuid.uuid4().hex[:12]}'
         args = dict(arguments)
         args['job-id'] = job_id
 
@@ -124,15 +124,15 @@ class QMPSession(ClientSession):
         with self.events('JOB_STATUS_CHANGE', 'STOP', 'RESUME') as watcher:
             self.execute(command, args, timeout=bound)
             try:
-                watcher.wait(concluded, bound, what='{0} job {1}'.format(command, job_id))
+                watcher.wait(concluded, bound, what=f'{command} job {job_id}')
             except QemuTimeoutError:
                 try:
-                    watcher.wait(concluded, min(grace, bound), what='conclusion of {0}'.format(job_id))
+                    watcher.wait(concluded, min(grace, bound), what=f'conclusion of {job_id}')
                     self._dismiss(job_id)
                     note = 'it concluded later and was dismissed'
                 except QemuTimeoutError:
                     note = 'it is still running; the next qemu.vm run dismisses it once it concludes'
-                raise QemuTimeoutError('{0} job {1}'.format(command, job_id), bound, note)
+                raise QemuTimeoutError(f'{command} job {job_id}', bound, note)
             info = self._job_info(job_id)
             self._dismiss(job_id)
         info['events'] = watcher.seen
@@ -161,7 +161,7 @@ class QMPSession(ClientSession):
         return stale
 
 
-class EventWatcher(object):
+class EventWatcher:
     """Synchronous view of one scoped event listener; remembers every event it saw."""
 
     def __init__(self, session, listener):
@@ -177,11 +177,11 @@ class EventWatcher(object):
                 if predicate(event):
                     return event
             if deadline.expired:
-                raise QemuTimeoutError('waiting for {0} on {1}'.format(what, self._session.shown), timeout)
+                raise QemuTimeoutError(f'waiting for {what} on {self._session.shown}', timeout)
             try:
                 event = self._session.runner.run(self._listener.get(), deadline.remaining(), what=what)
             except QemuTimeoutError:
-                raise QemuTimeoutError('waiting for {0} on {1}'.format(what, self._session.shown), timeout)
+                raise QemuTimeoutError(f'waiting for {what} on {self._session.shown}', timeout)
             self.seen.append(dict(event))
             if predicate(event):
                 return event

@@ -64,12 +64,12 @@ if qmp_lib is not None:
 
         def _cb_outbound(self, msg):
             if self.logger.isEnabledFor(logging.DEBUG):
-                return super(_Client, self)._cb_outbound(msg)
+                return super()._cb_outbound(msg)
             return msg
 
         def _cb_inbound(self, msg):
             if self.logger.isEnabledFor(logging.DEBUG):
-                return super(_Client, self)._cb_inbound(msg)
+                return super()._cb_inbound(msg)
             return msg
 
         async def _get_greeting(self):
@@ -96,7 +96,7 @@ def parse_address(text):
         if match:
             port = int(match.group('port'))
             if not 0 < port < 65536:
-                raise ValueError('port {0} in {1!r} is out of range'.format(port, text))
+                raise ValueError(f'port {port} in {text!r} is out of range')
             return (match.group('host'), port)
     return text
 
@@ -116,9 +116,9 @@ def connect_socket(address, timeout):
         except ConnectionRefusedError:
             raise SocketRefusedError(shown, 'connection refused: is QEMU running with this socket?')
         except socket.timeout:
-            raise QemuTimeoutError('connecting to {0}'.format(shown), timeout)
+            raise QemuTimeoutError(f'connecting to {shown}', timeout)
         except OSError as exc:
-            raise SocketError(shown, 'cannot connect: {0}'.format(exc.strerror or exc))
+            raise SocketError(shown, f'cannot connect: {exc.strerror or exc}')
     try:
         mode = os.stat(address).st_mode
     except FileNotFoundError:
@@ -135,7 +135,7 @@ def connect_socket(address, timeout):
         if deadline.expired:
             raise SocketBusyError(
                 shown, 'another client holds this socket and the connections queued behind it fill its listen '
-                       'backlog (QEMU serves one client at a time); waited {0:g} s (timeout)'.format(timeout))
+                       f'backlog (QEMU serves one client at a time); waited {timeout:g} s (timeout)')
         time.sleep(min(_BUSY_RETRY_SECONDS, deadline.remaining()))
 
 
@@ -160,12 +160,12 @@ def _connect_unix(address, shown, deadline):
         if isinstance(exc, FileNotFoundError):
             raise SocketMissingError(shown, 'no such socket: is the VM running and the path right?')
         if isinstance(exc, socket.timeout):
-            raise QemuTimeoutError('connecting to {0}'.format(shown), deadline.seconds)
+            raise QemuTimeoutError(f'connecting to {shown}', deadline.seconds)
         raise
     return sock
 
 
-class Runner(object):
+class Runner:
     """Runs coroutines on this process' private event loop, each with a bound."""
 
     _shared = None
@@ -203,14 +203,14 @@ def classify_command_error(command, error_class, desc):
     if error_class == 'CommandNotFound' and 'has been disabled' in desc:
         return CommandDisabledError(
             command, error_class, desc,
-            message='{0} is disabled in the guest agent ({1}): it is blocked by the agent '
-                    'configuration (qemu-ga --block-rpcs / allow-rpcs)'.format(command, desc))
+            message=f'{command} is disabled in the guest agent ({desc}): it is blocked by the agent '
+                    'configuration (qemu-ga --block-rpcs / allow-rpcs)')
     if error_class == 'CommandNotFound':
         return CommandNotFoundError(command, error_class, desc)
     return CommandError(command, error_class, desc)
 
 
-class ClientSession(object):
+class ClientSession:
     """One locked qemu.qmp client session on a QMP or guest-agent socket."""
 
     kind = 'QMP'
@@ -276,12 +276,11 @@ class ClientSession(object):
         try:
             return self.runner.run(
                 self._client.execute(command, arguments), bound,
-                what='{0} on {1}'.format(command, self.shown))
+                what=f'{command} on {self.shown}')
         except qmp_lib.ExecuteError as exc:
             raise classify_command_error(command, exc.error_class, str(exc))
         except qmp_lib.QMPError as exc:
-            raise ConnectionLostError(self.shown, 'while waiting for the reply to {0}: {1}'.format(
-                command, _describe(exc)))
+            raise ConnectionLostError(self.shown, f'while waiting for the reply to {command}: {_describe(exc)}')
 
 
 def _refuse_event(_event):
@@ -292,5 +291,5 @@ def _describe(exc):
     """qemu.qmp wraps the cause; show both."""
     cause = getattr(exc, 'exc', None) or exc.__cause__ or exc.__context__
     if cause is not None and str(cause) and str(cause) not in str(exc):
-        return '{0}: {1}'.format(exc, cause)
+        return f'{exc}: {cause}'
     return str(exc) or type(exc).__name__

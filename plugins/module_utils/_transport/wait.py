@@ -27,14 +27,14 @@ def check_seconds(name: str, value, maximum: float = MAX_SECONDS) -> float:
     try:
         seconds = float(value)
     except (TypeError, ValueError):
-        raise ParameterError(name, '{0} must be a number of seconds, got {1!r}'.format(name, value)) from None
+        raise ParameterError(name, f'{name} must be a number of seconds, got {value!r}') from None
     if not math.isfinite(seconds) or seconds <= 0 or seconds > maximum:
-        raise ParameterError(name, '{0} must be a finite number of seconds greater than 0 and at most {1:g}, '
-                                   'got {2!r}'.format(name, maximum, value))
+        raise ParameterError(name, f'{name} must be a finite number of seconds greater than 0 and at most {maximum:g}, '
+                                   f'got {value!r}')
     return seconds
 
 
-class Deadline(object):
+class Deadline:
     """One bound shared by several waits."""
 
     def __init__(self, seconds: float):

@@ -226,9 +226,9 @@ def assign_host_names(vms):
         if base not in duplicates:
             duplicates.append(base)
         suffix = 2
-        while '{0}-{1}'.format(base, suffix) in taken:
+        while f'{base}-{suffix}' in taken:
             suffix += 1
-        names[index] = '{0}-{1}'.format(base, suffix)
+        names[index] = f'{base}-{suffix}'
         taken.add(names[index])
     return names, duplicates
 
@@ -280,9 +280,9 @@ def agent_address(template, qmp_path, qmp_pattern):
         return template.format(*groups, dir=directory, dirname=os.path.basename(directory),
                                file=file_name, stem=os.path.splitext(file_name)[0])
     except (IndexError, KeyError, ValueError) as exc:
-        raise ParameterError('sockets', 'sockets: qga {0!r} for qmp {1!r}: unknown or bad placeholder ({2}); '
-                             'use {{dir}}, {{dirname}}, {{file}}, {{stem}} or {{0}}, {{1}}, ... for the '
-                             'wildcards'.format(template, qmp_pattern, exc))
+        raise ParameterError('sockets', f'sockets: qga {template!r} for qmp {qmp_pattern!r}: unknown or bad placeholder ({exc}); '
+                             'use {dir}, {dirname}, {file}, {stem} or {0}, {1}, ... for the '
+                             'wildcards')
 
 
 def has_wildcard(pattern):

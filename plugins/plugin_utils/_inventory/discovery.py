@@ -126,19 +126,18 @@ def vms_from_sockets(entries, processes=()):
     seen = set()
     for index, entry in enumerate(entries or ()):
         if not isinstance(entry, dict):
-            raise ParameterError('sockets', 'sockets[{0}]: each entry is a mapping with qmp (and qga), not {1!r}'.format(
-                index, entry))
+            raise ParameterError('sockets', f'sockets[{index}]: each entry is a mapping with qmp (and qga), not {entry!r}')
         unknown = sorted(set(entry) - set(['qmp', 'qga']))
         if unknown:
             raise ParameterError('sockets', 'sockets[{0}]: unknown key(s) {1}; the keys are qmp and qga'.format(
                 index, ', '.join(map(str, unknown))))
         pattern = entry.get('qmp')
         if not pattern or not isinstance(pattern, str):
-            raise ParameterError('sockets', 'sockets[{0}]: qmp (a glob pattern or host:port) is required'.format(index))
+            raise ParameterError('sockets', f'sockets[{index}]: qmp (a glob pattern or host:port) is required')
         try:
             address = parse_address(pattern)
         except ValueError as exc:
-            raise ParameterError('sockets', 'sockets[{0}]: qmp {1!r}: {2}'.format(index, pattern, exc))
+            raise ParameterError('sockets', f'sockets[{index}]: qmp {pattern!r}: {exc}')
         if isinstance(address, tuple):
             matches = [pattern]
         elif has_wildcard(pattern):
@@ -164,7 +163,7 @@ def _remaining(deadline):
     return max(deadline.remaining(), 0.001)
 
 
-class _Probe(object):
+class _Probe:
     """One socket asked within one deadline, on an event loop of its own (this thread's)."""
 
     def __init__(self, address, timeout):
@@ -203,7 +202,7 @@ def query_qmp(address, timeout):
                 facts['name'] = name
             facts['uuid'] = normalize_uuid(qmp.execute('query-uuid', timeout=_remaining(probe.deadline)).get('UUID'))
     except QemuVMError as exc:
-        facts['notes'].append('QMP {0}: {1}'.format(address, exc))
+        facts['notes'].append(f'QMP {address}: {exc}')
     finally:
         probe.close()
     return facts
@@ -248,9 +247,9 @@ def query_qga(address, timeout):
                 try:
                     facts[key] = _fact_value(key, qga.execute(command, timeout=_remaining(probe.deadline)))
                 except CommandError as exc:
-                    facts['notes'].append('QGA {0}: {1}'.format(address, exc))
+                    facts['notes'].append(f'QGA {address}: {exc}')
     except QemuVMError as exc:
-        facts['notes'].append('QGA {0}: {1}'.format(address, exc))
+        facts['notes'].append(f'QGA {address}: {exc}')
     finally:
         probe.close()
     return facts
@@ -275,7 +274,7 @@ def query_all(vms, timeout, workers=MAX_WORKERS):
             except Exception as exc:  # pylint: disable=broad-except
                 # One VM's surprise (an address we cannot parse, a library error we did not
                 # expect) must not cost the inventory the other VMs.
-                facts = {'notes': ['{0}: {1}: {2}'.format(address, type(exc).__name__, exc)]}
+                facts = {'notes': [f'{address}: {type(exc).__name__}: {exc}']}
             with guard:
                 results.append((vm, facts))
 

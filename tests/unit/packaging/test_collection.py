@@ -21,7 +21,7 @@ MODULES = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, 
 @pytest.mark.parametrize('module', MODULES)
 def test_ansible_doc_renders(module):
     proc = subprocess.run([os.path.join(BIN, 'ansible-doc'), 'qemu.vm.' + module], env=ansible_env(),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
+                          capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert 'RETURN VALUES' in proc.stdout
     assert 'qemu.vm.' + module in proc.stdout

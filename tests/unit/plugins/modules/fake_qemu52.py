@@ -48,7 +48,7 @@ def parse_hmp_string(text):
     raise ValueError('unterminated string')
 
 
-class FakeQemu52(object):
+class FakeQemu52:
     """disks: list of (node_name, driver, read_only). The first writable qcow2 keeps the VM state."""
 
     def __init__(self, disks=(('disk0', 'qcow2', False), ('disk1', 'qcow2', False)), status='running'):
@@ -95,7 +95,7 @@ class FakeQemu52(object):
                 self.commands.append(name)
                 handler = getattr(self, 'cmd_' + name.replace('-', '_'), None)
                 if handler is None or name not in COMMANDS:
-                    conn.error(request, 'CommandNotFound', 'The command {0} has not been found'.format(name))
+                    conn.error(request, 'CommandNotFound', f'The command {name} has not been found')
                     continue
                 handler(conn, request, request.get('arguments') or {})
 
@@ -150,14 +150,14 @@ class FakeQemu52(object):
         try:
             tag, extra = parse_hmp_string(rest)
         except ValueError as exc:
-            conn.reply(request, '{0}: {1}\r\nTry "help {0}" for more information\r\n'.format(verb, exc))
+            conn.reply(request, f'{verb}: {exc}\r\nTry "help {verb}" for more information\r\n')
             return
         if extra.strip():
-            conn.reply(request, '{0}: extraneous characters at the end of line\r\n'.format(verb))
+            conn.reply(request, f'{verb}: extraneous characters at the end of line\r\n')
             return
         handler = {'savevm': self.hmp_savevm, 'loadvm': self.hmp_loadvm, 'delvm': self.hmp_delvm}.get(verb)
         if handler is None:
-            conn.reply(request, 'unknown command: \'{0}\'\r\n'.format(verb))
+            conn.reply(request, f'unknown command: \'{verb}\'\r\n')
             return
         conn.reply(request, handler(conn, tag))
 

@@ -28,11 +28,11 @@ def sha256(path):
 
 def qemu_io(path, command):
     return subprocess.run(['qemu-io', '-f', 'qcow2', '-c', command, path], check=True, stdout=subprocess.PIPE,
-                          universal_newlines=True).stdout
+                          text=True).stdout
 
 
 def byte_at(path, offset):
-    out = qemu_io(path, 'read -v {0} 1'.format(offset))
+    out = qemu_io(path, f'read -v {offset} 1')
     return int(out.split(':', 1)[1].split()[0], 16)
 
 
@@ -48,22 +48,22 @@ def make_chain(dest, chain, points, devices=('vda',)):
     for index, (point, writes) in enumerate(points):
         files = []
         for device in devices:
-            name = '{0}.{1}.qcow2'.format(point, device)
+            name = f'{point}.{device}.qcow2'
             path = os.path.join(chain_dir, name)
             cmd = ['qemu-img', 'create', '-q', '-f', 'qcow2']
             if previous:
-                cmd += ['-b', '{0}.{1}.qcow2'.format(previous, device), '-F', 'qcow2']
+                cmd += ['-b', f'{previous}.{device}.qcow2', '-F', 'qcow2']
             subprocess.run(cmd + [path, str(SIZE)], check=True, cwd=chain_dir)
             for offset, value in writes.get(device, []):
                 # write through the file alone, as a backup job does (backing not opened)
-                subprocess.run(['qemu-io', '-c', 'write -P {0} {1} 64k'.format(value, offset),
+                subprocess.run(['qemu-io', '-c', f'write -P {value} {offset} 64k',
                                 'json:' + json.dumps({'driver': 'qcow2', 'backing': None,
                                                       'file': {'driver': 'file', 'filename': path}})],
                                check=True, stdout=subprocess.DEVNULL)
             files.append({'device': device, 'path': name, 'bytes': os.path.getsize(path), 'sha256': sha256(path),
                           'virtual_size': SIZE})
         manifest['points'].append({'point': point, 'mode': 'incremental' if previous else 'full', 'parent': previous,
-                                   'time': '2026-12-01T00:0{0}:00Z'.format(index), 'frozen_ms': 1, 'quiesced': False,
+                                   'time': f'2026-12-01T00:0{index}:00Z', 'frozen_ms': 1, 'quiesced': False,
                                    'files': files})
         previous = point
     with open(os.path.join(chain_dir, 'manifest.json'), 'w') as handle:
@@ -137,7 +137,7 @@ def test_a_damaged_file_is_named_before_anything_is_written(dest):
 
 
 def test_not_enough_space_is_named(monkeypatch, tmp_path):
-    class Tiny(object):
+    class Tiny:
         f_bavail, f_frsize = 10, 4096
     monkeypatch.setattr(restore.os, 'statvfs', lambda path: Tiny())
     with pytest.raises(errors.ParameterError) as caught:
@@ -149,7 +149,7 @@ def test_each_point_converts_to_the_disk_as_it_was(dest, tmp_path):
     chains = list_chains(str(dest))
     expected = {'C2': (1, 1), 'P2': (2, 1), 'P3': (2, 3)}
     for point, (first, second) in expected.items():
-        target = str(tmp_path / '{0}.qcow2'.format(point))
+        target = str(tmp_path / f'{point}.qcow2')
         chosen = restore.select(chains, None, point, None)
         restore.verify_files(chosen)
         done = restore.convert(chosen, target, 30)

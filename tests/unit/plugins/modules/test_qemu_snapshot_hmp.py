@@ -16,7 +16,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._transport.qmp import QMPS
 from fake_qemu52 import FakeQemu52, parse_hmp_string
 from harness.ansible import run_module
 
-TRICKY = u'nightly "quoted" back\\slash \u00e9t\u00e9 \u96ea'
+TRICKY = 'nightly "quoted" back\\slash \u00e9t\u00e9 \u96ea'
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def test_save_uses_hmp_and_measures_downtime(qemu):
         assert not snap.uses_jobs(qmp)
         outcome = snap.save_snapshot(qmp, TRICKY, 'disk0', ['disk0', 'disk1'], 5)
     assert outcome == {'method': 'hmp', 'downtime_ms': 120}
-    assert qemu.hmp_lines == [u'savevm ' + snap.hmp_quote(TRICKY)]
+    assert qemu.hmp_lines == ['savevm ' + snap.hmp_quote(TRICKY)]
     assert qemu.tags('disk0') == qemu.tags('disk1') == [TRICKY]
     assert 'snapshot-save' not in qemu.commands
 
@@ -118,13 +118,13 @@ def test_module_present_four_steps_restore_and_absent_over_hmp(qemu):
 
     step = snapshot(qemu, name=TRICKY, state='restored')
     assert step.changed and step['status'] == 'running', step['output']
-    assert qemu.hmp_lines[-1] == u'loadvm ' + snap.hmp_quote(TRICKY)
+    assert qemu.hmp_lines[-1] == 'loadvm ' + snap.hmp_quote(TRICKY)
 
     step = snapshot(qemu, name=TRICKY, state='absent')
     assert step.changed and qemu.tags('disk0') == qemu.tags('disk1') == []
     step = snapshot(qemu, name=TRICKY, state='absent')
     assert not step.changed and not step.failed
-    assert qemu.hmp_lines[-1] == u'delvm ' + snap.hmp_quote(TRICKY)
+    assert qemu.hmp_lines[-1] == 'delvm ' + snap.hmp_quote(TRICKY)
 
 
 def test_module_refuses_device_subset_on_old_qemu(qemu):

@@ -27,7 +27,7 @@ def manifest(chain_id='20261130T000000Z', disks=(('vda', 1024), ('vdb', 2048)), 
     data = chain.new_manifest(chain_id, '2026-11-30T00:00:00Z', vm or {'uuid': None, 'name': 'web1'},
                               [{'device': d, 'node': 'n-' + d, 'virtual_size': s} for d, s in disks])
     for index in range(points):
-        point = chain_id if index == 0 else '{0}-{1}'.format(chain_id, index + 1)
+        point = chain_id if index == 0 else f'{chain_id}-{index + 1}'
         data['points'].append({'point': point, 'mode': 'full' if index == 0 else 'incremental',
                                'parent': None if index == 0 else data['points'][-1]['point'],
                                'time': last if (last and index == points - 1) else '2026-11-30T00:00:00Z',
@@ -253,7 +253,7 @@ def test_a_full_point_needs_what_qemu_img_measures_for_the_whole_backing_chain(t
     assert needed['vdb'] == 0 and 'not checked for disk vdb' in warnings[0]
 
 
-class RecordingQMP(object):
+class RecordingQMP:
     def __init__(self):
         self.calls = []
 
@@ -328,7 +328,7 @@ def test_a_chain_with_unrecorded_files_is_not_continued():
 
 class CannedQMP(RecordingQMP):
     def __init__(self, answers):
-        super(CannedQMP, self).__init__()
+        super().__init__()
         self.answers = answers
 
     def execute(self, command, arguments=None):

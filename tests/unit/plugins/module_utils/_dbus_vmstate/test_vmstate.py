@@ -45,7 +45,7 @@ def test_id_limits_are_in_bytes():
     assert dv.id_error('x' * 255) is None
     assert '256 bytes long' in dv.id_error('x' * 256)
     # 128 two-byte characters: 256 bytes.
-    assert '256 bytes long' in dv.id_error(u'\u00e9' * 128)
+    assert '256 bytes long' in dv.id_error('\u00e9' * 128)
     assert dv.id_error('') == 'empty'
     assert 'comma' in dv.id_list_entry_error('a,b')
     assert dv.id_list_entry_error('net0') is None
@@ -138,7 +138,7 @@ def test_addresses():
         bus.bus_socket_addresses('nonsense')
 
 
-class SilentBus(object):
+class SilentBus:
     """Accepts, authenticates, then never answers (a wedged dbus-daemon)."""
 
     def __init__(self, path):

@@ -73,7 +73,7 @@ def test_normalize_keys_errors_name_key(value):
 
 def test_line_identity_ignores_options_and_comment():
     key_type, blob = KEY_A.split()[:2]
-    assert admin.line_identity('no-pty,from="x y" {0} {1} other comment'.format(key_type, blob)) == (key_type, blob)
+    assert admin.line_identity(f'no-pty,from="x y" {key_type} {blob} other comment') == (key_type, blob)
     assert admin.line_identity('not a key line') == 'not a key line'
 
 
@@ -108,7 +108,7 @@ def test_agent_error_readers():
     assert admin.unknown_user("failed to lookup user 'nosuch': Success")
 
 
-class FakeAgent(object):
+class FakeAgent:
     """Answers guest-ssh-get-authorized-keys like qemu-ga 7.2: a reply, or an error."""
 
     def __init__(self, reply):

@@ -27,7 +27,7 @@ FROZEN_ALLOWED = ('guest-ping', 'guest-info', 'guest-sync', 'guest-sync-delimite
                   'guest-fsfreeze-status', 'guest-fsfreeze-thaw')
 
 
-class FakeAgent(object):
+class FakeAgent:
     """Answers like qemu-ga: `replies` maps a command to a value or an exception to raise."""
 
     timeout = 5.0
@@ -63,7 +63,7 @@ class FakeAgent(object):
             return 1 if was else 0
         if not self._enabled(command):
             suffix = ': the agent is in frozen state' if self.frozen else ''
-            raise classify_command_error(command, 'CommandNotFound', 'Command {0} has been disabled{1}'.format(command, suffix))
+            raise classify_command_error(command, 'CommandNotFound', f'Command {command} has been disabled{suffix}')
         reply = self.replies.get(command)
         if isinstance(reply, Exception):
             raise reply
@@ -233,7 +233,7 @@ def test_facts_of_a_frozen_guest():
 # -- power decisions -----------------------------------------------------------------------
 
 
-class FakeMonitor(object):
+class FakeMonitor:
     def __init__(self, status, machine=None, commands=('system_wakeup', 'query-current-machine')):
         self.status = status
         self.machine = machine if machine is not None else {'wakeup-suspend-support': True}
@@ -253,7 +253,7 @@ class FakeMonitor(object):
         raise AssertionError('unexpected QMP command ' + command)
 
 
-class AgentContext(object):
+class AgentContext:
     def __init__(self, agent):
         self.agent = agent
         self.opened = 0

@@ -56,7 +56,7 @@ def test_temp_names_map_back_to_their_target():
 def test_stale_fetch_temps_of_dead_runs_are_removed(tmp_path):
     dest = tmp_path / 'app.log'
     dead = tmp_path / '.app.log.999999999.abc.qemu-vm.tmp'  # no such pid
-    mine = tmp_path / '.app.log.{0}.def.qemu-vm.tmp'.format(os.getpid())  # a run in progress
+    mine = tmp_path / f'.app.log.{os.getpid()}.def.qemu-vm.tmp'  # a run in progress
     other = tmp_path / '.other.log.999999999.abc.qemu-vm.tmp'
     for path in (dead, mine, other):
         path.write_bytes(b'partial')

@@ -26,7 +26,7 @@ def b64(data):
     return base64.b64encode(data).decode('ascii')
 
 
-class FakeAgent(object):
+class FakeAgent:
     """guest-exec starts pids from 100; `statuses` gives each pid's guest-exec-status replies in turn."""
 
     def __init__(self, statuses=None, exec_error=None, kill_works=True):

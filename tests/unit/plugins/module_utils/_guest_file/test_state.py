@@ -32,7 +32,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._errors import (
 MIB = 1024 * 1024
 
 
-class FakeAgent(object):
+class FakeAgent:
     """Enough of qemu-ga for _guest_file: guest-file-*, guest-exec of the POSIX tools it uses."""
 
     timeout = 30.0
@@ -74,7 +74,7 @@ class FakeAgent(object):
         arguments = arguments or {}
         self.calls.append(command)
         if command in self.blocked:
-            raise CommandError(command, 'CommandNotFound', 'Command {0} has been disabled'.format(command))
+            raise CommandError(command, 'CommandNotFound', f'Command {command} has been disabled')
         failure = self.fail_on.get(command)
         if failure is not None:
             number, error = failure
@@ -90,17 +90,17 @@ class FakeAgent(object):
     def _guest_file_open(self, path, mode='r'):
         if path in self.dirs and 'w' in mode:
             raise CommandError('guest-file-open', 'GenericError',
-                               "failed to open file '{0}' (mode: '{1}'): Is a directory".format(path, mode))
+                               f"failed to open file '{path}' (mode: '{mode}'): Is a directory")
         if 'w' in mode:
             if posixpath.dirname(path) not in self.dirs:
                 raise CommandError('guest-file-open', 'GenericError',
-                                   "failed to open file '{0}' (mode: '{1}'): No such file or directory".format(path, mode))
+                                   f"failed to open file '{path}' (mode: '{mode}'): No such file or directory")
             self.files[path] = bytearray()
             self.modes.setdefault(path, 0o666)
             self.hashers[path] = hashlib.sha256()
         elif path not in self.files and path not in self.dirs:
             raise CommandError('guest-file-open', 'GenericError',
-                               "failed to open file '{0}' (mode: '{1}'): No such file or directory".format(path, mode))
+                               f"failed to open file '{path}' (mode: '{mode}'): No such file or directory")
         handle = self.next_handle
         self.next_handle += 1
         self.handles[handle] = [path, 0]
@@ -153,14 +153,13 @@ class FakeAgent(object):
         if tool == 'stat':
             path = args[-1]
             if path in self.dirs:
-                return 0, '1024 755 0 0 root root directory\n'.encode(), b''
+                return 0, b'1024 755 0 0 root root directory\n', b''
             if path not in self.files:
-                return 1, b'', "stat: can't stat '{0}': No such file or directory\n".format(path).encode()
+                return 1, b'', f"stat: can't stat '{path}': No such file or directory\n".encode()
             uid, gid = self.owners.get(path, (0, 0))
-            return 0, '{0} {1:o} {2} {3} u{2} g{3} regular file\n'.format(
-                len(self.files[path]), self.modes.get(path, 0o644), uid, gid).encode(), b''
+            return 0, f'{len(self.files[path])} {self.modes.get(path, 0o644):o} {uid} {gid} u{uid} g{gid} regular file\n'.encode(), b''
         if tool == 'sha256sum':
-            return 0, '{0}  {1}\n'.format(hashlib.sha256(self.files[args[0]]).hexdigest(), args[0]).encode(), b''
+            return 0, f'{hashlib.sha256(self.files[args[0]]).hexdigest()}  {args[0]}\n'.encode(), b''
         if tool == 'mv':
             self.files[args[1]] = self.files.pop(args[0])
             self.modes[args[1]] = self.modes.pop(args[0], 0o666)
@@ -179,7 +178,7 @@ class FakeAgent(object):
             return 0, b'', b''
         if tool == 'sh':
             return 0, b'0022\n', b''
-        raise AssertionError('unexpected guest command {0!r}'.format(argv))
+        raise AssertionError(f'unexpected guest command {argv!r}')
 
 
 def source_file(tmp_path, size, name='src.bin'):

@@ -19,7 +19,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandDisa
 from ansible_collections.qemu.vm.plugins.module_utils._transport.sockets import classify_command_error
 
 
-class FakeFiles(object):
+class FakeFiles:
     """guest-file-* over a dict of path -> bytearray; `fail` maps a command to the error it raises."""
 
     def __init__(self, files=None, fail=None, short_write=False):
@@ -38,8 +38,8 @@ class FakeFiles(object):
             if 'w' in mode:
                 self.files[path] = bytearray()
             elif path not in self.files:
-                raise CommandError(command, 'GenericError', 'failed to open file \'{0}\' (mode: \'r\'): '
-                                                            'No such file or directory'.format(path))
+                raise CommandError(command, 'GenericError', f'failed to open file \'{path}\' (mode: \'r\'): '
+                                                            'No such file or directory')
             handle = 1000 + len(self.sent)
             self.open_handles[handle] = [path, 0]
             return handle

@@ -26,7 +26,7 @@ def params(**changes):
 
 
 def node(name):
-    return {'node_name': name, 'driver': 'qcow2', 'file': '/img/{0}.qcow2'.format(name), 'read_only': False,
+    return {'node_name': name, 'driver': 'qcow2', 'file': f'/img/{name}.qcow2', 'read_only': False,
             'device': 'vd-' + name, 'top': True, 'backing_file': None, 'virtual_size': 1, 'can_snapshot': True,
             'snapshots': []}
 
@@ -77,7 +77,7 @@ def test_loading_a_disk_only_snapshot_names_the_images_and_the_way_out():
     assert 'no RAM state' in text and '/img/disk0.qcow2' in text and '/img/disk1.qcow2' in text and 'images' in text
 
 
-class TransactionQMP(object):
+class TransactionQMP:
     def __init__(self):
         self.sent = []
 
@@ -106,13 +106,13 @@ def make_image(path, fmt='qcow2', snapshot=None):
 
 def write_byte(path, value):
     """Write one guest byte at offset 0 through qemu-io, so the image content changes."""
-    subprocess.run(['qemu-io', '-f', 'qcow2', '-c', 'write -P {0} 0 4k'.format(value), path], check=True,
+    subprocess.run(['qemu-io', '-f', 'qcow2', '-c', f'write -P {value} 0 4k', path], check=True,
                    stdout=subprocess.DEVNULL)
 
 
 def read_byte(path):
     out = subprocess.run(['qemu-io', '-f', 'qcow2', '-c', 'read -v 0 1', path], check=True,
-                         stdout=subprocess.PIPE, universal_newlines=True).stdout
+                         stdout=subprocess.PIPE, text=True).stdout
     return int(out.split(':', 1)[1].split()[0], 16)
 
 
@@ -159,8 +159,8 @@ def test_a_lock_failure_is_an_image_in_use_error(monkeypatch, tmp_path):
     image = make_image(tmp_path / 'a.qcow2')
 
     def locked(argv, **kwargs):
-        return subprocess.CompletedProcess(argv, 1, '', "qemu-img: Could not open '{0}': Failed to get \"write\" "
-                                                        "lock\nIs another process using the image [{0}]?\n".format(image))
+        return subprocess.CompletedProcess(argv, 1, '', f"qemu-img: Could not open '{image}': Failed to get \"write\" "
+                                                        f"lock\nIs another process using the image [{image}]?\n")
     monkeypatch.setattr(qemu_img.subprocess, 'run', locked)
     with pytest.raises(qemu_img.ImageInUseError) as caught:
         qemu_img.run_qemu_img(['snapshot', '-a', 's', image], 5, 'reverting', image=image)

@@ -45,14 +45,14 @@ def two_disks(names_ages, only_disk0=()):
 
 # -- input ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize('tag', ['a', 'with space', u'\u00e9t\u00e9 \u96ea', 'x' * 255, u'\u00e9' * 127])
+@pytest.mark.parametrize('tag', ['a', 'with space', '\u00e9t\u00e9 \u96ea', 'x' * 255, '\u00e9' * 127])
 def test_good_tags(tag):
     assert snap.check_tag(tag) == tag
 
 
 @pytest.mark.parametrize('tag, words', [
     ('', 'non-empty'), (None, 'non-empty'), ('   ', 'whitespace'), ('x' * 256, '256 bytes'),
-    (u'\u00e9' * 128, '256 bytes'), ('a\nb', 'control character'), ('tab\there', 'control character'),
+    ('\u00e9' * 128, '256 bytes'), ('a\nb', 'control character'), ('tab\there', 'control character'),
 ])
 def test_bad_tags_name_the_option(tag, words):
     with pytest.raises(errors.ParameterError) as caught:
@@ -249,7 +249,7 @@ def test_same_second_snapshots_are_ordered_by_id():
 
 # -- reading, and the request --------------------------------------------------------------
 
-class CountingQMP(object):
+class CountingQMP:
     """Answers the two block queries of a one-disk VM and counts what it was sent."""
 
     def __init__(self):
@@ -307,7 +307,7 @@ def test_request_for_pruning():
     assert (request['prefix'], request['keep'], request['max_age'], request['name']) == ('bk-', 2, DAY, None)
 
 
-class JobsQMP(object):
+class JobsQMP:
     """query-jobs answers: a snapshot job of ours that concludes after `running_for` queries."""
 
     def __init__(self, running_for):

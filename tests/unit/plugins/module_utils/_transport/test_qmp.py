@@ -26,7 +26,7 @@ def job_event(job_id, status, seconds):
             'timestamp': {'seconds': seconds, 'microseconds': 0}}
 
 
-class FakeMonitor(object):
+class FakeMonitor:
     """A scripted monitor: answers the job protocol and records what it was asked."""
 
     def __init__(self, job_error=None, conclude_when=None, stale_jobs=()):
@@ -65,7 +65,7 @@ class FakeMonitor(object):
                 self.jobs.pop(args['id'])
                 conn.reply(request, {})
             else:
-                conn.error(request, 'CommandNotFound', 'The command {0} has not been found'.format(command))
+                conn.error(request, 'CommandNotFound', f'The command {command} has not been found')
 
     def executed(self, command):
         return [r for r in self.requests if r['execute'] == command]

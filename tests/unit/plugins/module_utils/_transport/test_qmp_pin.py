@@ -41,22 +41,21 @@ def pin(path):
         line = line.split('#', 1)[0].strip()
         if line.startswith('qemu.qmp'):
             return SpecifierSet(line[len('qemu.qmp'):])
-    raise AssertionError('{0} does not name qemu.qmp'.format(path))
+    raise AssertionError(f'{path} does not name qemu.qmp')
 
 
 def pinned_versions():
     spec = pin(ROOT / 'requirements.txt')
     assert spec and all(s.operator == '==' for s in spec), \
-        'requirements.txt must pin qemu.qmp to the tested versions (==), found {0!r}'.format(str(spec))
+        f'requirements.txt must pin qemu.qmp to the tested versions (==), found {str(spec)!r}'
     return [s.version for s in spec]
 
 
 def test_installed_qemu_qmp_is_the_pinned_one():
     installed = version('qemu.qmp')
     assert installed in pinned_versions(), (
-        'qemu.qmp {0} is installed, but _transport overrides its private methods and was tested with {1} '
-        '(requirements.txt): check the overrides against this version, then move the pin'.format(
-            installed, pinned_versions()))
+        f'qemu.qmp {installed} is installed, but _transport overrides its private methods and was tested with {pinned_versions()} '
+        '(requirements.txt): check the overrides against this version, then move the pin')
 
 
 def test_pin_is_the_same_wherever_it_is_stated():
@@ -64,7 +63,7 @@ def test_pin_is_the_same_wherever_it_is_stated():
     for doc in ('README.md', 'plugins/doc_fragments/_connection.py'):
         text = (ROOT / doc).read_text(encoding='utf-8')
         for pinned in pinned_versions():
-            assert pinned in text, '{0} does not state the qemu.qmp pin {1}'.format(doc, pinned)
+            assert pinned in text, f'{doc} does not state the qemu.qmp pin {pinned}'
 
 
 def test_overridden_methods_exist_with_the_signatures_we_expect():
@@ -98,6 +97,6 @@ def test_greeting_types_our_override_builds():
         except (QMPError, KeyError, TypeError):
             pass
         else:
-            raise AssertionError('Greeting accepted {0!r}'.format(bad))
+            raise AssertionError(f'Greeting accepted {bad!r}')
     error = GreetingError('Did not understand Greeting', KeyError('QMP'))
     assert isinstance(error, QMPError) and 'Did not understand Greeting' in str(error)

@@ -94,7 +94,7 @@ def test_permission_denied(tmp_path):
             # The system interpreter: a venv's base may sit where nobody cannot read it.
             python = '/usr/bin/python3' if os.path.exists('/usr/bin/python3') else sys.executable
             out = subprocess.run([python, '-c', CONNECT_AS_NOBODY, path], stdout=subprocess.PIPE,
-                                 universal_newlines=True, check=True).stdout
+                                 text=True, check=True).stdout
             assert out.startswith('permission: ' + path)
         else:
             os.chmod(path, 0)
