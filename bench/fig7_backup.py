@@ -348,8 +348,7 @@ def details(fig):
     for key in ['full'] + [f'inc{m}' for m in WRITES]:
         if fig.get('vnb_failure'):
             out.append('- {0}: qemu_backup `duration_ms` {1}, ad-hoc wall {2} s, MiB written {3}, `frozen_ms` {4}'.format(
-                key, samples(fig[f'ours_{key}_duration_ms']), samples(fig[f'ours_{key}_wall_s'],
-                                                                               '{0:.1f}'),
+                key, samples(fig[f'ours_{key}_duration_ms']), samples(fig[f'ours_{key}_wall_s'], '{0:.1f}'),
                 mib(fig[f'ours_{key}_bytes_written']), samples(fig[f'ours_{key}_frozen_ms'])))
             continue
         out.append('- {0}: qemu_backup `duration_ms` {1}, ad-hoc wall {2} s, MiB written {3}, `frozen_ms` {4}; '
