@@ -267,7 +267,7 @@ class VM:
     console.log (guest serial console), qemu.log (QEMU stdout/stderr) and, when the path is
     short enough, the sockets. Disks are created at the first start() and kept, so a VM can
     be stopped and started again with its disk state. Extra ``disks`` are dicts: ``format``
-    (qcow2 or raw), ``size``, ``readonly``, ``read_bps``, ``write_bps`` (reads, writes of the disk throttled to that).
+    (qcow2 or raw), ``size``, ``readonly``, ``read_bps`` (reads of the disk throttled to that).
     """
 
     qmp_timeout = 30.0
@@ -318,14 +318,12 @@ class VM:
             size = spec.pop('size', '16M')
             readonly = bool(spec.pop('readonly', False))
             read_bps = spec.pop('read_bps', None)
-            write_bps = spec.pop('write_bps', None)
             if spec:
                 raise ValueError(f'unknown disk keys: {sorted(spec)}')
             if fmt not in ('qcow2', 'raw'):
                 raise ValueError(f'disk format must be qcow2 or raw, not {fmt!r}')
             self.disks.append(self._disk_entry(len(self.disks), fmt, size, readonly))
             self.disks[-1]['read_bps'] = read_bps
-            self.disks[-1]['write_bps'] = write_bps
         self.node_names = [d['node'] for d in self.disks]
 
     def _disk_entry(self, index, fmt, size, readonly):
@@ -402,14 +400,12 @@ class VM:
             if disk['readonly']:
                 file_opts['read-only'] = True
                 fmt_opts['read-only'] = True
-            if disk.get('read_bps') or disk.get('write_bps'):
-                # A throttle filter under the format node: everything that reads (writes) the disk
-                # (the guest, a block job, a snapshot's VM state) moves at most read_bps (write_bps)
-                # bytes per second.
+            if disk.get('read_bps'):
+                # A throttle filter under the format node: everything that reads the disk (the
+                # guest, a block job) reads at most read_bps bytes per second.
                 group = disk['node'] + '-throttle'
-                limits = ''.join(f',x-bps-{way}={int(disk[way + "_bps"])}' for way in ('read', 'write')
-                                 if disk.get(way + '_bps'))
-                cmd += ['-object', f'throttle-group,id={group}{limits}', '-blockdev', json.dumps(file_opts)]
+                cmd += ['-object', 'throttle-group,id={},x-bps-read={}'.format(group, int(disk['read_bps'])),
+                        '-blockdev', json.dumps(file_opts)]
                 file_opts = {'driver': 'throttle', 'throttle-group': group, 'file': disk['file_node'],
                              'node-name': group}
                 fmt_opts['file'] = group
