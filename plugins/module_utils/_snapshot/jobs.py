@@ -35,7 +35,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._errors import (
 )
 from ansible_collections.qemu.vm.plugins.module_utils._transport.qmp import JOB_ID_PREFIX, stopped_ms
 from ansible_collections.qemu.vm.plugins.module_utils._snapshot.plan import choose_devices
-from ansible_collections.qemu.vm.plugins.module_utils._transport.wait import Deadline, wait_until
+from ansible_collections.qemu.vm.plugins.module_utils._transport.wait import Deadline
 
 if TYPE_CHECKING:  # pragma: no cover
     from ansible_collections.qemu.vm.plugins.module_utils._transport.qmp import QMPSession
@@ -62,7 +62,7 @@ def settle_earlier_jobs(qmp: QMPSession, timeout: float, dismiss: bool = True) -
         return not running
 
     try:
-        wait_until(settled, Deadline(timeout), 'snapshot jobs of an earlier run', interval=0.1)
+        qmp.watch(settled, Deadline(timeout), 'snapshot jobs of an earlier run')
     except QemuTimeoutError as exc:
         if not running:  # a query-jobs that timed out, not the wait
             raise
@@ -157,7 +157,7 @@ def _job(qmp, command, arguments, timeout):
     except QemuTimeoutError as exc:
         raise QemuTimeoutError('{0} snapshot {1!r}'.format(_DOING[command], arguments['tag']), timeout,
                                _timeout_note(command, str(exc))) from exc
-    return {'method': 'job', 'downtime_ms': stopped_ms(info.get('events', []))}
+    return {'method': 'job', 'downtime_ms': stopped_ms(info.get('events', []), until=info.get('ended_at'))}
 
 
 def _timeout_note(command, message):

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 
 from ansible_collections.qemu.vm.plugins.module_utils._errors import (
@@ -19,10 +20,18 @@ from ansible_collections.qemu.vm.plugins.module_utils._errors import (
     SocketError,
 )
 from ansible_collections.qemu.vm.plugins.module_utils._transport.sockets import ClientSession, Deadline, _describe, connect_socket, qmp_lib
+from ansible_collections.qemu.vm.plugins.module_utils._transport.wait import wait_until
 
 #: Every job this collection starts has an id with this prefix, so a later run
 #: can recognise (and dismiss) a concluded job an interrupted run left behind.
 JOB_ID_PREFIX = 'qemu-vm-'
+
+#: How long a long wait keeps asking on the session it started with (short jobs end within it),
+#: and the bounds of the interval between fresh sessions after that: QEMU serves one client per
+#: monitor, so other clients get it between our questions; a finished job is noticed within POLL_MAX.
+ATTACHED_SECONDS = 0.5
+POLL_MIN = 0.2
+POLL_MAX = 1.0
 
 
 class QMPSession(ClientSession):
@@ -97,6 +106,46 @@ class QMPSession(ClientSession):
         finally:
             self._client.remove_listener(listener)
 
+    # -- sharing the monitor ----------------------------------------------------
+
+    def watch(self, probe, deadline, what, hint=None):
+        """Wait until `probe()` returns something truthy, and return that, without holding the monitor.
+
+        QEMU serves one client per monitor socket, and a job (a backup's copy, a snapshot save)
+        runs inside QEMU without needing us: for the first ATTACHED_SECONDS we ask on this session
+        (short jobs end here, measured precisely); after that the socket and our per-socket lock
+        are released between questions, and each question is asked on a fresh session, every
+        POLL_MIN to POLL_MAX seconds. The job's state in QEMU is the truth between sessions, so
+        nothing is lost while we are away. The session is open again when this returns or raises.
+        """
+        attached = Deadline(min(ATTACHED_SECONDS, deadline.remaining()))
+        found = wait_until(probe, attached, what, interval=0.02, max_interval=0.1, default=None)
+        if found or deadline.expired:
+            return found or wait_until(probe, deadline, what, hint=hint)
+
+        def ask_on_a_fresh_session():
+            self.open()
+            try:
+                return probe()
+            finally:
+                self.close()
+
+        self.close()
+        try:
+            found = wait_until(ask_on_a_fresh_session, deadline, what, hint=hint, interval=POLL_MIN, max_interval=POLL_MAX)
+        except BaseException:
+            self._reopen_for_cleanup()
+            raise
+        self.open()
+        return found
+
+    def _reopen_for_cleanup(self):
+        """Reopen after a failed wait so the caller's cleanup can run; the wait's error is the one to report."""
+        try:
+            self.open()
+        except QemuVMError:
+            pass  # the cleanup's own commands then fail with "the session is closed"
+
     # -- jobs -------------------------------------------------------------------
 
     def run_job(self, command, arguments, timeout=None, grace=30.0):
@@ -121,24 +170,47 @@ class QMPSession(ClientSession):
             data = event.get('data', {})
             return data.get('id') == job_id and data.get('status') == 'concluded'
 
+        deadline = Deadline(bound)
         with self.events('JOB_STATUS_CHANGE', 'STOP', 'RESUME') as watcher:
             self.execute(command, args, timeout=bound)
+            # Short jobs end while we listen (their STOP/RESUME events time the guest's downtime).
             try:
-                watcher.wait(concluded, bound, what=f'{command} job {job_id}')
+                ended = watcher.wait(concluded, min(ATTACHED_SECONDS, bound), what=f'{command} job {job_id}')
             except QemuTimeoutError:
-                try:
-                    watcher.wait(concluded, min(grace, bound), what=f'conclusion of {job_id}')
-                    self._dismiss(job_id)
-                    note = 'it concluded later and was dismissed'
-                except QemuTimeoutError:
-                    note = 'it is still running; the next qemu.vm run dismisses it once it concludes'
-                raise QemuTimeoutError(f'{command} job {job_id}', bound, note)
+                ended = None
+            seen = list(watcher.seen)
+        if ended is None:
+            # A long job: watched through short sessions (watch), so the monitor stays free for others.
+            info = self._watch_job(job_id, command, deadline, grace)
+            info['ended_at'] = time.time()
+        else:
             info = self._job_info(job_id)
-            self._dismiss(job_id)
-        info['events'] = watcher.seen
+        if 'status' not in info:
+            raise JobError(job_id, command, 'the job disappeared from query-jobs while we were not connected (another '
+                                            'client dismissed it); its outcome is unknown')
+        self._dismiss(job_id)
+        info['events'] = seen
         if info.get('error'):
             raise JobError(job_id, command, info['error'])
         return info
+
+    def _watch_job(self, job_id, command, deadline, grace):
+        def concluded():
+            info = self._job_info(job_id)
+            return info if info.get('status') in ('concluded', None) else None
+
+        try:
+            return self.watch(concluded, deadline, f'{command} job {job_id}')
+        except QemuTimeoutError:
+            if not deadline.expired:
+                raise  # a query that timed out (the monitor held elsewhere), not the job
+            try:
+                self.watch(concluded, Deadline(min(grace, deadline.seconds)), f'conclusion of {job_id}')
+                self._dismiss(job_id)
+                note = 'it concluded later and was dismissed'
+            except QemuTimeoutError:
+                note = 'it is still running; the next qemu.vm run dismisses it once it concludes'
+            raise QemuTimeoutError(f'{command} job {job_id}', deadline.seconds, note) from None
 
     def _job_info(self, job_id):
         for job in self.execute('query-jobs'):
@@ -209,8 +281,12 @@ def event_time(event):
     return stamp.get('seconds', 0) + stamp.get('microseconds', 0) / 1e6
 
 
-def stopped_ms(events):
-    """Total guest downtime from STOP/RESUME pairs in `events`, in milliseconds."""
+def stopped_ms(events, until=None):
+    """Total guest downtime from STOP/RESUME pairs in `events`, in milliseconds.
+
+    `until` (seconds since the epoch) closes a STOP whose RESUME came while we were not connected:
+    the job was seen concluded then, so that downtime is exact to the watch interval (POLL_MAX).
+    """
     total = 0.0
     stopped_at = None
     for event in events:
@@ -219,6 +295,8 @@ def stopped_ms(events):
         elif event.get('event') == 'RESUME' and stopped_at is not None:
             total += event_time(event) - stopped_at
             stopped_at = None
+    if stopped_at is not None and until is not None:
+        total += max(0.0, until - stopped_at)
     return int(round(total * 1000))
 
 

@@ -11,6 +11,7 @@ from ansible_collections.qemu.vm.plugins.module_utils import _errors as errors
 from ansible_collections.qemu.vm.plugins.module_utils._snapshot import jobs as snapshot_actions
 from ansible_collections.qemu.vm.plugins.module_utils._snapshot import plan as snap
 from ansible_collections.qemu.vm.plugins.module_utils._snapshot import view as snapview
+from ansible_collections.qemu.vm.plugins.module_utils._transport.wait import wait_until
 
 DAY = 86400
 NOW = 1700000000
@@ -328,6 +329,11 @@ class JobsQMP:
     def dismiss_stale_jobs(self):
         self.dismissed = True
         return ['dismissed']
+
+    @staticmethod
+    def watch(probe, deadline, what, hint=None):
+        # QMPSession.watch asks through fresh sessions; here every answer comes from execute().
+        return wait_until(probe, deadline, what, hint=hint, interval=0.01)
 
 
 def test_earlier_jobs_are_waited_for_then_dismissed():

@@ -29,8 +29,10 @@ def job_event(job_id, status, seconds):
 class FakeMonitor:
     """A scripted monitor: answers the job protocol and records what it was asked."""
 
-    def __init__(self, job_error=None, conclude_when=None, stale_jobs=()):
+    def __init__(self, job_error=None, conclude_when=None, stale_jobs=(), vanish=False):
         self.job_error = job_error
+        # The job is dismissed by "another client" instead of concluding.
+        self.vanish = vanish
         # A threading.Event: the job concludes once it is set (else at once).
         self.conclude_when = conclude_when
         self.jobs = {job_id: {'id': job_id, 'status': 'concluded', 'type': 'snapshot-save'}
@@ -53,12 +55,12 @@ class FakeMonitor:
                 conn.send(job_event(job_id, 'running', 100))
                 conn.send({'event': 'STOP', 'timestamp': {'seconds': 100, 'microseconds': 250000}})
                 conn.send({'event': 'RESUME', 'timestamp': {'seconds': 100, 'microseconds': 400000}})
-                if self.conclude_when is not None:
-                    self.conclude_when.wait(30)
-                self.jobs[job_id]['status'] = 'concluded'
-                if self.job_error:
-                    self.jobs[job_id]['error'] = self.job_error
-                conn.send(job_event(job_id, 'concluded', 101))
+                if self.conclude_when is None:
+                    self._conclude(job_id)
+                    conn.send(job_event(job_id, 'concluded', 101))
+                else:
+                    # Like QEMU, keep answering while the job runs; it ends when the test says so.
+                    threading.Thread(target=self._conclude, args=(job_id, self.conclude_when), daemon=True).start()
             elif command == 'query-jobs':
                 conn.reply(request, list(self.jobs.values()))
             elif command == 'job-dismiss':
@@ -66,6 +68,16 @@ class FakeMonitor:
                 conn.reply(request, {})
             else:
                 conn.error(request, 'CommandNotFound', f'The command {command} has not been found')
+
+    def _conclude(self, job_id, when=None):
+        if when is not None:
+            when.wait(30)
+        if self.vanish:
+            self.jobs.pop(job_id)
+            return
+        self.jobs[job_id]['status'] = 'concluded'
+        if self.job_error:
+            self.jobs[job_id]['error'] = self.job_error
 
     def executed(self, command):
         return [r for r in self.requests if r['execute'] == command]
@@ -103,19 +115,20 @@ def test_job_error_is_raised_with_qemu_message_and_still_dismissed():
 
 
 def test_job_timeout_is_clear_and_the_job_is_dismissed_once_it_concludes(monkeypatch):
-    # The job concludes only once the runner's wait has timed out, so the order is exact however
-    # loaded the machine; the conclusion then has the grace window (min(grace, timeout) = 2 s).
+    # The job concludes only once the watch over the job's whole timeout has timed out, so the
+    # order is exact however loaded the machine; the conclusion then has the grace window
+    # (min(grace, timeout) = 2 s), also watched through fresh sessions.
     timed_out = threading.Event()
-    wait = _qmp.EventWatcher.wait
+    watch = _qmp.QMPSession.watch
 
-    def wait_and_tell(watcher, predicate, timeout, what='event'):
+    def watch_and_tell(session, probe, deadline, what, hint=None):
         try:
-            return wait(watcher, predicate, timeout, what)
+            return watch(session, probe, deadline, what, hint)
         except errors.QemuTimeoutError:
             timed_out.set()
             raise
 
-    monkeypatch.setattr(_qmp.EventWatcher, 'wait', wait_and_tell)
+    monkeypatch.setattr(_qmp.QMPSession, 'watch', watch_and_tell)
     monitor = FakeMonitor(conclude_when=timed_out)
     with FakePeer(monitor) as peer:
         with QMPSession(peer.path, timeout=5) as qmp:
@@ -124,6 +137,58 @@ def test_job_timeout_is_clear_and_the_job_is_dismissed_once_it_concludes(monkeyp
     assert 'snapshot-save job' in str(caught.value)
     assert 'concluded later and was dismissed' in str(caught.value)
     assert monitor.jobs == {}
+
+
+def _conclude_once_watched_from_a_fresh_session(peer, event):
+    """Sets `event` once the peer has served a second connection (the watch's first fresh session)."""
+    def watch():
+        while peer.connections < 2:
+            time.sleep(0.01)
+        event.set()
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def test_a_long_job_is_watched_through_fresh_sessions_and_its_downtime_closed_when_seen():
+    concluded = threading.Event()
+    monitor = FakeMonitor(conclude_when=concluded)
+    with FakePeer(monitor) as peer:
+        _conclude_once_watched_from_a_fresh_session(peer, concluded)
+        with QMPSession(peer.path, timeout=5) as qmp:
+            info = qmp.run_job('snapshot-save', {'tag': 't'}, timeout=10)
+            assert qmp.execute('query-jobs') == []  # the session is open again, the job dismissed
+        assert peer.connections >= 2
+    # The STOP/RESUME pair came on the first session; the job's end is when the watch saw it.
+    assert info['status'] == 'concluded' and info['ended_at'] > 0
+    assert [r['arguments']['id'] for r in monitor.executed('job-dismiss')] == [info['id']]
+
+
+def test_a_job_cancelled_while_we_were_away_is_reported_with_its_reason():
+    concluded = threading.Event()
+    monitor = FakeMonitor(conclude_when=concluded, job_error='Operation cancelled by another client')
+    with FakePeer(monitor) as peer:
+        _conclude_once_watched_from_a_fresh_session(peer, concluded)
+        with QMPSession(peer.path, timeout=5) as qmp:
+            with pytest.raises(errors.JobError) as caught:
+                qmp.run_job('snapshot-save', {'tag': 't'}, timeout=10)
+    assert 'Operation cancelled by another client' in str(caught.value)
+    assert monitor.jobs == {}
+
+
+def test_a_job_dismissed_by_another_client_is_an_unknown_outcome_not_a_success():
+    concluded = threading.Event()
+    monitor = FakeMonitor(conclude_when=concluded, vanish=True)
+    with FakePeer(monitor) as peer:
+        _conclude_once_watched_from_a_fresh_session(peer, concluded)
+        with QMPSession(peer.path, timeout=5) as qmp:
+            with pytest.raises(errors.JobError) as caught:
+                qmp.run_job('snapshot-save', {'tag': 't'}, timeout=10)
+    assert 'disappeared from query-jobs' in str(caught.value)
+
+
+def test_an_open_stop_is_closed_by_the_time_the_end_was_seen():
+    events = [{'event': 'STOP', 'timestamp': {'seconds': 100, 'microseconds': 0}}]
+    assert stopped_ms(events) == 0
+    assert stopped_ms(events, until=101.5) == 1500
 
 
 def test_stale_concluded_jobs_of_ours_are_dismissed_but_not_foreign_ones():
