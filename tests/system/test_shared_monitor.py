@@ -123,7 +123,7 @@ def test_a_job_cancelled_by_another_client_while_we_are_away_is_reported(vm_fact
     assert result['error_type'] == 'JobError' and 'vdb' in result['msg'] and 'cancel' in result['msg'].lower(), result
     # The cleanup guarantees hold: no job, no file, no node and no bitmap of ours is left.
     assert our_jobs(vm) == []
-    assert [p for p in os.listdir(dest)] == [], os.listdir(dest)
+    assert not os.listdir(dest), os.listdir(dest)
     nodes = vm.qmp('query-named-block-nodes', flat=True)
     assert [n['node-name'] for n in nodes if n['node-name'].startswith('qemu-vm-')] == []
     assert [b['name'] for n in nodes for b in n.get('dirty-bitmaps', []) if b.get('name', '').startswith('qemu-vm-')] == []
