@@ -10,13 +10,27 @@ short_description: The QEMU VMs running on this host, found with no configuratio
 version_added: 0.2.0
 description:
   - Lists the QEMU VMs of this host. With no option but O(plugin), it reads the command line of every
-    running QEMU process it may see (C(/proc/<pid>/cmdline)) and takes from it C(-name) (plain or
+    running QEMU process of a trusted user (C(/proc/<pid>/cmdline)) and takes from it C(-name) (plain or
     C(guest=NAME), with C(process=)/C(debug-threads=)), C(-uuid), the QMP monitor (C(-qmp unix:PATH,server=on),
     C(-qmp-pretty), or C(-chardev socket,id=X,path=PATH,server=on) with C(-mon chardev=X,mode=control)) and the
     agent socket (the C(-chardev) behind C(-device virtserialport,...,name=org.qemu.guest_agent.0,chardev=X)).
     A process whose C(/proc) entry it may not read, or that exits during the scan, is skipped quietly.
+  - "Whom it trusts: a process is considered only when all its user ids (real, effective, saved, filesystem) are
+    root's, those of the user running the inventory, or listed in O(owners); any other process is not read at all,
+    so another local user cannot plant a VM, steal a VM's name or stand in for its sockets by starting a process
+    that looks like QEMU. QEMU told to switch user (C(-runas), C(-run-with user=)) runs as that user: list the
+    user in O(owners)."
+  - "A socket is a VM's only when its process really holds it: the process has the listening socket bound at
+    that very file open (its C(/proc/<pid>/fd) against the kernel's socket table, read through C(sock_diag),
+    else C(/proc/net/unix)), and the file belongs to the process' user. QEMU creates its sockets before it
+    drops root, so a root-owned socket file is accepted for a process started with C(-runas) or C(-run-with
+    user=), but only when the kernel's table names the socket's file (C(sock_diag)), not from
+    C(/proc/net/unix), whose lines another user can forge. A command line that merely names a path proves
+    nothing: such a socket is not used (C(-vvv) says why). Where the inventory may not read a process' open
+    files (a non-root user and root's or C(-runas) VMs), that VM is listed without sockets. A socket that two
+    processes hold is used for neither, with a warning."
   - With O(sockets) it lists the VMs of the QMP sockets those patterns match instead, for VMs whose processes
-    it cannot see (in containers, of another user, on another host).
+    it cannot see (in containers, on another host, of a user in O(owners) when C(/proc) hides them).
   - Then it asks each VM's QMP monitor (C(query-status), C(query-name), C(query-uuid), the greeting's version)
     and guest agent (C(guest-sync-delimited), C(guest-get-osinfo), C(guest-get-host-name),
     C(guest-network-get-interfaces)), every socket in parallel and each within O(timeout). It only reads;
@@ -24,15 +38,24 @@ description:
   - A VM whose monitor is held by another client, or whose agent does not answer, costs at most O(timeout),
     does not hold up the others and does not fail the inventory; it is listed with what is known (the
     variables that could not be read are null). Run with C(-vvv) to see why a VM could not be asked.
-  - The host name is the VM's C(-name), else the name of the directory of its QMP socket (C(host_port) for a
-    TCP socket), else C(qemu-<pid>). When names repeat, the VM with the lowest pid keeps the name and the
-    others get C(-2), C(-3), ...; one warning lists the repeated names.
+  - "The host name is the VM's C(-name), else the name of the directory of its QMP socket (C(host_port) for a
+    TCP socket), else C(qemu-<pid>). A name that several VMs claim is given to none of them, since which one a
+    play means cannot be known (a lower pid is no proof: anybody may start a process first). Each gets
+    C(NAME-pid<pid>) (C(NAME-<hash of the QMP socket path>) when its process is not visible), a play for
+    C(NAME) matches no host instead of the wrong one, and a warning names every claimant with its pid, user and
+    sockets."
   - "Host variables: C(qemu_qmp), C(qemu_qga) (socket addresses), C(qemu_name), C(qemu_uuid), C(qemu_pid)
-    (null when the process is not visible), C(qemu_status) (QMP C(query-status), for example C(running),
+    (null when the process is not visible), C(qemu_user) (the user QEMU runs as, else the owner of its QMP
+    socket file; null for a TCP monitor of an invisible process), C(qemu_status) (QMP C(query-status), for example C(running),
     C(paused), C(suspended); null when QMP did not answer), C(qemu_version), C(qemu_agent_available) (whether
     the agent answered), and when it answered C(qemu_guest_os) (C(guest-get-osinfo) with C(-) in keys
     replaced by C(_), for example C(pretty_name)), C(qemu_guest_hostname) and C(qemu_guest_ips)
     (addresses other than loopback and link-local)."
+  - "C(qemu_guest_os), C(qemu_guest_hostname) and C(qemu_guest_ips) are what the guest says about itself: a
+    guest, or anybody who is root in it, reports what it likes. Use them to inform, never to decide where to
+    connect or whom to trust: an C(ansible_host) composed from C(qemu_guest_ips) lets the guest send the play,
+    with its variables, secrets and files, to any address it chooses (another VM, the hypervisor, a host outside);
+    a group keyed on C(qemu_guest_os) lets it pick its groups and their variables."
   - When the agent answers and O(use_qga_connection=true), the host gets C(ansible_connection=qemu.vm.qga) and
     C(ansible_qemu_qga) (its agent socket), so tasks reach the guest with no SSH.
   - "Default groups: C(qemu_running) and C(qemu_paused) (by C(qemu_status)), and C(qemu_agent) (VMs whose agent
@@ -48,7 +71,9 @@ description:
     C(/proc) is mounted with C(hidepid); read command lines given through C(-readconfig) files or passed file
     descriptors (libvirt's C(fd=) monitors); ask a monitor that another client keeps open (libvirt holds its
     VMs' monitors, so its VMs are listed with C(qemu_status=null): use community.libvirt's inventory for them);
-    coordinate through the per-socket lock with tasks on other hosts (the lock is a file on this host)."
+    coordinate through the per-socket lock with tasks on other hosts (the lock is a file on this host); prove
+    which sockets a process in another network namespace holds (the kernel's socket table is read in ours: such
+    a VM is listed without its sockets)."
 author:
   - qemu.vm maintainers (@qemu-vm)
 requirements:
@@ -65,7 +90,9 @@ options:
   sockets:
     description:
       - The QMP sockets of the VMs to list, instead of scanning this host's processes.
-      - A visible QEMU process that owns a matched socket still adds its pid, C(-name) and C(-uuid).
+      - A unix socket is listed only when its file belongs to root, the user running the inventory or a user of
+        O(owners) (others are left out with a warning).
+      - A trusted QEMU process that holds a matched socket (see the description) adds its pid, C(-name) and C(-uuid).
     type: list
     elements: dict
     default: []
@@ -83,9 +110,24 @@ options:
             socket's file name), C({stem}) (the file name without extension) and C({0}), C({1}), ... (what the
             first, second, ... wildcard matched); C({{) and C(}}) are literal braces.
           - For a TCP monitor, the agent's C(host:port).
-          - An agent socket path that does not exist is left out (C(qemu_qga=null)).
-          - When omitted, the agent socket comes from the owning process' command line if it is visible.
+          - An agent socket path that does not exist, whose file belongs to an untrusted user, or that the VM's
+            visible process does not hold, is not used; the VM gets the agent socket its process holds, if any,
+            else C(qemu_qga=null).
+          - When omitted, the agent socket comes from the owning process' command line if it is visible and the
+            process holds that socket.
         type: str
+  owners:
+    description:
+      - Users besides root and the user running the inventory whose QEMU processes and socket files are trusted,
+        as user names or uids.
+      - Processes of other users are not read at all, and their socket files are not listed with O(sockets).
+        List a user here only if you trust them with the name of every VM, since a trusted user's process may claim
+        any name (a name claimed twice is given to neither, see the description).
+      - The user QEMU runs as when started with C(-runas) or C(-run-with user=) belongs here.
+    type: list
+    elements: str
+    default: []
+    version_added: 0.2.0
   timeout:
     description:
       - Seconds each socket may take, including waiting for the per-socket lock that tasks of this collection
@@ -103,7 +145,9 @@ notes:
   - "Tasks of this collection take a per-socket lock (the file C(.qemu.vm-<hash>.lock) beside the socket, or in the
     temporary directory); the inventory waits for it (within O(timeout)) only when that file exists, opens it
     read-only and never creates one, so running it as root leaves no root-owned files in other users' VM
-    directories. Without a lock file it asks unlocked: it only reads, and QEMU serves one client per socket."
+    directories. Without a lock file it asks unlocked: it only reads, and QEMU serves one client per socket.
+    Anything else at the lock's path (a FIFO, whose opening would wait forever, a symbolic link, a directory) is
+    not waited on: that socket is not asked, and C(-vvv) names the path."
   - Values read from VMs and guests are marked unsafe, so a guest cannot inject templates.
 '''
 
@@ -119,13 +163,18 @@ sockets:
   - qmp: /run/vms/*/qmp.sock
     qga: '{dir}/qga.sock'
 timeout: 5
+owners:
+  - qemu   # the user the VMs run as (-runas qemu)
 keyed_groups:
+  # A grouping for convenience only: the guest says which OS it runs, so give these groups no secrets.
   - key: qemu_guest_os.id | default('unknown')
     prefix: os
 groups:
   web: inventory_hostname.startswith('web')
 compose:
-  ansible_host: qemu_guest_ips | first | default(omit)
+  # Where SSH goes is decided here, from the host name the hypervisor's command line gave the VM (-name),
+  # never from qemu_guest_ips: a guest reports whatever addresses it likes.
+  ansible_host: inventory_hostname ~ '.vms.example.com'
 
 ---
 # vms.qemu.yml: VMs on another hypervisor, through SSH-forwarded sockets, cached for an hour
@@ -150,7 +199,7 @@ try:
 except ImportError:
     from ansible.utils.unsafe_proxy import wrap_var
 
-from ansible_collections.qemu.vm.plugins.plugin_utils._inventory.cmdline import assign_host_names
+from ansible_collections.qemu.vm.plugins.plugin_utils._inventory.cmdline import assign_host_names, describe_conflict
 from ansible_collections.qemu.vm.plugins.module_utils._errors import QemuVMError
 from ansible_collections.qemu.vm.plugins.plugin_utils._inventory.discovery import discover
 from ansible_collections.qemu.vm.plugins.module_utils._transport.sockets import QMP_IMPORT_ERROR
@@ -164,6 +213,7 @@ HOST_VARS = (
     ('qemu_name', 'name'),
     ('qemu_uuid', 'uuid'),
     ('qemu_pid', 'pid'),
+    ('qemu_user', 'user'),
     ('qemu_status', 'status'),
     ('qemu_version', 'version'),
     ('qemu_agent_available', 'agent_available'),
@@ -231,19 +281,20 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         if timeout is None or timeout <= 0:
             raise AnsibleParserError('qemu.vm.qemu: timeout must be a positive number of seconds')
         try:
-            vms = discover(self.get_option('sockets'), timeout)
+            vms, warnings = discover(self.get_option('sockets'), timeout, owners=self.get_option('owners'))
         except QemuVMError as exc:
             raise AnsibleParserError(f'qemu.vm.qemu: {exc}')
+        for warning in warnings:
+            display.warning(f'qemu.vm.qemu: {warning}')
         for vm in vms:
             for note in vm.pop('notes', ()):
                 display.vvv(f'qemu.vm.qemu: {note}')
         return vms
 
     def _populate(self, vms):
-        names, duplicates = assign_host_names(vms)
-        if duplicates:
-            display.warning('qemu.vm.qemu: several VMs share the name(s) {0}; the host names of all but the first '
-                            'got a -2, -3, ... suffix. Give each VM its own -name.'.format(', '.join(duplicates)))
+        names, conflicts = assign_host_names(vms)
+        for base, indices in conflicts:
+            display.warning('qemu.vm.qemu: ' + describe_conflict(base, [vms[i] for i in indices], [names[i] for i in indices]))
         strict = self.get_option('strict')
         use_qga = self.get_option('use_qga_connection')
         for vm, name in zip(vms, names):

@@ -10,6 +10,7 @@ Used by the qemu.vm.qemu inventory plugin (discovery lives in discovery.py).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -19,7 +20,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterEr
 AGENT_PORT_NAME = 'org.qemu.guest_agent.0'
 _TRUE = frozenset(['on', 'yes', 'true', 'y'])
 # Options whose value we read; every other option's value is skipped.
-_WANTED = frozenset(['name', 'uuid', 'qmp', 'qmp-pretty', 'chardev', 'mon', 'device'])
+_WANTED = frozenset(['name', 'uuid', 'qmp', 'qmp-pretty', 'chardev', 'mon', 'device', 'runas', 'run-with'])
 _NIL_UUID = '00000000-0000-0000-0000-000000000000'
 
 
@@ -136,10 +137,11 @@ def legacy_chardev_address(spec, cwd=None):
 def parse_cmdline(argv, cwd=None):
     """What a QEMU argv says about its VM.
 
-    Returns {'name', 'uuid', 'qmp': [addresses of QMP monitors, in order], 'qga': agent socket or None}.
+    Returns {'name', 'uuid', 'qmp': [addresses of QMP monitors, in order], 'qga': agent socket or None,
+    'drops_root': whether QEMU is told to switch to another user (-runas USER, -run-with user=USER)}.
     Relative socket paths are resolved against `cwd` (QEMU's working directory) when it is known.
     """
-    info = {'name': None, 'uuid': None, 'qmp': [], 'qga': None}
+    info = {'name': None, 'uuid': None, 'qmp': [], 'qga': None, 'drops_root': False}
     chardevs = {}
     monitors = []
     agent_chardev = None
@@ -150,6 +152,10 @@ def parse_cmdline(argv, cwd=None):
             info['name'] = parse_opts(value, implied='guest').get('guest') or None
         elif option == 'uuid':
             info['uuid'] = value.strip().lower() or None
+        elif option == 'runas':
+            info['drops_root'] = info['drops_root'] or bool(value)
+        elif option == 'run-with':
+            info['drops_root'] = info['drops_root'] or bool(parse_opts(value).get('user'))
         elif option in ('qmp', 'qmp-pretty'):
             monitors.append(('address', legacy_chardev_address(value, cwd)))
         elif option == 'chardev':
@@ -205,32 +211,52 @@ def base_name(vm):
     return name or 'qemu'
 
 
-def assign_host_names(vms):
-    """Unique host names for `vms` (same order) and the names that had to be made unique.
+def _marked_name(base, vm):
+    """The name a VM gets when others claim its name too: by pid, else by QMP socket."""
+    if vm.get('pid'):
+        return f"{base}-pid{vm['pid']}"
+    digest = hashlib.sha256(str(vm.get('qmp') or '').encode('utf-8', 'surrogateescape')).hexdigest()[:8]
+    return f'{base}-{digest}'
 
-    Among VMs sharing a name, the one with the lowest (pid, QMP socket) keeps it and the
-    others get -2, -3, ... (skipping names already taken), so names stay stable across runs.
+
+def assign_host_names(vms):
+    """Unique host names for `vms` (same order), and the conflicts: [(name, [indices of the VMs claiming it])].
+
+    A name that several VMs claim is given to none of them: which of them a play means cannot be known (a
+    lower pid is no proof, another user can start a process first), so each gets a marked name,
+    NAME-pid<pid> (NAME-<hash of the QMP socket> without a visible process), and a play for NAME matches no
+    host instead of the wrong one. Names of VMs that claim no taken name never change.
     """
     bases = [base_name(vm) for vm in vms]
+    claims = {}
+    for index, base in enumerate(bases):
+        claims.setdefault(base, []).append(index)
+    names = list(bases)
     taken = set(bases)
-    order = sorted(range(len(vms)), key=lambda i: (bases[i], vms[i].get('pid') or 0, vms[i].get('qmp') or ''))
-    names = [None] * len(vms)
-    seen = set()
-    duplicates = []
-    for index in order:
-        base = bases[index]
-        if base not in seen:
-            seen.add(base)
-            names[index] = base
-            continue
-        if base not in duplicates:
-            duplicates.append(base)
-        suffix = 2
-        while f'{base}-{suffix}' in taken:
-            suffix += 1
-        names[index] = f'{base}-{suffix}'
-        taken.add(names[index])
-    return names, duplicates
+    conflicts = []
+    for base in sorted(base for base, indices in claims.items() if len(indices) > 1):
+        indices = sorted(claims[base], key=lambda i: (vms[i].get('pid') or 0, str(vms[i].get('qmp') or '')))
+        for index in indices:
+            marked = candidate = _marked_name(base, vms[index])
+            suffix = 2
+            while candidate in taken:
+                candidate = f'{marked}-{suffix}'
+                suffix += 1
+            names[index] = candidate
+            taken.add(candidate)
+        conflicts.append((base, indices))
+    return names, conflicts
+
+
+def describe_conflict(base, vms, names):
+    """One warning naming every VM that claims `base`: host name, pid, user and sockets."""
+    parts = []
+    for vm, name in zip(vms, names):
+        parts.append('{0} (pid {1}, user {2}, QMP {3}, agent {4})'.format(
+            name, vm.get('pid') or 'not visible', vm.get('user') or 'unknown', vm.get('qmp') or 'none',
+            vm.get('qga') or 'none'))
+    return (f'{len(vms)} VMs claim the name {base}, so none of them is {base} and a play for {base} matches no host: '
+            + '; '.join(parts) + '. Give each VM its own -name, and list in owners only users you trust.')
 
 
 # -- socket patterns --------------------------------------------------------------

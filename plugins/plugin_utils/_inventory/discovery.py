@@ -5,19 +5,22 @@
 # This plugin_utils is PRIVATE to the qemu.vm collection: it can change at any time.
 """Discovery for the qemu.vm.qemu inventory plugin: find VMs, then ask each one, read-only and bounded.
 
-Every socket (a VM's QMP monitor, its agent) is asked in its own thread with its own
-Deadline and its own Runner: _transport's shared Runner is one event loop per process,
-and an asyncio loop must only be driven from one thread at a time. A socket that is
-held by another client or an agent that does not answer costs its thread at most the
-bound; the others are not held up, and the VM is still listed with what is known.
+Only processes of trusted users are considered, and a socket is a VM's only when its process really
+holds it (procfs.py). Every socket (a VM's QMP monitor, its agent) is asked in its own thread with its
+own Deadline and its own Runner: _transport's shared Runner is one event loop per process, and an
+asyncio loop must only be driven from one thread at a time. A socket that is held by another client or
+an agent that does not answer costs its thread at most the bound; the others are not held up, and the
+VM is still listed with what is known.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import glob
 import ipaddress
 import os
+import pwd
 import stat
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -25,11 +28,11 @@ from concurrent.futures import ThreadPoolExecutor
 from ansible_collections.qemu.vm.plugins.plugin_utils._inventory.cmdline import (
     agent_address,
     has_wildcard,
-    is_qemu_argv,
     normalize_uuid,
     parse_cmdline,
 )
-from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, ParameterError, QemuVMError
+from ansible_collections.qemu.vm.plugins.plugin_utils._inventory.procfs import holds, read_socket_tables, scan_processes
+from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, ParameterError, QemuVMError, SocketError
 from ansible_collections.qemu.vm.plugins.module_utils._transport.lock import SocketLock
 from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import QGASession
 from ansible_collections.qemu.vm.plugins.module_utils._transport.qmp import QMPSession
@@ -46,114 +49,185 @@ AGENT_FACTS = (
 
 
 def new_vm(**known):
-    vm = {'name': None, 'uuid': None, 'pid': None, 'qmp': None, 'qga': None, 'status': None,
-          'version': None, 'agent_available': False, 'guest_os': None, 'guest_hostname': None,
+    vm = {'name': None, 'uuid': None, 'pid': None, 'uid': None, 'user': None, 'qmp': None, 'qga': None,
+          'status': None, 'version': None, 'agent_available': False, 'guest_os': None, 'guest_hostname': None,
           'guest_ips': None, 'notes': []}
     vm.update(known)
     return vm
 
 
+# -- whom to trust ------------------------------------------------------------------
+
+def trusted_uids(owners=()):
+    """root, the user running the inventory, and the `owners` option (user names or uids)."""
+    uids = set([0, os.geteuid()])
+    for index, owner in enumerate(owners or ()):
+        if isinstance(owner, int) and not isinstance(owner, bool) and owner >= 0:
+            uids.add(owner)
+        elif isinstance(owner, str) and owner.isdigit():
+            uids.add(int(owner))
+        elif isinstance(owner, str) and owner:
+            try:
+                uids.add(pwd.getpwnam(owner).pw_uid)
+            except KeyError:
+                raise ParameterError('owners', f'owners[{index}]: there is no user {owner!r} on this host')
+        else:
+            raise ParameterError('owners', f'owners[{index}]: a user name or uid, not {owner!r}')
+    return frozenset(uids)
+
+
+def user_name(uid):
+    if uid is None:
+        return None
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
 # -- finding VMs ------------------------------------------------------------------
 
-def scan_processes(proc_root='/proc'):
-    """(pid, argv, cwd) of every QEMU process whose command line we can read.
+def _held(process, address, tables, vm, what):
+    held, why = holds(process, address, tables)
+    if not held and process.get('sockets') is not None:
+        vm['notes'].append(f"pid {process['pid']} names {what} {address} but does not own it: {why}")
+    return held
 
-    A process that exits mid-scan or whose /proc entry we may not read is skipped;
-    cwd is None when we may not read it.
-    """
-    found = []
+
+def vm_from_process(process, tables):
+    """A VM from a trusted process: its -name, -uuid, and the first QMP monitor and agent socket it holds."""
+    info = parse_cmdline(process['argv'], process['cwd'])
+    process['drops_root'] = info['drops_root']
+    uid = process['uids'][1]
+    vm = new_vm(pid=process['pid'], name=info['name'], uuid=normalize_uuid(info['uuid']), uid=uid, user=user_name(uid))
+    if process.get('note'):
+        vm['notes'].append(process['note'])
+    vm['qmp'] = next((address for address in info['qmp'] if _held(process, address, tables, vm, 'QMP socket')), None)
+    if info['qga'] and _held(process, info['qga'], tables, vm, 'agent socket'):
+        vm['qga'] = info['qga']
+    vm['_info'] = info
+    return vm
+
+
+def vms_from_processes(processes, tables):
+    return [vm_from_process(process, tables) for process in processes]
+
+
+def _socket_owner(path):
+    """uid owning the socket file at `path`, or None when it is not a socket (or gone)."""
     try:
-        entries = os.listdir(proc_root)
+        st = os.stat(path)
     except OSError:
-        return found
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        base = os.path.join(proc_root, entry)
-        try:
-            with open(os.path.join(base, 'cmdline'), 'rb') as handle:
-                raw = handle.read()
-        except OSError:
-            continue  # gone (ENOENT, ESRCH) or hidden from us (EACCES)
-        argv = [part.decode('utf-8', 'surrogateescape') for part in raw.split(b'\0')]
-        if argv and argv[-1] == '':
-            argv.pop()
-        if not is_qemu_argv(argv):
-            continue
-        try:
-            cwd = os.readlink(os.path.join(base, 'cwd'))
-        except OSError:
-            cwd = None
-        found.append((int(entry), argv, cwd))
-    return sorted(found)
-
-
-def vms_from_processes(processes):
-    """One VM per QEMU process: its -name, -uuid, first QMP monitor and agent socket."""
-    vms = []
-    for pid, argv, cwd in processes:
-        info = parse_cmdline(argv, cwd)
-        vm = new_vm(pid=pid, name=info['name'], uuid=normalize_uuid(info['uuid']),
-                    qmp=info['qmp'][0] if info['qmp'] else None, qga=info['qga'])
-        vm['all_qmp'] = info['qmp']
-        vms.append(vm)
-    return vms
-
-
-def _is_socket(path):
-    try:
-        return stat.S_ISSOCK(os.stat(path).st_mode)
-    except OSError:
-        return False
+        return None
+    return st.st_uid if stat.S_ISSOCK(st.st_mode) else None
 
 
 def _key(address):
     return os.path.realpath(address) if '/' in address else address
 
 
-def vms_from_sockets(entries, processes=()):
+def _matches(pattern, address):
+    if isinstance(address, tuple):
+        return [pattern]
+    if has_wildcard(pattern):
+        return sorted(glob.glob(pattern))
+    return [pattern]
+
+
+def _check_entry(index, entry):
+    if not isinstance(entry, dict):
+        raise ParameterError('sockets', f'sockets[{index}]: each entry is a mapping with qmp (and qga), not {entry!r}')
+    unknown = sorted(set(entry) - set(['qmp', 'qga']))
+    if unknown:
+        raise ParameterError('sockets', 'sockets[{0}]: unknown key(s) {1}; the keys are qmp and qga'.format(
+            index, ', '.join(map(str, unknown))))
+    pattern = entry.get('qmp')
+    if not pattern or not isinstance(pattern, str):
+        raise ParameterError('sockets', f'sockets[{index}]: qmp (a glob pattern or host:port) is required')
+    try:
+        return parse_address(pattern)
+    except ValueError as exc:
+        raise ParameterError('sockets', f'sockets[{index}]: qmp {pattern!r}: {exc}')
+
+
+def _owner_process(qmp, process_vms, tables, warnings):
+    """The one trusted process that holds `qmp` ({} when none); several is a warning and none."""
+    owners = []
+    for process, vm in process_vms:
+        if '/' in qmp:
+            held = holds(process, qmp, tables)[0]
+        else:  # a TCP monitor: the process names this very address and listens on its port
+            held = qmp in vm['_info']['qmp'] and holds(process, qmp, tables)[0]
+        if held:
+            owners.append((process, vm))
+    if len(owners) > 1:
+        warnings.append('socket {0} is held by pids {1}: it is listed without any of their names'.format(
+            qmp, ', '.join(str(process['pid']) for process, _vm in owners)))
+        return None, {}
+    return owners[0] if owners else (None, {})
+
+
+def vms_from_sockets(entries, processes=(), tables=None, trusted=frozenset([0]), warnings=None):
     """VMs from the `sockets` option: each entry {'qmp': glob or host:port, 'qga': template}.
 
-    A unix pattern adds one VM per matching socket (none when nothing matches); a
-    host:port always adds one. A visible process owning the QMP socket adds its pid,
-    -name, -uuid and (when the entry has no qga) its agent socket.
+    A unix pattern adds one VM per matching socket whose file belongs to a trusted user (none when nothing
+    matches); a host:port always adds one. A trusted process that holds the QMP socket adds its pid,
+    -name, -uuid and (when the entry has no qga) the agent socket it holds.
     """
-    owners = {}
-    for vm in vms_from_processes(processes):
-        for address in vm['all_qmp']:
-            owners.setdefault(_key(address), vm)
+    tables = tables or {'unix': {}, 'tcp': {}}
+    warnings = [] if warnings is None else warnings
+    process_vms = [(process, vm_from_process(process, tables)) for process in processes]
     vms = []
     seen = set()
     for index, entry in enumerate(entries or ()):
-        if not isinstance(entry, dict):
-            raise ParameterError('sockets', f'sockets[{index}]: each entry is a mapping with qmp (and qga), not {entry!r}')
-        unknown = sorted(set(entry) - set(['qmp', 'qga']))
-        if unknown:
-            raise ParameterError('sockets', 'sockets[{0}]: unknown key(s) {1}; the keys are qmp and qga'.format(
-                index, ', '.join(map(str, unknown))))
-        pattern = entry.get('qmp')
-        if not pattern or not isinstance(pattern, str):
-            raise ParameterError('sockets', f'sockets[{index}]: qmp (a glob pattern or host:port) is required')
-        try:
-            address = parse_address(pattern)
-        except ValueError as exc:
-            raise ParameterError('sockets', f'sockets[{index}]: qmp {pattern!r}: {exc}')
-        if isinstance(address, tuple):
-            matches = [pattern]
-        elif has_wildcard(pattern):
-            matches = [path for path in sorted(glob.glob(pattern)) if _is_socket(path)]
-        else:
-            matches = [pattern] if _is_socket(pattern) else []
-        for qmp in matches:
-            if _key(qmp) in seen:
+        address = _check_entry(index, entry)
+        pattern = entry['qmp']
+        for qmp in _matches(pattern, address):
+            uid = _socket_owner(qmp) if '/' in qmp else None
+            if ('/' in qmp and uid is None) or _key(qmp) in seen:
+                continue
+            if uid is not None and uid not in trusted:
+                warnings.append(f'{qmp} belongs to {user_name(uid)} (uid {uid}), who is not root, you or in owners: not listed')
                 continue
             seen.add(_key(qmp))
+            process, owner = _owner_process(qmp, process_vms, tables, warnings)
+            vm = new_vm(qmp=qmp, pid=owner.get('pid'), name=owner.get('name'), uuid=owner.get('uuid'),
+                        uid=owner['uid'] if owner else uid, user=owner['user'] if owner else user_name(uid))
+            vm['notes'].extend(owner.get('notes', ()))
             qga = agent_address(entry.get('qga'), qmp, pattern) if '/' in qmp else entry.get('qga')
-            if qga and '/' in qga and not os.path.exists(qga):
-                qga = None
-            owner = owners.get(_key(qmp), {})
-            vms.append(new_vm(qmp=qmp, qga=qga or owner.get('qga'), pid=owner.get('pid'),
-                              name=owner.get('name'), uuid=owner.get('uuid')))
+            if qga and '/' in qga:
+                qga = _checked_agent(qga, process, tables, trusted, vm)
+            vm['qga'] = qga or owner.get('qga')
+            vms.append(vm)
+    return vms
+
+
+def _checked_agent(qga, process, tables, trusted, vm):
+    """The agent socket of the `qga` template, when it exists and is the VM's (else None, with a note)."""
+    uid = _socket_owner(qga)
+    if uid is None:
+        return None
+    if uid not in trusted:
+        vm['notes'].append(f'{qga} belongs to {user_name(uid)} (uid {uid}), who is not root, you or in owners: not used')
+        return None
+    if process is not None and process.get('sockets') is not None and not _held(process, qga, tables, vm, 'agent socket'):
+        return None
+    return qga
+
+
+def drop_shared_sockets(vms, warnings):
+    """A socket that two VMs claim is used by neither (a warning names them)."""
+    for field, label in (('qmp', 'QMP'), ('qga', 'agent')):
+        claims = {}
+        for vm in vms:
+            if vm.get(field):
+                claims.setdefault(_key(vm[field]), []).append(vm)
+        for address, claimants in sorted(claims.items()):
+            if len(claimants) > 1:
+                warnings.append('{0} socket {1} is held by pids {2}: used for none of them'.format(
+                    label, address, ', '.join(str(vm.get('pid')) for vm in claimants)))
+                for vm in claimants:
+                    vm[field] = None
     return vms
 
 
@@ -163,6 +237,28 @@ def _remaining(deadline):
     return max(deadline.remaining(), 0.001)
 
 
+class _ReaderLock(SocketLock):
+    """The lock tasks of this collection hold on a socket, waited for, never created, never a trap.
+
+    Whatever sits at the lock path (a FIFO, whose open would block until a writer comes; a symlink; a
+    directory) is not waited on: the socket is not asked, and the note names the path.
+    """
+
+    def _open(self):
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise SocketError(self.address, f'the lock file {self.path} is a symbolic link: not used, socket not asked')
+            return None  # no lock file (or not ours to read): nothing to wait for
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise SocketError(self.address, f'the lock file {self.path} is not a regular file '
+                                            f'(mode {stat.filemode(mode)}): not used, socket not asked')
+        return fd
+
+
 class _Probe:
     """One socket asked within one deadline, on an event loop of its own (this thread's)."""
 
@@ -170,7 +266,7 @@ class _Probe:
         self.address = address
         self.deadline = Deadline(timeout)
         self.runner = Runner()
-        self.lock = SocketLock(parse_address(address), existing_only=True)
+        self.lock = _ReaderLock(parse_address(address), existing_only=True)
 
     def take_lock(self):
         self.lock.acquire(_remaining(self.deadline))
@@ -287,13 +383,23 @@ def query_all(vms, timeout, workers=MAX_WORKERS):
                 if key in ('name', 'uuid') and vm.get(key):
                     continue  # the command line said it first
                 vm[key] = value
-    for vm in vms:
-        vm.pop('all_qmp', None)
     return vms
 
 
-def discover(sockets=None, timeout=3.0, proc_root='/proc'):
-    """The VMs of the `sockets` option, or every visible QEMU process when it is empty, queried."""
-    processes = scan_processes(proc_root)
-    vms = vms_from_sockets(sockets, processes) if sockets else vms_from_processes(processes)
-    return query_all(vms, timeout)
+def discover(sockets=None, timeout=3.0, owners=(), proc_root='/proc', tables=None):
+    """(VMs, warnings): the VMs of the `sockets` option, or of every trusted QEMU process when it is empty, queried."""
+    trusted = trusted_uids(owners)
+    warnings = []
+    processes = scan_processes(proc_root, trusted)
+    if tables is None:  # only a process' sockets need the kernel's table
+        tables = read_socket_tables(timeout, proc_root) if processes else {'unix': {}, 'tcp': {}}
+    if tables.get('note'):
+        warnings.append(tables['note'])
+    if sockets:
+        vms = vms_from_sockets(sockets, processes, tables, trusted, warnings)
+    else:
+        vms = vms_from_processes(processes, tables)
+    for vm in vms:
+        vm.pop('_info', None)
+    drop_shared_sockets(vms, warnings)
+    return query_all(vms, timeout), warnings

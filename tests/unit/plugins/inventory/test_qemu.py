@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ansible_collections.qemu.vm.plugins.inventory.qemu import InventoryModule, default_groups, host_variables
 
-FOUND = {'name': 'web1', 'uuid': None, 'pid': 42, 'qmp': '/run/web1/qmp.sock', 'qga': '/run/web1/qga.sock',
+FOUND = {'name': 'web1', 'uuid': None, 'pid': 42, 'user': 'qemu', 'qmp': '/run/web1/qmp.sock', 'qga': '/run/web1/qga.sock',
          'status': 'running', 'version': '7.2.0', 'agent_available': True, 'guest_os': {'id': 'debian'},
          'guest_hostname': 'web1', 'guest_ips': ['10.0.0.5']}
 
@@ -16,7 +16,7 @@ def test_an_answering_agent_gets_the_qga_connection():
     variables = host_variables(FOUND, use_qga_connection=True)
     assert variables == {
         'qemu_qmp': '/run/web1/qmp.sock', 'qemu_qga': '/run/web1/qga.sock', 'qemu_name': 'web1',
-        'qemu_uuid': None, 'qemu_pid': 42, 'qemu_status': 'running', 'qemu_version': '7.2.0',
+        'qemu_uuid': None, 'qemu_pid': 42, 'qemu_user': 'qemu', 'qemu_status': 'running', 'qemu_version': '7.2.0',
         'qemu_agent_available': True, 'qemu_guest_os': {'id': 'debian'}, 'qemu_guest_hostname': 'web1',
         'qemu_guest_ips': ['10.0.0.5'], 'ansible_connection': 'qemu.vm.qga', 'ansible_qemu_qga': '/run/web1/qga.sock'}
     assert 'ansible_connection' not in host_variables(FOUND, use_qga_connection=False)

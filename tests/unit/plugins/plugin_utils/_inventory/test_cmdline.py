@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -13,6 +14,7 @@ from ansible_collections.qemu.vm.plugins.plugin_utils._inventory.cmdline import 
     agent_address,
     assign_host_names,
     base_name,
+    describe_conflict,
     glob_regex,
     is_qemu_argv,
     normalize_uuid,
@@ -75,6 +77,7 @@ def test_harness_style_command_line():
         'uuid': '5b0f4b6a-0000-4000-8000-000000000001',
         'qmp': ['/run/vm/qmp.sock', '/run/vm/qmp-harness.sock'],
         'qga': '/run/vm/qga.sock',
+        'drops_root': False,
     }
 
 
@@ -105,7 +108,18 @@ def test_relative_paths_resolve_against_qemu_cwd():
     argv = [QEMU, '-qmp', 'unix:qmp.sock,server=on', '-chardev', 'socket,id=g,path=../ga.sock,server=on',
             '-device', 'virtserialport,name=org.qemu.guest_agent.0,chardev=g']
     assert parse_cmdline(argv, cwd='/srv/vms/web1') == {
-        'name': None, 'uuid': None, 'qmp': ['/srv/vms/web1/qmp.sock'], 'qga': '/srv/vms/ga.sock'}
+        'name': None, 'uuid': None, 'qmp': ['/srv/vms/web1/qmp.sock'], 'qga': '/srv/vms/ga.sock', 'drops_root': False}
+
+
+@pytest.mark.parametrize('options, drops', [
+    (['-runas', 'qemu'], True),
+    (['-run-with', 'user=qemu,chroot=/srv/jail'], True),
+    (['-run-with', 'chroot=/srv/jail'], False),
+    (['-run-with', 'async-teardown=on'], False),
+    ([], False),
+])
+def test_a_command_line_that_drops_root(options, drops):
+    assert parse_cmdline([QEMU, '-name', 'a'] + options)['drops_root'] is drops
 
 
 def test_other_ports_and_values_that_look_like_options():
@@ -131,19 +145,30 @@ def test_base_names():
     assert socket_label(None) is None
 
 
-def test_duplicates_get_stable_suffixes():
+def test_a_name_claimed_twice_belongs_to_none():
     vms = [
-        {'name': 'web', 'pid': 300, 'qmp': '/c/qmp.sock'},
-        {'name': 'web', 'pid': 100, 'qmp': '/a/qmp.sock'},
-        {'name': 'web-2', 'pid': 50, 'qmp': '/z/qmp.sock'},  # a VM really named like a suffix
-        {'name': 'web', 'pid': 200, 'qmp': '/b/qmp.sock'},
-        {'name': 'db', 'pid': 400, 'qmp': '/d/qmp.sock'},
+        {'name': 'web', 'pid': 300, 'qmp': '/c/qmp.sock', 'user': 'alice', 'qga': '/c/qga.sock'},
+        {'name': 'web', 'pid': 100, 'qmp': '/a/qmp.sock', 'user': 'root', 'qga': None},
+        {'name': 'web-pid300', 'pid': 50, 'qmp': '/z/qmp.sock'},  # a VM really named like a marked name
+        {'name': None, 'pid': None, 'qmp': '/x/db/qmp.sock'},  # sockets option, no visible process
+        {'name': 'db', 'pid': None, 'qmp': '/y/qmp.sock'},
+        {'name': 'solo', 'pid': 400, 'qmp': '/d/qmp.sock'},
     ]
-    names, duplicates = assign_host_names(vms)
-    assert names == ['web-4', 'web', 'web-2', 'web-3', 'db']
-    assert duplicates == ['web']
+    names, conflicts = assign_host_names(vms)
+    digest = {path: hashlib.sha256(path.encode()).hexdigest()[:8] for path in ('/x/db/qmp.sock', '/y/qmp.sock')}
+    assert names == ['web-pid300-2', 'web-pid100', 'web-pid300', 'db-' + digest['/x/db/qmp.sock'],
+                     'db-' + digest['/y/qmp.sock'], 'solo']
+    assert conflicts == [('db', [3, 4]), ('web', [1, 0])]
+    # the same whatever the order (pids decide nothing but the order within the warning)
     assert assign_host_names(list(reversed(vms)))[0] == list(reversed(names))
     assert assign_host_names([]) == ([], [])
+
+    message = describe_conflict('web', [vms[1], vms[0]], [names[1], names[0]])
+    assert message.startswith('2 VMs claim the name web, so none of them is web and a play for web matches no host: ')
+    assert 'web-pid100 (pid 100, user root, QMP /a/qmp.sock, agent none)' in message
+    assert 'web-pid300-2 (pid 300, user alice, QMP /c/qmp.sock, agent /c/qga.sock)' in message
+    message = describe_conflict('db', vms[3:5], names[3:5])
+    assert '(pid not visible, user unknown, QMP /x/db/qmp.sock' in message
 
 
 def test_glob_groups_and_agent_templates():
