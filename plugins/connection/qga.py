@@ -103,7 +103,8 @@ from ansible_collections.qemu.vm.plugins.module_utils._errors import (
     QemuVMError,
     SocketError,
 )
-from ansible_collections.qemu.vm.plugins.module_utils._guest.process import FIRST_POLL, GuestExec, ProgramNotFoundError
+from ansible_collections.qemu.vm.plugins.module_utils._guest.errors import ProgramNotFoundError
+from ansible_collections.qemu.vm.plugins.module_utils._guest.process import FIRST_POLL, GuestExec
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file.transfer import LocalFileError, fetch_file, put_file
 from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import QGASession
 from ansible_collections.qemu.vm.plugins.module_utils._transport.sockets import QMP_IMPORT_ERROR, Deadline, parse_address

@@ -23,7 +23,8 @@ from ansible_collections.qemu.vm.plugins.module_utils._errors import (
     QemuVMError,
 )
 from ansible_collections.qemu.vm.plugins.module_utils._guest.agent import command_unavailable
-from ansible_collections.qemu.vm.plugins.module_utils._guest.process import GuestExec, ProgramNotFoundError
+from ansible_collections.qemu.vm.plugins.module_utils._guest.errors import ProgramNotFoundError
+from ansible_collections.qemu.vm.plugins.module_utils._guest.process import GuestExec
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file.transfer import (
     DEFAULT_CHUNK,
     FILE_COMMANDS,
