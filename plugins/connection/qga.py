@@ -105,7 +105,8 @@ from ansible_collections.qemu.vm.plugins.module_utils._errors import (
 )
 from ansible_collections.qemu.vm.plugins.module_utils._guest.errors import ProgramNotFoundError
 from ansible_collections.qemu.vm.plugins.module_utils._guest.process import FIRST_POLL, GuestExec
-from ansible_collections.qemu.vm.plugins.module_utils._guest_file.transfer import LocalFileError, fetch_file, put_file
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.errors import LocalFileError
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.transfer import fetch_file, put_file
 from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import QGASession
 from ansible_collections.qemu.vm.plugins.module_utils._transport.sockets import QMP_IMPORT_ERROR, Deadline, parse_address
 from ansible_collections.qemu.vm.plugins.module_utils._transport.wait import wait_until

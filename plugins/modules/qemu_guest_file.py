@@ -277,7 +277,8 @@ from ansible_collections.qemu.vm.plugins.module_utils._guest_file.state import (
     parse_mode,
     throughput,
 )
-from ansible_collections.qemu.vm.plugins.module_utils._guest_file.files import GuestFileError, GuestFiles
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.errors import GuestFileError
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.files import GuestFiles
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file.transfer import DEFAULT_CHUNK, Source
 
 ARGUMENT_SPEC = dict(

@@ -30,7 +30,8 @@ from ansible_collections.qemu.vm.plugins.module_utils._errors import (
     ParameterError,
     VMStateError,
 )
-from ansible_collections.qemu.vm.plugins.module_utils._guest_file.files import GuestFileError, GuestFiles
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.errors import GuestFileError
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.files import GuestFiles
 
 # -- SSH authorized keys -----------------------------------------------------------------
 

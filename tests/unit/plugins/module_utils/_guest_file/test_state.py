@@ -22,6 +22,7 @@ import pytest
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file import state as gf
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file import files as gfs
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file import transfer as gt
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.errors import GuestFileError
 from ansible_collections.qemu.vm.plugins.module_utils._errors import (
     CommandDisabledError,
     CommandError,
@@ -266,7 +267,7 @@ def test_handle_closed_when_a_command_fails(tmp_path, command):
     agent = FakeAgent({'/data/g': b'z' * 10000},
                       fail_on={command: (2, 'failed to write to file: No space left on device')})
     guest = gfs.GuestFiles(agent, 4096)
-    with pytest.raises(gfs.GuestFileError) as caught:
+    with pytest.raises(GuestFileError) as caught:
         if command == 'guest-file-write':
             guest.write_stream('/data/f', source_file(tmp_path, 10000))
         else:
@@ -333,12 +334,12 @@ def test_present_without_exec_streams_and_writes_in_place():
     other = present(agent, b'new')
     assert (other['changed'], other['atomic']) == (True, False)
     assert bytes(agent.files['/data/f']) == b'new' and agent.handles == {}
-    with pytest.raises(gfs.GuestFileError) as caught:
+    with pytest.raises(GuestFileError) as caught:
         present(agent, b'new', mode=0o600)
     assert 'guest-exec' in str(caught.value)
     agent.fail_on = {'guest-file-write': (agent.calls.count('guest-file-write') + 1, 'failed to write to file: '
                                           'No space left on device')}
-    with pytest.raises(gfs.GuestFileError) as caught:
+    with pytest.raises(GuestFileError) as caught:
         present(agent, b'newer')
     assert 'may now be incomplete' in str(caught.value) and caught.value.reason == 'no_space'
     assert agent.handles == {}
@@ -360,7 +361,7 @@ def test_atomic_replace_keeps_attributes_and_cleans_up_on_failure():
 
     next_write = agent.calls.count('guest-file-write') + 1
     agent.fail_on = {'guest-file-write': (next_write, 'failed to write to file: No space left on device')}
-    with pytest.raises(gfs.GuestFileError) as caught:
+    with pytest.raises(GuestFileError) as caught:
         present(agent, b'newest!')
     assert 'is unchanged' in str(caught.value) and caught.value.reason == 'no_space'
     assert sorted(agent.files) == ['/data/f'] and bytes(agent.files['/data/f']) == b'newer'
@@ -376,13 +377,13 @@ def test_new_file_gets_the_umask_mode():
 def test_missing_directory_and_directory_errors():
     agent = FakeAgent()
     guest = gfs.GuestFiles(agent, 4096)
-    with pytest.raises(gfs.GuestFileError) as caught:
+    with pytest.raises(GuestFileError) as caught:
         gf.ensure_present(guest, gt.Source(data=b'x'), gf.Desired('/nodir/f'))
     assert caught.value.reason == 'missing_directory' and '/nodir does not exist' in str(caught.value)
-    with pytest.raises(gfs.GuestFileError) as caught:
+    with pytest.raises(GuestFileError) as caught:
         gf.ensure_present(guest, gt.Source(data=b'x'), gf.Desired('/data'))
     assert caught.value.reason == 'directory'
-    with pytest.raises(gfs.GuestFileError) as caught:
+    with pytest.raises(GuestFileError) as caught:
         gf.ensure_absent(guest, '/data')
     assert caught.value.reason == 'directory'
 
@@ -404,7 +405,7 @@ def test_absent_without_exec():
     agent = FakeAgent({'/data/f': b'x'}, blocked=('guest-exec',))
     guest = gfs.GuestFiles(agent, 4096)
     assert gf.ensure_absent(guest, '/data/missing')['changed'] is False
-    with pytest.raises(gfs.GuestFileError) as caught:
+    with pytest.raises(GuestFileError) as caught:
         gf.ensure_absent(guest, '/data/f')
     assert 'guest-exec' in str(caught.value) and 'no delete command' in str(caught.value)
     assert agent.handles == {}
