@@ -37,7 +37,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._qemu.block import describ
 from ansible_collections.qemu.vm.plugins.module_utils._backup.chain import PARTIAL, file_name
 from ansible_collections.qemu.vm.plugins.module_utils._backup.errors import BackupError
 from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, JobError, QemuTimeoutError, QemuVMError
-from ansible_collections.qemu.vm.plugins.module_utils._guest_file.transfer import sha256_file
+from ansible_collections.qemu.vm.plugins.module_utils._util.hashing import sha256_file
 from ansible_collections.qemu.vm.plugins.module_utils._qemu.qemu_img import measure_required, run_qemu_img
 from ansible_collections.qemu.vm.plugins.module_utils._transport.qmp import JOB_ID_PREFIX
 from ansible_collections.qemu.vm.plugins.module_utils._transport.wait import Deadline, wait_until

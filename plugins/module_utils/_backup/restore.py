@@ -26,7 +26,7 @@ import tempfile
 from ansible_collections.qemu.vm.plugins.module_utils._backup.chain import MANIFEST, free_bytes
 from ansible_collections.qemu.vm.plugins.module_utils._backup.errors import BackupCorruptError
 from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError, QemuVMError, VMStateError
-from ansible_collections.qemu.vm.plugins.module_utils._guest_file.transfer import sha256_file
+from ansible_collections.qemu.vm.plugins.module_utils._util.hashing import sha256_file
 from ansible_collections.qemu.vm.plugins.module_utils._qemu.qemu_img import image_info, run_qemu_img
 
 #: Room kept free beyond the estimate of the target's size (qcow2 metadata, filesystem overhead).

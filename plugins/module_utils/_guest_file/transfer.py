@@ -348,21 +348,3 @@ class _BytesReader:
 
     def __exit__(self, *exc_info):
         self._view.release()
-
-
-def sha256_file(path, chunk_size=MIB):
-    """SHA-256 of a local file, or None when it does not exist."""
-    hasher = hashlib.sha256()
-    buf = bytearray(chunk_size)
-    view = memoryview(buf)
-    try:
-        handle = open(path, 'rb')
-    except FileNotFoundError:
-        return None
-    with handle:
-        while True:
-            count = handle.readinto(view)
-            if not count:
-                break
-            hasher.update(view[:count])
-    return hasher.hexdigest()
