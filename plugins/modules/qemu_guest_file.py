@@ -278,7 +278,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._guest_file.state import (
     throughput,
 )
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file.errors import GuestFileError
-from ansible_collections.qemu.vm.plugins.module_utils._guest_file.files import GuestFiles
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.files import GuestFileSystem
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file.transfer import DEFAULT_CHUNK, Source
 
 ARGUMENT_SPEC = dict(
@@ -365,7 +365,7 @@ def run(module):
     clock = Stopwatch()
     source = make_source(module) if p['state'] == 'present' else None
     with qga_session(module) as qga:
-        guest = GuestFiles(qga, check_chunk_size(p['chunk_size']))
+        guest = GuestFileSystem(qga, check_chunk_size(p['chunk_size']))
         if p['state'] == 'present':
             desired = Desired(p['path'], parse_mode(p['mode']), p['owner'], p['group'])
             try:

@@ -29,7 +29,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._guest_file.errors import 
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file.transfer import (
     DEFAULT_CHUNK,
     FILE_COMMANDS,
-    GuestFile,
+    OpenGuestFile,
     download,
     explain,
     explain_text,
@@ -85,7 +85,7 @@ class GuestStat:
         return {'mode': f'{self.mode:04o}', 'owner': self.user, 'group': self.group}
 
 
-class GuestFiles:
+class GuestFileSystem:
     """File operations in one guest, over an open QGASession."""
 
     def __init__(self, qga, chunk_size=DEFAULT_CHUNK):
@@ -255,7 +255,7 @@ class GuestFiles:
         """Without guest-exec: GuestStat(size, kind='file') of an existing file, or None when missing."""
         self.require('guest-file-open', 'guest-file-read', 'guest-file-seek', 'guest-file-close')
         try:
-            with GuestFile(self.qga, path, 'rb') as guest_file:
+            with OpenGuestFile(self.qga, path, 'rb') as guest_file:
                 guest_file.read(1)
                 try:
                     reply = self.qga.execute('guest-file-seek', {'handle': guest_file.handle, 'offset': 0,

@@ -107,8 +107,8 @@ def explain(exc, path, action):
     return explain_text(path, action, text, command=exc.command)
 
 
-class GuestFile:
-    """One open guest file: `with GuestFile(qga, path, 'rb') as f: f.read(n)`; closed on every path.
+class OpenGuestFile:
+    """One open guest file: `with OpenGuestFile(qga, path, 'rb') as f: f.read(n)`; closed on every path.
 
     On success the close is checked; on failure it is quiet (reconnecting once when the
     session was lost), so the first error is the one reported.
@@ -195,7 +195,7 @@ def upload(qga, reader, path, chunk_size=DEFAULT_CHUNK, size_hint=None):
     view = memoryview(buf)
     hasher = hashlib.sha256()
     size = 0
-    with GuestFile(qga, path, 'wb') as guest_file:
+    with OpenGuestFile(qga, path, 'wb') as guest_file:
         while True:
             count = _fill(reader, view)
             if not count:
@@ -220,7 +220,7 @@ def download(qga, path, sink, chunk_size=DEFAULT_CHUNK, limit=None):
         count = min(count, limit + 1)
     hasher = hashlib.sha256()
     size = 0
-    with GuestFile(qga, path, 'rb') as guest_file:
+    with OpenGuestFile(qga, path, 'rb') as guest_file:
         while True:
             data, eof = guest_file.read(count)
             if data:
