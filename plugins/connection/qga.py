@@ -94,20 +94,13 @@ from ansible.module_utils.common.text.converters import to_bytes, to_native, to_
 from ansible.plugins.connection import ConnectionBase
 from ansible.utils.display import Display
 
-from ansible_collections.qemu.vm.plugins.module_utils._errors import (
-    AgentNotRespondingError,
-    CommandDisabledError,
-    CommandNotFoundError,
-    ConnectionLostError,
-    GuestFrozenError,
-    QemuVMError,
-    SocketError,
-)
-from ansible_collections.qemu.vm.plugins.module_utils._guest.process import FIRST_POLL, GuestExec, ProgramNotFoundError
-from ansible_collections.qemu.vm.plugins.module_utils._guest_file.transfer import LocalFileError, fetch_file, put_file
+from ansible_collections.qemu.vm.plugins.module_utils._errors import QemuVMError
+from ansible_collections.qemu.vm.plugins.module_utils._guest.process import FIRST_POLL, GuestExec
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.transfer import fetch_file, put_file
 from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import QGASession
 from ansible_collections.qemu.vm.plugins.module_utils._transport.sockets import QMP_IMPORT_ERROR, Deadline, parse_address
 from ansible_collections.qemu.vm.plugins.module_utils._transport.wait import wait_until
+from ansible_collections.qemu.vm.plugins.plugin_utils._errors import connection_error
 
 display = Display()
 
@@ -123,16 +116,6 @@ HOLD_SECONDS = 2.0
 MAX_POLL = 0.1
 #: ... then reconnect for each poll, this far apart, letting other clients use the socket between.
 LONG_POLL = 0.5
-#: Errors after which the host cannot be used at all: Ansible reports them as unreachable.
-UNREACHABLE = (SocketError, AgentNotRespondingError, ConnectionLostError, CommandDisabledError,
-               CommandNotFoundError, GuestFrozenError)
-
-
-def _failure(exc):
-    message = f'qemu.vm.qga: {exc}'
-    if isinstance(exc, UNREACHABLE):
-        return AnsibleConnectionFailure(message)
-    return AnsibleError(message)
 
 
 class Connection(ConnectionBase):
@@ -196,10 +179,8 @@ class Connection(ConnectionBase):
         started = time.monotonic()
         try:
             result = self._run(argv, None if in_data is None else to_bytes(in_data))
-        except ProgramNotFoundError as exc:
-            raise AnsibleConnectionFailure(f'qemu.vm.qga: {exc} (is this a POSIX guest with /bin/sh?)')
         except QemuVMError as exc:
-            raise _failure(exc)
+            raise connection_error(self.transport, exc)
         for name in ('stdout', 'stderr'):
             if getattr(result, name + '_truncated'):
                 display.warning(f'qemu.vm.qga: the guest agent truncated the {name} of a command at its cap')
@@ -255,10 +236,8 @@ class Connection(ConnectionBase):
         try:
             with self._held() as qga:
                 digest, size = put_file(qga, local, out_path)
-        except LocalFileError as exc:
-            raise AnsibleError(f'qemu.vm.qga: {exc}')
         except QemuVMError as exc:
-            raise _failure(exc)
+            raise connection_error(self.transport, exc)
         display.vvvv(f'PUT {size} bytes in {time.monotonic() - started:.3f} s, sha256 {digest}',
                      host=self._play_context.remote_addr)
 
@@ -270,12 +249,8 @@ class Connection(ConnectionBase):
         try:
             with self._held() as qga:
                 digest, size = fetch_file(qga, in_path, to_bytes(out_path, errors='surrogate_or_strict'))
-        except LocalFileError as exc:
-            raise AnsibleError(f'qemu.vm.qga: {exc}')
         except QemuVMError as exc:
-            if getattr(exc, 'reason', None) == 'missing':
-                raise AnsibleFileNotFound(f'qemu.vm.qga: {exc}')
-            raise _failure(exc)
+            raise connection_error(self.transport, exc, missing_file=True)
         display.vvvv(f'FETCH {size} bytes in {time.monotonic() - started:.3f} s, sha256 {digest}',
                      host=self._play_context.remote_addr)
 

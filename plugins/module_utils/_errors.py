@@ -22,8 +22,15 @@ QemuVMError
  +-- VMStateError           the VM is not in a state that allows the request
  +-- ParameterError         a module parameter is invalid (names the parameter); nothing was changed
 
-Errors of one concern live beside it and derive from these: _dbus (DBusError, DBusBusError,
-DBusCallError), _dbus_vmstate (DBusVMStateError).
+These are the cross-cutting errors. Errors of one concern live in its package's errors.py and
+derive from these: _transport.errors (DBusError, DBusBusError, DBusCallError), _qemu.errors
+(ImageInUseError), _guest.errors (ProgramNotFoundError, ProgramFailedError, ExecTimeoutError,
+QuiesceError), _guest_file.errors (GuestFileError, LocalFileError, GuestToolMissingError),
+_dbus_vmstate.errors (DBusVMStateError), _backup.errors (BackupError, ManifestError,
+ChainInvalidError, BackupCorruptError). The snapshot concern raises the root's errors only.
+
+Every class a failed task can name in `error_type`, and the detail fields that come with it, is
+documented in plugins/doc_fragments/_errors.py (a unit test keeps the two in step).
 
 No Ansible imports here: modules map this family to fail_json in _common.
 """

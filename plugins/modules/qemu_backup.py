@@ -106,6 +106,7 @@ options:
     type: str
 extends_documentation_fragment:
   - qemu.vm._connection
+  - qemu.vm._errors
   - qemu.vm._attributes
 attributes:
   check_mode:
@@ -273,8 +274,8 @@ import os
 from contextlib import nullcontext
 
 from ansible_collections.qemu.vm.plugins.module_utils._backup.chain import (
-    ManifestError, free_bytes, iso_time, list_chains, missing_files, new_manifest, remove_chain, same_vm, vm_identity,
-    write_manifest)
+    free_bytes, iso_time, list_chains, missing_files, new_manifest, remove_chain, same_vm, vm_identity, write_manifest)
+from ansible_collections.qemu.vm.plugins.module_utils._backup.errors import ManifestError
 from ansible_collections.qemu.vm.plugins.module_utils._backup.job import (
     BackupPoint, estimate_bytes, read_disks, remove_bitmap_where_present)
 from ansible_collections.qemu.vm.plugins.module_utils._backup.leftovers import (

@@ -32,6 +32,7 @@ options:
     elements: str
 extends_documentation_fragment:
   - qemu.vm._connection
+  - qemu.vm._errors
   - qemu.vm._attributes
   - qemu.vm._attributes.INFO_MODULE
 notes:
@@ -123,7 +124,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._backup.job import read_di
 from ansible_collections.qemu.vm.plugins.module_utils._backup.leftovers import unrecorded_files
 from ansible_collections.qemu.vm.plugins.module_utils._backup.plan import judge_chain, select_devices
 from ansible_collections.qemu.vm.plugins.module_utils._common import build_module, qmp_session, run_module
-from ansible_collections.qemu.vm.plugins.module_utils._snapshot.plan import check_devices
+from ansible_collections.qemu.vm.plugins.module_utils._util.params import check_devices
 
 ARGUMENT_SPEC = dict(
     dest=dict(type='path', required=True),

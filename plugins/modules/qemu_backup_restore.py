@@ -65,6 +65,7 @@ options:
     default: 3600
 extends_documentation_fragment:
   - qemu.vm._connection
+  - qemu.vm._errors
   - qemu.vm._attributes
 attributes:
   check_mode:

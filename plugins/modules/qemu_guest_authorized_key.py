@@ -48,6 +48,7 @@ options:
     default: false
 extends_documentation_fragment:
   - qemu.vm._connection
+  - qemu.vm._errors
   - qemu.vm._attributes
 attributes:
   check_mode:

@@ -65,6 +65,7 @@ options:
     default: true
 extends_documentation_fragment:
   - qemu.vm._connection
+  - qemu.vm._errors
   - qemu.vm._attributes
 attributes:
   check_mode:
@@ -187,7 +188,8 @@ import re
 
 from ansible_collections.qemu.vm.plugins.module_utils._common import build_module, qga_session, run_module
 from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError
-from ansible_collections.qemu.vm.plugins.module_utils._guest.process import GuestExec, ProgramFailedError, command_argv, path_exists
+from ansible_collections.qemu.vm.plugins.module_utils._guest.errors import ProgramFailedError
+from ansible_collections.qemu.vm.plugins.module_utils._guest.process import GuestExec, command_argv, path_exists
 
 _ENV_NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
 

@@ -33,6 +33,7 @@ options:
     default: [all]
 extends_documentation_fragment:
   - qemu.vm._connection
+  - qemu.vm._errors
   - qemu.vm._attributes
   - qemu.vm._attributes.INFO_MODULE
 notes:

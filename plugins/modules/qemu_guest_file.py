@@ -110,6 +110,7 @@ options:
     type: str
 extends_documentation_fragment:
   - qemu.vm._connection
+  - qemu.vm._errors
   - qemu.vm._attributes
 attributes:
   check_mode:
@@ -277,7 +278,8 @@ from ansible_collections.qemu.vm.plugins.module_utils._guest_file.state import (
     parse_mode,
     throughput,
 )
-from ansible_collections.qemu.vm.plugins.module_utils._guest_file.files import GuestFileError, GuestFiles
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.errors import GuestFileError
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.files import GuestFileSystem
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file.transfer import DEFAULT_CHUNK, Source
 
 ARGUMENT_SPEC = dict(
@@ -364,7 +366,7 @@ def run(module):
     clock = Stopwatch()
     source = make_source(module) if p['state'] == 'present' else None
     with qga_session(module) as qga:
-        guest = GuestFiles(qga, check_chunk_size(p['chunk_size']))
+        guest = GuestFileSystem(qga, check_chunk_size(p['chunk_size']))
         if p['state'] == 'present':
             desired = Desired(p['path'], parse_mode(p['mode']), p['owner'], p['group'])
             try:

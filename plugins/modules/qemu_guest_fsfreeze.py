@@ -42,6 +42,7 @@ options:
     elements: str
 extends_documentation_fragment:
   - qemu.vm._connection
+  - qemu.vm._errors
   - qemu.vm._attributes
 attributes:
   check_mode:

@@ -37,6 +37,7 @@ options:
     type: str
 extends_documentation_fragment:
   - qemu.vm._connection
+  - qemu.vm._errors
   - qemu.vm._attributes
 attributes:
   check_mode:

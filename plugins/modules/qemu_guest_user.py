@@ -55,6 +55,7 @@ options:
     default: always
 extends_documentation_fragment:
   - qemu.vm._connection
+  - qemu.vm._errors
   - qemu.vm._attributes
 attributes:
   check_mode:

@@ -34,6 +34,7 @@ options:
     elements: str
 extends_documentation_fragment:
   - qemu.vm._connection
+  - qemu.vm._errors
   - qemu.vm._attributes
   - qemu.vm._attributes.INFO_MODULE
 seealso:
@@ -142,7 +143,8 @@ status:
 '''
 
 from ansible_collections.qemu.vm.plugins.module_utils._common import build_module, qmp_session, run_module
-from ansible_collections.qemu.vm.plugins.module_utils._snapshot.plan import check_devices, choose_devices
+from ansible_collections.qemu.vm.plugins.module_utils._snapshot.plan import choose_devices
+from ansible_collections.qemu.vm.plugins.module_utils._util.params import check_devices
 from ansible_collections.qemu.vm.plugins.module_utils._snapshot.view import read_view
 
 ARGUMENT_SPEC = dict(

@@ -15,7 +15,8 @@ import time
 import pytest
 
 from ansible_collections.qemu.vm.plugins.module_utils import _errors as errors
-from ansible_collections.qemu.vm.plugins.module_utils._guest.quiesce import QuiesceError, quiesced
+from ansible_collections.qemu.vm.plugins.module_utils._guest.errors import QuiesceError
+from ansible_collections.qemu.vm.plugins.module_utils._guest.quiesce import quiesced
 
 from harness.ansible import REPO, run_module, run_playbook
 

@@ -15,9 +15,9 @@ from harness.ansible import run_module, run_playbook
 from harness.dbus import Bus
 from harness.guest import VM
 
-from ansible_collections.qemu.vm.plugins.module_utils._transport.dbus import DBusBusError
+from ansible_collections.qemu.vm.plugins.module_utils._dbus_vmstate.errors import DBusVMStateError
+from ansible_collections.qemu.vm.plugins.module_utils._transport.errors import DBusBusError
 from ansible_collections.qemu.vm.plugins.module_utils._dbus_vmstate.vmstate import (
-    DBusVMStateError,
     check_helpers,
     preflight_dbus_vmstate,
 )

@@ -22,7 +22,8 @@ import re
 import shutil
 import tempfile
 
-from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError, QemuVMError
+from ansible_collections.qemu.vm.plugins.module_utils._backup.errors import ChainInvalidError, ManifestError
+from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError
 
 MANIFEST = 'manifest.json'
 FORMAT = 1
@@ -30,14 +31,6 @@ BITMAP_PREFIX = 'qemu-vm-'
 PARTIAL = '.partial'
 _POINT_ID = re.compile(r'^[0-9]{8}T[0-9]{6}Z(-[0-9]+)?$')
 _NULL_UUID = '00000000-0000-0000-0000-000000000000'
-
-
-class ManifestError(QemuVMError):
-    """A manifest could not be read or written."""
-
-
-class ChainInvalidError(QemuVMError):
-    """mode=incremental was asked for, but the chain cannot take an incremental point."""
 
 
 # -- names -------------------------------------------------------------------------

@@ -35,8 +35,9 @@ import uuid
 
 from ansible_collections.qemu.vm.plugins.module_utils._qemu.block import describe_nodes
 from ansible_collections.qemu.vm.plugins.module_utils._backup.chain import PARTIAL, file_name
+from ansible_collections.qemu.vm.plugins.module_utils._backup.errors import BackupError
 from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, JobError, QemuTimeoutError, QemuVMError
-from ansible_collections.qemu.vm.plugins.module_utils._guest_file.transfer import sha256_file
+from ansible_collections.qemu.vm.plugins.module_utils._util.hashing import sha256_file
 from ansible_collections.qemu.vm.plugins.module_utils._qemu.qemu_img import measure_required, run_qemu_img
 from ansible_collections.qemu.vm.plugins.module_utils._transport.qmp import JOB_ID_PREFIX
 from ansible_collections.qemu.vm.plugins.module_utils._transport.wait import Deadline, wait_until
@@ -52,10 +53,6 @@ PROGRESS_EVERY = 5.0
 #: a full job started with 64 workers held the transaction ~25 ms, with 8 ~3 ms, copying as fast.
 #: blockdev-backup takes `x-perf` since QEMU 6.0.
 MAX_WORKERS = 8
-
-
-class BackupError(QemuVMError):
-    """Preparing or finishing a backup point failed (target files, qemu-img)."""
 
 
 def read_disks(qmp) -> list:

@@ -28,11 +28,11 @@ import os
 
 from ansible_collections.qemu.vm.plugins.module_utils._backup.chain import (
     PARTIAL,
-    ManifestError,
     bitmap_name,
     is_point_id,
     read_manifest,
 )
+from ansible_collections.qemu.vm.plugins.module_utils._backup.errors import ManifestError
 from ansible_collections.qemu.vm.plugins.module_utils._backup.job import remove_bitmap_where_present, stop_jobs
 from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError
 from ansible_collections.qemu.vm.plugins.module_utils._transport.qmp import JOB_ID_PREFIX

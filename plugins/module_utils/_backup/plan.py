@@ -24,7 +24,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._backup.chain import (
     retention,
 )
 from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError, VMStateError
-from ansible_collections.qemu.vm.plugins.module_utils._snapshot.plan import check_devices, parse_age
+from ansible_collections.qemu.vm.plugins.module_utils._util.params import check_devices, parse_age
 
 MODES = ('auto', 'full', 'incremental')
 #: Format drivers that can hold persistent dirty bitmaps.

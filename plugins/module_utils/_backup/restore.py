@@ -24,25 +24,13 @@ import os
 import tempfile
 
 from ansible_collections.qemu.vm.plugins.module_utils._backup.chain import MANIFEST, free_bytes
+from ansible_collections.qemu.vm.plugins.module_utils._backup.errors import BackupCorruptError
 from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError, QemuVMError, VMStateError
-from ansible_collections.qemu.vm.plugins.module_utils._guest_file.transfer import sha256_file
+from ansible_collections.qemu.vm.plugins.module_utils._util.hashing import sha256_file
 from ansible_collections.qemu.vm.plugins.module_utils._qemu.qemu_img import image_info, run_qemu_img
 
 #: Room kept free beyond the estimate of the target's size (qcow2 metadata, filesystem overhead).
 SPACE_MARGIN = 16 * 1024 * 1024
-
-
-class BackupCorruptError(VMStateError):
-    """A file of the chain is missing or does not match the manifest's size or sha256."""
-
-    def __init__(self, path, reason):
-        self.path = path
-        super().__init__(
-            f'backup file {path} {reason}; nothing was restored. The chain is damaged from this point on: restore an '
-            'earlier point or another chain')
-
-    def details(self):
-        return {'file': self.path}
 
 
 class Selection:

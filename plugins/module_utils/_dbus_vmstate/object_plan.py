@@ -21,10 +21,11 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Callable
 
-from ansible_collections.qemu.vm.plugins.module_utils._transport.dbus import JEEPNEY_IMPORT_ERROR, DBusBusError
+from ansible_collections.qemu.vm.plugins.module_utils._dbus_vmstate.errors import DBusVMStateError
+from ansible_collections.qemu.vm.plugins.module_utils._transport.dbus import JEEPNEY_IMPORT_ERROR
+from ansible_collections.qemu.vm.plugins.module_utils._transport.errors import DBusBusError
 from ansible_collections.qemu.vm.plugins.module_utils._dbus_vmstate.vmstate import (
     OBJECT_TYPE,
-    DBusVMStateError,
     check_helpers,
     find_objects,
     format_id_list,

@@ -29,7 +29,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ansible_collections.qemu.vm.plugins.module_utils._transport.dbus import BusClient, DBusBusError, DBusCallError, DBusError
+from ansible_collections.qemu.vm.plugins.module_utils._dbus_vmstate.errors import DBusVMStateError
+from ansible_collections.qemu.vm.plugins.module_utils._transport.dbus import BusClient
+from ansible_collections.qemu.vm.plugins.module_utils._transport.errors import DBusBusError, DBusCallError
 from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, QemuTimeoutError
 from ansible_collections.qemu.vm.plugins.module_utils._transport.wait import Deadline
 
@@ -50,23 +52,6 @@ _HELPER_CALL_SECONDS = 5.0
 #: At most this many seconds for one call to a helper while looking for strays.
 _STRAY_CALL_SECONDS = 2.0
 _MAX_STRAY_CONNECTIONS = 64
-
-
-class DBusVMStateError(DBusError):
-    """The VM's dbus-vmstate helpers would make QEMU crash or fail; QEMU was not asked."""
-
-    def __init__(self, message, object_id=None, addr=None, problems=(), helpers=None):
-        self.problems = list(problems)
-        self.helpers = helpers
-        super().__init__(message, object_id=object_id, addr=addr)
-
-    def details(self):
-        details = super().details()
-        if self.problems:
-            details['problems'] = self.problems
-        if self.helpers is not None:
-            details['helpers'] = self.helpers
-        return details
 
 
 # -- Ids and id-list ------------------------------------------------------------------------

@@ -30,7 +30,8 @@ from ansible_collections.qemu.vm.plugins.module_utils._errors import (
     ParameterError,
     VMStateError,
 )
-from ansible_collections.qemu.vm.plugins.module_utils._guest_file.files import GuestFileError, GuestFiles
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.errors import GuestFileError
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.files import GuestFileSystem
 
 # -- SSH authorized keys -----------------------------------------------------------------
 
@@ -396,7 +397,7 @@ def explain_password_error(exc):
 def read_account_file(qga, path, limit=4 * 1024 * 1024):
     """The text of a small guest file through guest-file-*, or None when the agent cannot read it."""
     try:
-        data = GuestFiles(qga).read_small(path, limit)
+        data = GuestFileSystem(qga).read_small(path, limit)
     except GuestFrozenError:
         raise
     except (GuestFileError, CommandError):

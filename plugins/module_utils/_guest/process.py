@@ -31,6 +31,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._errors import (
     QemuTimeoutError,
     QemuVMError,
 )
+from ansible_collections.qemu.vm.plugins.module_utils._guest.errors import ExecTimeoutError, ProgramNotFoundError
 from ansible_collections.qemu.vm.plugins.module_utils._transport.wait import Deadline, wait_until
 
 EXEC_COMMANDS = ('guest-exec', 'guest-exec-status')
@@ -50,54 +51,6 @@ _KILL_TREE = (
     'k() { kill -STOP "$1" 2>/dev/null; '
     'for t in /proc/"$1"/task/*/children; do [ -r "$t" ] && for c in $(cat "$t"); do k "$c"; done; done; '
     'kill -KILL "$1" 2>/dev/null; kill -CONT "$1" 2>/dev/null; }; k "$1"')
-
-
-class ProgramNotFoundError(QemuVMError):
-    """guest-exec could not start the program: it is missing, not executable, or no POSIX guest."""
-
-    def __init__(self, program, desc):
-        self.program = program
-        self.desc = desc
-        super().__init__(
-            f'guest-exec cannot start {program!r} in the guest: {desc}')
-
-    def details(self):
-        return {'program': self.program, 'error_desc': self.desc}
-
-
-class ExecTimeoutError(QemuTimeoutError):
-    """The program ran past its bound; it was killed (`killed`) and `result` holds what it printed."""
-
-    def __init__(self, argv, seconds, pid, killed, result=None):
-        self.argv = list(argv)
-        self.pid = pid
-        self.killed = killed
-        self.result = result
-        what = f'the guest command {_shown(argv)}'
-        super().__init__(what, seconds)
-        if killed:
-            fate = f'it was killed in the guest (pid {pid} and its children, SIGKILL)'
-        else:
-            fate = f'killing it in the guest failed, it may still run there as pid {pid}'
-        self.args = (f'{what} timed out after {seconds:g} s: {fate}',)
-
-    def details(self):
-        details = super().details()
-        details.update({'pid': self.pid, 'killed': self.killed})
-        if self.result is not None:
-            details.update(self.result.as_dict(with_rc=False))
-        return details
-
-
-class ProgramFailedError(QemuVMError):
-    """The program ran and exited non-zero (or was killed by a signal); `result` is the task result."""
-
-    def __init__(self, message, result):
-        self.result = result
-        super().__init__(message)
-
-    def details(self):
-        return dict(self.result)
 
 
 class ExecResult:
@@ -142,10 +95,6 @@ def _decode(data):
 
 def _text(data):
     return data.decode('utf-8', 'replace')
-
-
-def _shown(argv):
-    return ' '.join(str(a) for a in argv)
 
 
 def exec_arguments(argv, env=None, stdin=None, capture=True):

@@ -29,6 +29,7 @@ import sys
 import time
 
 from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, QemuVMError, VMStateError
+from ansible_collections.qemu.vm.plugins.module_utils._guest.errors import QuiesceError
 from ansible_collections.qemu.vm.plugins.module_utils._guest.freeze import freeze, thaw
 from ansible_collections.qemu.vm.plugins.module_utils._guest.agent import fsfreeze_status
 from ansible_collections.qemu.vm.plugins.module_utils._transport.lock import freeze_marker_path
@@ -43,10 +44,6 @@ GUARD_START_SECONDS = 15.0
 GUARD_THAW_SECONDS = 60.0
 #: How long the guard waits for a paused VM to run again, so that it can thaw it.
 GUARD_PAUSED_SECONDS = 86400.0
-
-
-class QuiesceError(VMStateError):
-    """quiesce=required and the guest could not be frozen; no snapshot was taken."""
 
 
 class FreezeGuard:

@@ -20,7 +20,7 @@ import tempfile
 
 from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file.state import DIFF_MAX_BYTES
-from ansible_collections.qemu.vm.plugins.module_utils._guest_file.transfer import sha256_file
+from ansible_collections.qemu.vm.plugins.module_utils._util.hashing import sha256_file
 
 TEMP_SUFFIX = '.qemu-vm.tmp'
 

@@ -23,12 +23,13 @@ from ansible_collections.qemu.vm.plugins.module_utils._errors import (
     QemuVMError,
 )
 from ansible_collections.qemu.vm.plugins.module_utils._guest.agent import command_unavailable
-from ansible_collections.qemu.vm.plugins.module_utils._guest.process import GuestExec, ProgramNotFoundError
+from ansible_collections.qemu.vm.plugins.module_utils._guest.errors import ProgramNotFoundError
+from ansible_collections.qemu.vm.plugins.module_utils._guest.process import GuestExec
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.errors import GuestFileError, GuestToolMissingError
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file.transfer import (
     DEFAULT_CHUNK,
     FILE_COMMANDS,
-    GuestFile,
-    TransferError,
+    OpenGuestFile,
     download,
     explain,
     explain_text,
@@ -39,10 +40,6 @@ from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import SLOW
 EXEC_COMMANDS = ('guest-exec', 'guest-exec-status')
 _STAT_FORMAT = '%s %a %u %g %U %G %F'
 _rng = random.SystemRandom()
-
-#: A guest file operation cannot be done (the transfer layer's error, under the name this concern uses).
-GuestFileError = TransferError
-
 
 #: Temporary guest files are `.NAME.qemu-vm-XXXXXXXX.tmp` beside the file being written.
 _TEMP_SUFFIX = re.compile(r'\.qemu-vm-[0-9a-f]{8}\.tmp$')
@@ -59,15 +56,6 @@ def target_of_temp(temp):
     """The (possibly shortened) name a temporary file was made for: `.NAME.qemu-vm-X.tmp` -> NAME."""
     directory, name = posixpath.split(temp)
     return posixpath.join(directory, _TEMP_SUFFIX.sub('', name)[1:])
-
-
-class GuestToolMissingError(GuestFileError):
-    """guest-exec could not start a program: it is not installed in the guest (or no POSIX guest)."""
-
-    def __init__(self, program, desc):
-        self.program = program
-        super().__init__(
-            None, f'the guest has no usable {program} program for guest-exec ({desc})', reason='tool_missing')
 
 
 class GuestStat:
@@ -97,7 +85,7 @@ class GuestStat:
         return {'mode': f'{self.mode:04o}', 'owner': self.user, 'group': self.group}
 
 
-class GuestFiles:
+class GuestFileSystem:
     """File operations in one guest, over an open QGASession."""
 
     def __init__(self, qga, chunk_size=DEFAULT_CHUNK):
@@ -267,7 +255,7 @@ class GuestFiles:
         """Without guest-exec: GuestStat(size, kind='file') of an existing file, or None when missing."""
         self.require('guest-file-open', 'guest-file-read', 'guest-file-seek', 'guest-file-close')
         try:
-            with GuestFile(self.qga, path, 'rb') as guest_file:
+            with OpenGuestFile(self.qga, path, 'rb') as guest_file:
                 guest_file.read(1)
                 try:
                     reply = self.qga.execute('guest-file-seek', {'handle': guest_file.handle, 'offset': 0,

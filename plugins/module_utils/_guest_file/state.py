@@ -20,7 +20,8 @@ import re
 
 from ansible_collections.qemu.vm.plugins.module_utils._errors import QemuVMError
 from ansible_collections.qemu.vm.plugins.module_utils._guest.agent import command_unavailable
-from ansible_collections.qemu.vm.plugins.module_utils._guest_file.files import GuestFileError, GuestToolMissingError, temp_name
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.errors import GuestFileError, GuestToolMissingError
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.files import temp_name
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file.transfer import DEFAULT_CHUNK
 from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import MAX_FILE_CHUNK
 

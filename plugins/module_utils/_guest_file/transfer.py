@@ -31,6 +31,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._errors import (
     GuestFrozenError,
     QemuVMError,
 )
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.errors import GuestFileError, LocalFileError
 from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import MAX_FILE_CHUNK
 
 MIB = 1024 * 1024
@@ -54,26 +55,6 @@ _REASONS = (
     ('No space left on device', 'no_space'),
     ('Disk quota exceeded', 'no_space'),
 )
-
-
-class TransferError(QemuVMError):
-    """A guest file cannot be read or written; `reason` is a short code (missing, permission, ...)."""
-
-    def __init__(self, path, message, reason=None):
-        self.path = path
-        self.reason = reason
-        super().__init__(message)
-
-    def details(self):
-        # Not 'path': AnsibleModule would add the stat of a same-named file on the managed host.
-        details = {'guest_path': self.path}
-        if self.reason:
-            details['reason'] = self.reason
-        return details
-
-
-class LocalFileError(TransferError):
-    """The file on this side (the controller or managed host) cannot be read or written."""
 
 
 def reason_of(text):
@@ -100,7 +81,7 @@ def explain_text(path, what, text, command=None):
         message = f'{path} is a directory in the guest, not a file ({text})'
     else:
         message = f'cannot {what} {path} in the guest: {text}'
-    return TransferError(path, message, reason=reason)
+    return GuestFileError(path, message, reason=reason)
 
 
 def explain(exc, path, action):
@@ -118,16 +99,16 @@ def explain(exc, path, action):
     reason = reason_of(text)
     if reason == 'missing' and action == 'write':
         directory = posixpath.dirname(path) if path.startswith('/') else path
-        return TransferError(path, f'the guest directory {directory} does not exist, so {path} cannot be created '
-                                   f'({exc.command}: {text})', reason='missing_directory')
+        return GuestFileError(path, f'the guest directory {directory} does not exist, so {path} cannot be created '
+                                    f'({exc.command}: {text})', reason='missing_directory')
     if reason == 'missing':
-        return TransferError(path, f'{path} does not exist in the guest ({exc.command}: {text})',
-                             reason='missing')
+        return GuestFileError(path, f'{path} does not exist in the guest ({exc.command}: {text})',
+                              reason='missing')
     return explain_text(path, action, text, command=exc.command)
 
 
-class GuestFile:
-    """One open guest file: `with GuestFile(qga, path, 'rb') as f: f.read(n)`; closed on every path.
+class OpenGuestFile:
+    """One open guest file: `with OpenGuestFile(qga, path, 'rb') as f: f.read(n)`; closed on every path.
 
     On success the close is checked; on failure it is quiet (reconnecting once when the
     session was lost), so the first error is the one reported.
@@ -178,7 +159,7 @@ class GuestFile:
         got = reply.get('count', 0)
         data = binascii.a2b_base64(reply.get('buf-b64', '')) if got else b''
         if len(data) != got:
-            raise TransferError(self.path, f'guest-file-read on {self.path} announced {got} bytes and sent {len(data)}')
+            raise GuestFileError(self.path, f'guest-file-read on {self.path} announced {got} bytes and sent {len(data)}')
         return data, bool(reply.get('eof')) or got == 0
 
     def write(self, view):
@@ -186,9 +167,9 @@ class GuestFile:
         text = binascii.b2a_base64(view, newline=False).decode('ascii')
         reply = self._call('guest-file-write', {'handle': self.handle, 'buf-b64': text}, 'write')
         if reply.get('count') != len(view):
-            raise TransferError(self.path, 'short write to {0} in the guest: {1} of {2} bytes written (is the guest '
-                                           'filesystem full?)'.format(self.path, reply.get('count'), len(view)),
-                                reason='no_space')
+            raise GuestFileError(self.path, 'short write to {0} in the guest: {1} of {2} bytes written (is the guest '
+                                            'filesystem full?)'.format(self.path, reply.get('count'), len(view)),
+                                 reason='no_space')
 
 
 def _fill(reader, view):
@@ -214,7 +195,7 @@ def upload(qga, reader, path, chunk_size=DEFAULT_CHUNK, size_hint=None):
     view = memoryview(buf)
     hasher = hashlib.sha256()
     size = 0
-    with GuestFile(qga, path, 'wb') as guest_file:
+    with OpenGuestFile(qga, path, 'wb') as guest_file:
         while True:
             count = _fill(reader, view)
             if not count:
@@ -239,7 +220,7 @@ def download(qga, path, sink, chunk_size=DEFAULT_CHUNK, limit=None):
         count = min(count, limit + 1)
     hasher = hashlib.sha256()
     size = 0
-    with GuestFile(qga, path, 'rb') as guest_file:
+    with OpenGuestFile(qga, path, 'rb') as guest_file:
         while True:
             data, eof = guest_file.read(count)
             if data:
@@ -367,21 +348,3 @@ class _BytesReader:
 
     def __exit__(self, *exc_info):
         self._view.release()
-
-
-def sha256_file(path, chunk_size=MIB):
-    """SHA-256 of a local file, or None when it does not exist."""
-    hasher = hashlib.sha256()
-    buf = bytearray(chunk_size)
-    view = memoryview(buf)
-    try:
-        handle = open(path, 'rb')
-    except FileNotFoundError:
-        return None
-    with handle:
-        while True:
-            count = handle.readinto(view)
-            if not count:
-                break
-            hasher.update(view[:count])
-    return hasher.hexdigest()

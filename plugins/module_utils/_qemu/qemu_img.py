@@ -31,22 +31,9 @@ from ansible_collections.qemu.vm.plugins.module_utils._errors import (
     QemuTimeoutError,
     VMStateError,
 )
+from ansible_collections.qemu.vm.plugins.module_utils._qemu.errors import ImageInUseError
 
 _LOCK_WORDS = ('lock', 'Is another process using the image')
-
-
-class ImageInUseError(VMStateError):
-    """qemu-img could not lock an image: a running QEMU (or another qemu-img) has it open."""
-
-    def __init__(self, path, desc):
-        self.path = path
-        self.desc = desc
-        super().__init__(
-            f'image {path} is in use by another process, most likely the running VM (qemu-img could not take its lock: '
-            f'{desc}); shut the VM down (quit QEMU) first: the image of a running VM is never written')
-
-    def details(self):
-        return {'image': self.path}
 
 
 def qemu_img_binary() -> str:

@@ -5,8 +5,8 @@
 # This module_utils is PRIVATE to the qemu.vm collection: it can change at any time.
 """Internal VM snapshots: what the user asked for, and what to do about it. Pure, no I/O.
 
-* input that needs no VM (`check_tag`, `check_prefix`, `parse_age`, `check_devices`,
-  `parse_request`): raises ParameterError naming the option;
+* input that needs no VM (`check_tag`, `check_prefix`, `parse_request`; `parse_age` and
+  `check_devices` from _util.params): raises ParameterError naming the option;
 * decisions on a SnapshotView (_snapshot_view): `check_run_state`, `choose_devices`,
   `plan_present`, `plan_absent`, `plan_restored`, `plan_pruned` (or `decide`) -> `Plan`;
 * after acting: `verify` what QEMU reported, and what to report (`predicted_names`,
@@ -22,6 +22,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError, VMStateError
+from ansible_collections.qemu.vm.plugins.module_utils._util.params import check_devices, parse_age
 
 if TYPE_CHECKING:  # pragma: no cover
     from ansible_collections.qemu.vm.plugins.module_utils._snapshot.view import SnapshotView
@@ -51,8 +52,6 @@ _STATE_HINTS = {
     'prelaunch': ' (started with -S and never run)',
 }
 
-_AGE_PART = re.compile(r'([0-9]+)([smhdw])')
-_AGE_UNITS = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 604800}
 _CONTROL = re.compile('[\u0000-\u001f\u007f]')
 
 
@@ -82,36 +81,6 @@ def check_prefix(text: str | None, option: str = 'prefix') -> str:
             option, f'{option} is required and must not be empty: retention only touches snapshots whose names start '
             'with it, so it can never delete snapshots it did not create')
     return check_tag(text, option)
-
-
-def parse_age(text: str | None, option: str = 'max_age') -> int:
-    """'14d', '12h', '1d12h', '90m', '2w', '30s' -> seconds."""
-    raw = (text or '').strip().lower()
-    parts = _AGE_PART.findall(raw)
-    if not raw or ''.join(n + u for n, u in parts) != raw:
-        raise ParameterError(
-            option, f'{option} {text!r} is not an age: use a number with a unit s, m, h, d or w, for example 14d, 12h or '
-            '1d12h')
-    seconds = sum(int(n) * _AGE_UNITS[u] for n, u in parts)
-    if seconds <= 0:
-        raise ParameterError(option, f'{option} must be longer than zero, got {text!r}')
-    return seconds
-
-
-def check_devices(devices: list | None, option: str = 'devices') -> list | None:
-    """Node names as given: non-empty, no duplicates kept, order preserved."""
-    if devices is None:
-        return None
-    result = []
-    for name in devices:
-        if not name:
-            raise ParameterError(option, f'{option} must not contain empty node names')
-        if name not in result:
-            result.append(name)
-    if not result:
-        raise ParameterError(
-            option, f'{option} must name at least one node; omit it to use every writable disk')
-    return result
 
 
 # -- decisions on a view -----------------------------------------------------------

@@ -9,11 +9,7 @@ Message building, parsing and authentication are jeepney's (pure Python, import 
 JEEPNEY_IMPORT_ERROR); the socket I/O and its deadline are ours. What is said on the bus
 (for example QEMU's org.qemu.VMState1 helpers) belongs to the callers (_dbus_vmstate).
 
-Errors, in the QemuVMError family:
-  DBusError (a VMStateError)  about the bus a QEMU object uses; names the bus and the object
-    +-- DBusBusError          the bus cannot be reached or read (or jeepney is missing)
-    (+-- _dbus_vmstate.DBusVMStateError: the helpers on it would make QEMU crash or fail)
-  DBusCallError               a peer on the bus answered a call with an error reply
+Its errors (DBusError, DBusBusError, DBusCallError) are in _transport.errors.
 
 No Ansible imports here.
 """
@@ -23,7 +19,8 @@ from __future__ import annotations
 import socket
 import traceback
 
-from ansible_collections.qemu.vm.plugins.module_utils._errors import QemuTimeoutError, QemuVMError, VMStateError
+from ansible_collections.qemu.vm.plugins.module_utils._errors import QemuTimeoutError
+from ansible_collections.qemu.vm.plugins.module_utils._transport.errors import DBusBusError, DBusCallError
 from ansible_collections.qemu.vm.plugins.module_utils._transport.wait import Deadline
 
 try:
@@ -38,40 +35,6 @@ BUS_NAME = 'org.freedesktop.DBus'
 BUS_PATH = '/org/freedesktop/DBus'
 PROPERTIES = 'org.freedesktop.DBus.Properties'
 NAME_HAS_NO_OWNER = 'org.freedesktop.DBus.Error.NameHasNoOwner'
-
-
-class DBusError(VMStateError):
-    """A problem with the D-Bus bus at `addr` that the QEMU object `object_id` uses; both optional."""
-
-    def __init__(self, message, object_id=None, addr=None):
-        self.object_id = object_id
-        self.addr = addr
-        super().__init__(message)
-
-    def details(self):
-        details = {}
-        if self.object_id is not None:
-            details['object_id'] = self.object_id
-        if self.addr is not None:
-            details['bus_address'] = self.addr
-        return details
-
-
-class DBusBusError(DBusError):
-    """The bus cannot be reached or read."""
-
-
-class DBusCallError(QemuVMError):
-    """A D-Bus error reply: `name` (org.freedesktop.DBus.Error.X) and its text."""
-
-    def __init__(self, name, text):
-        self.name = name
-        self.text = text
-        super().__init__(
-            f'{name}: {text}' if name and text else (text or name or 'D-Bus error'))
-
-    def details(self):
-        return {'dbus_error': self.name} if self.name else {}
 
 
 def bus_socket_addresses(address: str) -> list:

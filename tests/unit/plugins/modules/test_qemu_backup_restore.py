@@ -14,6 +14,7 @@ import subprocess
 import pytest
 
 from ansible_collections.qemu.vm.plugins.module_utils._backup import restore
+from ansible_collections.qemu.vm.plugins.module_utils._backup.errors import BackupCorruptError
 from ansible_collections.qemu.vm.plugins.module_utils import _errors as errors
 from ansible_collections.qemu.vm.plugins.module_utils._backup.chain import list_chains
 
@@ -131,7 +132,7 @@ def test_a_damaged_file_is_named_before_anything_is_written(dest):
     with open(chosen.files[1]['path'], 'r+b') as handle:
         handle.seek(200000)
         handle.write(b'\x01')
-    with pytest.raises(restore.BackupCorruptError) as caught:
+    with pytest.raises(BackupCorruptError) as caught:
         restore.verify_files(chosen)
     assert 'P2.vda.qcow2' in str(caught.value) and 'sha256' in str(caught.value)
 

@@ -17,6 +17,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._backup import chain
 from ansible_collections.qemu.vm.plugins.module_utils._backup import job
 from ansible_collections.qemu.vm.plugins.module_utils._backup import leftovers
 from ansible_collections.qemu.vm.plugins.module_utils._backup import plan
+from ansible_collections.qemu.vm.plugins.module_utils._backup.errors import ChainInvalidError, ManifestError
 from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError, QemuVMError, VMStateError
 
 NOW = datetime.datetime(2026, 12, 1, 0, 45, 12, tzinfo=datetime.timezone.utc)
@@ -96,7 +97,7 @@ def test_mode_choice():
     assert chain.choose_mode('auto', 'why') == ('full', {'reason': 'why'})
     assert chain.choose_mode('full', None) == ('full', None)
     assert chain.choose_mode('incremental', None) == ('incremental', None)
-    with pytest.raises(chain.ChainInvalidError, match='no valid chain.*why') as info:
+    with pytest.raises(ChainInvalidError, match='no valid chain.*why') as info:
         chain.choose_mode('incremental', 'why')
     assert isinstance(info.value, QemuVMError)
 
@@ -215,7 +216,7 @@ def test_an_unreadable_manifest_is_reported_or_skipped(tmp_path):
     bad = tmp_path / '20261130T000000Z'
     bad.mkdir()
     (bad / 'manifest.json').write_text('{not json')
-    with pytest.raises(chain.ManifestError, match='cannot read'):
+    with pytest.raises(ManifestError, match='cannot read'):
         chain.list_chains(str(tmp_path))
     errors = []
     assert chain.list_chains(str(tmp_path), errors) == [] and 'cannot read' in errors[0]

@@ -12,6 +12,7 @@ import base64
 import pytest
 
 from ansible_collections.qemu.vm.plugins.module_utils._guest import process as gx
+from ansible_collections.qemu.vm.plugins.module_utils._guest.errors import ExecTimeoutError, ProgramNotFoundError
 from ansible_collections.qemu.vm.plugins.module_utils._transport.wait import wait_until
 from ansible_collections.qemu.vm.plugins.module_utils._errors import (
     CommandDisabledError,
@@ -80,7 +81,7 @@ def test_signal_gives_negative_rc():
 
 def test_timeout_kills_and_reports_partial_output():
     agent = FakeAgent()
-    with pytest.raises(gx.ExecTimeoutError) as info:
+    with pytest.raises(ExecTimeoutError) as info:
         gx.GuestExec(agent, sleep=no_sleep).run(['sleep', '99'], 0.05)
     assert info.value.killed and info.value.pid == 100
     assert 'timed out after 0.05 s' in str(info.value) and 'killed in the guest' in str(info.value)
@@ -95,7 +96,7 @@ def test_timeout_when_the_kill_fails():
     original = gx.KILL_GRACE
     gx.KILL_GRACE = 0.05
     try:
-        with pytest.raises(gx.ExecTimeoutError) as info:
+        with pytest.raises(ExecTimeoutError) as info:
             runner.run(['sleep', '99'], 0.05)
     finally:
         gx.KILL_GRACE = original
@@ -107,7 +108,7 @@ def test_missing_program():
     error = CommandError('guest-exec', 'GenericError',
                          'Guest agent command failed, error was \'Failed to execute child process "nope" '
                          '(No such file or directory)\'')
-    with pytest.raises(gx.ProgramNotFoundError) as info:
+    with pytest.raises(ProgramNotFoundError) as info:
         gx.GuestExec(FakeAgent(exec_error=error)).run(['nope'], 5)
     assert info.value.details()['program'] == 'nope'
 

@@ -22,6 +22,7 @@ import pytest
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file import state as gf
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file import files as gfs
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file import transfer as gt
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.errors import GuestFileError
 from ansible_collections.qemu.vm.plugins.module_utils._errors import (
     CommandDisabledError,
     CommandError,
@@ -188,7 +189,7 @@ def source_file(tmp_path, size, name='src.bin'):
 
 
 def write(agent, source, chunk):
-    guest = gfs.GuestFiles(agent, chunk)
+    guest = gfs.GuestFileSystem(agent, chunk)
     return guest, guest.write_stream('/data/f', source)
 
 
@@ -212,7 +213,7 @@ def test_writes_are_full_chunks_and_byte_exact(tmp_path, size):
 def test_reads_hash_while_streaming(size):
     data = os.urandom(size)
     agent = FakeAgent({'/data/f': data})
-    guest = gfs.GuestFiles(agent, 4096)
+    guest = gfs.GuestFileSystem(agent, 4096)
     parts = []
     digest, got = guest.read_stream('/data/f', parts.append)
     assert (digest, got) == (hashlib.sha256(data).hexdigest(), size)
@@ -224,7 +225,7 @@ def test_reads_hash_while_streaming(size):
 
 def test_read_small_stops_past_the_limit():
     agent = FakeAgent({'/data/big': b'x' * 10000, '/data/small': b'y' * 100})
-    guest = gfs.GuestFiles(agent, 4096)
+    guest = gfs.GuestFileSystem(agent, 4096)
     assert guest.read_small('/data/big', 1000) is None
     assert guest.read_small('/data/small', 1000) == b'y' * 100
     assert agent.handles == {}
@@ -233,7 +234,7 @@ def test_read_small_stops_past_the_limit():
 def test_content_source_needs_no_copy():
     data = b'hello'
     agent = FakeAgent()
-    guest = gfs.GuestFiles(agent, 4096)
+    guest = gfs.GuestFileSystem(agent, 4096)
     digest, size = guest.write_stream('/data/f', gt.Source(data=data))
     assert bytes(agent.files['/data/f']) == data and size == 5 and digest == hashlib.sha256(data).hexdigest()
 
@@ -265,8 +266,8 @@ def test_memory_is_bounded_by_the_chunk_not_the_file(tmp_path):
 def test_handle_closed_when_a_command_fails(tmp_path, command):
     agent = FakeAgent({'/data/g': b'z' * 10000},
                       fail_on={command: (2, 'failed to write to file: No space left on device')})
-    guest = gfs.GuestFiles(agent, 4096)
-    with pytest.raises(gfs.GuestFileError) as caught:
+    guest = gfs.GuestFileSystem(agent, 4096)
+    with pytest.raises(GuestFileError) as caught:
         if command == 'guest-file-write':
             guest.write_stream('/data/f', source_file(tmp_path, 10000))
         else:
@@ -278,7 +279,7 @@ def test_handle_closed_when_a_command_fails(tmp_path, command):
 
 def test_handle_closed_after_a_lost_connection(tmp_path):
     agent = FakeAgent(fail_on={'guest-file-write': (1, ConnectionLostError('qga.sock', 'gone'))})
-    guest = gfs.GuestFiles(agent, 4096)
+    guest = gfs.GuestFileSystem(agent, 4096)
     # The first close attempt finds the session lost too; the second, after reconnecting, works.
     original = agent._guest_file_close
     attempts = []
@@ -297,7 +298,7 @@ def test_handle_closed_after_a_lost_connection(tmp_path):
 
 def test_blocked_file_commands_are_named():
     agent = FakeAgent({'/data/g': b'z'}, blocked=gt.FILE_COMMANDS)
-    guest = gfs.GuestFiles(agent, 4096)
+    guest = gfs.GuestFileSystem(agent, 4096)
     with pytest.raises(CommandDisabledError) as caught:
         guest.read_stream('/data/g')
     message = str(caught.value)
@@ -309,7 +310,7 @@ def test_blocked_file_commands_are_named():
 
 
 def present(agent, data, check_mode=False, **desired):
-    guest = gfs.GuestFiles(agent, 4096)
+    guest = gfs.GuestFileSystem(agent, 4096)
     return gf.ensure_present(guest, gt.Source(data=data), gf.Desired('/data/f', **desired), check_mode)
 
 
@@ -333,12 +334,12 @@ def test_present_without_exec_streams_and_writes_in_place():
     other = present(agent, b'new')
     assert (other['changed'], other['atomic']) == (True, False)
     assert bytes(agent.files['/data/f']) == b'new' and agent.handles == {}
-    with pytest.raises(gfs.GuestFileError) as caught:
+    with pytest.raises(GuestFileError) as caught:
         present(agent, b'new', mode=0o600)
     assert 'guest-exec' in str(caught.value)
     agent.fail_on = {'guest-file-write': (agent.calls.count('guest-file-write') + 1, 'failed to write to file: '
                                           'No space left on device')}
-    with pytest.raises(gfs.GuestFileError) as caught:
+    with pytest.raises(GuestFileError) as caught:
         present(agent, b'newer')
     assert 'may now be incomplete' in str(caught.value) and caught.value.reason == 'no_space'
     assert agent.handles == {}
@@ -360,7 +361,7 @@ def test_atomic_replace_keeps_attributes_and_cleans_up_on_failure():
 
     next_write = agent.calls.count('guest-file-write') + 1
     agent.fail_on = {'guest-file-write': (next_write, 'failed to write to file: No space left on device')}
-    with pytest.raises(gfs.GuestFileError) as caught:
+    with pytest.raises(GuestFileError) as caught:
         present(agent, b'newest!')
     assert 'is unchanged' in str(caught.value) and caught.value.reason == 'no_space'
     assert sorted(agent.files) == ['/data/f'] and bytes(agent.files['/data/f']) == b'newer'
@@ -375,14 +376,14 @@ def test_new_file_gets_the_umask_mode():
 
 def test_missing_directory_and_directory_errors():
     agent = FakeAgent()
-    guest = gfs.GuestFiles(agent, 4096)
-    with pytest.raises(gfs.GuestFileError) as caught:
+    guest = gfs.GuestFileSystem(agent, 4096)
+    with pytest.raises(GuestFileError) as caught:
         gf.ensure_present(guest, gt.Source(data=b'x'), gf.Desired('/nodir/f'))
     assert caught.value.reason == 'missing_directory' and '/nodir does not exist' in str(caught.value)
-    with pytest.raises(gfs.GuestFileError) as caught:
+    with pytest.raises(GuestFileError) as caught:
         gf.ensure_present(guest, gt.Source(data=b'x'), gf.Desired('/data'))
     assert caught.value.reason == 'directory'
-    with pytest.raises(gfs.GuestFileError) as caught:
+    with pytest.raises(GuestFileError) as caught:
         gf.ensure_absent(guest, '/data')
     assert caught.value.reason == 'directory'
 
@@ -391,7 +392,7 @@ def test_missing_directory_and_directory_errors():
 def test_frozen_guest_says_how_to_thaw(state):
     agent = FakeAgent({'/data/f': b'x'}, blocked=gt.FILE_COMMANDS + gfs.EXEC_COMMANDS)
     agent.frozen = True
-    guest = gfs.GuestFiles(agent, 4096)
+    guest = gfs.GuestFileSystem(agent, 4096)
     with pytest.raises(GuestFrozenError) as caught:
         if state == 'present':
             gf.ensure_present(guest, gt.Source(data=b'y'), gf.Desired('/data/f'))
@@ -402,9 +403,9 @@ def test_frozen_guest_says_how_to_thaw(state):
 
 def test_absent_without_exec():
     agent = FakeAgent({'/data/f': b'x'}, blocked=('guest-exec',))
-    guest = gfs.GuestFiles(agent, 4096)
+    guest = gfs.GuestFileSystem(agent, 4096)
     assert gf.ensure_absent(guest, '/data/missing')['changed'] is False
-    with pytest.raises(gfs.GuestFileError) as caught:
+    with pytest.raises(GuestFileError) as caught:
         gf.ensure_absent(guest, '/data/f')
     assert 'guest-exec' in str(caught.value) and 'no delete command' in str(caught.value)
     assert agent.handles == {}

@@ -15,6 +15,7 @@ import os
 import pytest
 
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file import transfer as gt
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.errors import GuestFileError, LocalFileError
 from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandDisabledError, CommandError
 from ansible_collections.qemu.vm.plugins.module_utils._transport.sockets import classify_command_error
 
@@ -87,28 +88,28 @@ def test_put_and_fetch_files(tmp_path):
 
 
 def test_fetch_of_a_missing_file_leaves_nothing_behind(tmp_path):
-    with pytest.raises(gt.TransferError) as info:
+    with pytest.raises(GuestFileError) as info:
         gt.fetch_file(FakeFiles(), '/g/none', str(tmp_path / 'out'))
     assert info.value.reason == 'missing' and '/g/none does not exist in the guest' in str(info.value)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_missing_local_file():
-    with pytest.raises(gt.LocalFileError):
+    with pytest.raises(LocalFileError):
         gt.put_file(FakeFiles(), '/nonexistent/local', '/g/f')
 
 
 def test_failed_write_closes_the_handle_and_reports_the_write():
     agent = FakeFiles(fail={'guest-file-write': CommandError('guest-file-write', 'GenericError',
                                                              'failed to write: No space left on device')})
-    with pytest.raises(gt.TransferError) as info:
+    with pytest.raises(GuestFileError) as info:
         gt.upload(agent, io.BytesIO(b'data'), '/g/f')
     assert info.value.reason == 'no_space'
     assert not agent.open_handles
 
 
 def test_short_write_is_an_error():
-    with pytest.raises(gt.TransferError) as info:
+    with pytest.raises(GuestFileError) as info:
         gt.upload(FakeFiles(short_write=True), io.BytesIO(b'data'), '/g/f')
     assert 'short write' in str(info.value)
 

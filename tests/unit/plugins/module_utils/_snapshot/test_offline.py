@@ -12,6 +12,7 @@ import pytest
 
 from ansible_collections.qemu.vm.plugins.module_utils import _errors as errors
 from ansible_collections.qemu.vm.plugins.module_utils._qemu import qemu_img
+from ansible_collections.qemu.vm.plugins.module_utils._qemu.errors import ImageInUseError
 from ansible_collections.qemu.vm.plugins.module_utils._snapshot import jobs as snapshot_actions
 from ansible_collections.qemu.vm.plugins.module_utils._snapshot import offline
 from ansible_collections.qemu.vm.plugins.module_utils._snapshot import plan as snap
@@ -162,7 +163,7 @@ def test_a_lock_failure_is_an_image_in_use_error(monkeypatch, tmp_path):
         return subprocess.CompletedProcess(argv, 1, '', f"qemu-img: Could not open '{image}': Failed to get \"write\" "
                                                         f"lock\nIs another process using the image [{image}]?\n")
     monkeypatch.setattr(qemu_img.subprocess, 'run', locked)
-    with pytest.raises(qemu_img.ImageInUseError) as caught:
+    with pytest.raises(ImageInUseError) as caught:
         qemu_img.run_qemu_img(['snapshot', '-a', 's', image], 5, 'reverting', image=image)
     assert image in str(caught.value) and 'shut the VM down' in str(caught.value)
     assert caught.value.details() == {'image': image}

@@ -68,27 +68,6 @@ def test_prefix_is_required(prefix):
     assert 'prefix is required' in str(caught.value)
 
 
-@pytest.mark.parametrize('text, seconds', [('14d', 14 * DAY), ('12h', 43200), ('1d12h', DAY + 43200),
-                                           ('90m', 5400), ('2w', 14 * DAY), ('30s', 30), ('1D', DAY)])
-def test_ages(text, seconds):
-    assert snap.parse_age(text) == seconds
-
-
-@pytest.mark.parametrize('text', ['', '14', 'd', '14 days', '-1d', '1.5d', '0d', '1d 2h', 'h12'])
-def test_bad_ages(text):
-    with pytest.raises(errors.ParameterError) as caught:
-        snap.parse_age(text)
-    assert 'max_age' in str(caught.value)
-
-
-def test_devices_are_deduplicated_and_not_empty():
-    assert snap.check_devices(['b', 'a', 'b']) == ['b', 'a']
-    assert snap.check_devices(None) is None
-    for bad in ([], ['']):
-        with pytest.raises(errors.ParameterError):
-            snap.check_devices(bad)
-
-
 def test_iso_date_is_utc():
     assert snapview.iso_utc(0) == '1970-01-01T00:00:00Z'
     assert snapview.snapshot_record(raw_snapshot('a', 0, 1))['vm_clock'] == 1.25
