@@ -148,8 +148,13 @@ matrix: deps
 units: $(CORE_STAMP) collection
 	$(COLLECTION_ENV) $(CORE_BIN)/python -m pytest tests/unit
 
+# The system tests run on SYSTEM_WORKERS pytest-xdist workers (SYSTEM_WORKERS=1: in one process,
+# serially). Every test boots its own VMs; a file's module-scoped VM is shared by that file's tests,
+# so --dist loadfile keeps each file on one worker (xdist hands out the files with most tests first).
+SYSTEM_WORKERS ?= 3
 system: venv collection
-	$(COLLECTION_ENV) $(VENV_BIN)/python -m pytest tests/system
+	$(COLLECTION_ENV) $(VENV_BIN)/python -m pytest -n $(if $(filter 1,$(SYSTEM_WORKERS)),0,$(SYSTEM_WORKERS)) \
+		--dist loadfile --durations=15 tests/system
 
 molecule: venv collection
 	cd roles/backup && PATH=$(VENV_BIN):$$PATH $(VENV_BIN)/molecule test

@@ -457,6 +457,8 @@ class VM:
             if wait_agent:
                 self.wait_agent(deadline - time.monotonic())
                 self.boot_seconds = time.monotonic() - started
+                self._log.write(f'+ guest agent answered {self.boot_seconds:.1f} s after launch\n'.encode())
+                self._log.flush()
         except BaseException:
             self.stop()
             raise

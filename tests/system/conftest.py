@@ -5,7 +5,9 @@
   vm_noagent    function a started VM whose guest runs no agent
   vm_factory    function vm_factory(**VM kwargs) -> started VM; all stopped at teardown
 
-The session fails if a QEMU started by the harness is still alive at the end.
+The session fails if a QEMU started by the harness is still alive at the end. Under pytest-xdist
+(`make system` runs the files on several workers) each worker checks its own QEMUs and the
+controller reports them.
 """
 
 import os
@@ -67,11 +69,22 @@ def guest(vm):
             pass
 
 
+# xdist controller: '<worker>:<pid>' of the QEMUs the workers found still running at their end.
+_WORKER_LEFTOVERS = pytest.StashKey()
+
+
 def pytest_sessionfinish(session, exitstatus):
+    """Kill and report QEMUs this process started that are still alive (each xdist worker has its own)."""
     leftovers = sorted(running_qemu_pids())
+    if leftovers:
+        kill_leftover_qemu()
+    workeroutput = getattr(session.config, 'workeroutput', None)
+    if workeroutput is not None:  # an xdist worker: its exit status is not the run's, the controller reports
+        workeroutput['qemu_leftovers'] = leftovers
+        return
+    leftovers += session.config.stash.get(_WORKER_LEFTOVERS, [])
     if not leftovers:
         return
-    kill_leftover_qemu()
     message = f'QEMU processes started by the test harness were still running: {leftovers}'
     reporter = session.config.pluginmanager.get_plugin('terminalreporter')
     if reporter is not None:
@@ -79,3 +92,11 @@ def pytest_sessionfinish(session, exitstatus):
     else:
         sys.stderr.write(message + '\n')
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """xdist controller: collect what each worker's pytest_sessionfinish found (a crashed worker reports nothing)."""
+    found = getattr(node, 'workeroutput', {}).get('qemu_leftovers') or []
+    if found:
+        node.config.stash.setdefault(_WORKER_LEFTOVERS, []).extend(f'{node.gateway.id}:{pid}' for pid in found)

@@ -287,7 +287,8 @@ class GuestPower:
                     return 'QEMU exited'
                 raise
             if last['status'] in spec.done_status:
-                return 'query-status {0}'.format(last['status'])
+                event = _sent_before(watcher, spec.events)
+                return 'query-status {0}'.format(last['status']) if event is None else '{0} event'.format(event.get('event'))
             if spec.gone_ok and not _agent_answers(qga, min(AGENT_PROBE_SECONDS, max(deadline.remaining(), 0.5))):
                 pending.check()
                 return 'agent went silent'
@@ -427,6 +428,11 @@ def _wait_slice(watcher, names, seconds):
         return watcher.wait(lambda e: e.get('event') in names, max(seconds, 0.01), what=' or '.join(names))
     except QemuTimeoutError:
         return None
+
+
+def _sent_before(watcher, names):
+    """An event in `names` received but not waited for yet: QEMU sends SHUTDOWN or SUSPEND before query-status shows its state."""
+    return _wait_slice(watcher, names, 0)
 
 
 def _verb(state):

@@ -7,7 +7,8 @@ The real agent's behaviour is covered in tests/system/test_guest_admin.py."""
 from __future__ import annotations
 
 import base64
-import os
+import hashlib
+import itertools
 import struct
 
 import pytest
@@ -18,9 +19,16 @@ from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandErro
 NS = 10 ** 9
 
 
+# Key bodies differ per call but not per run: parametrize ids show them, and pytest-xdist workers must
+# collect the same ids.
+_KEY_SERIAL = itertools.count()
+
+
 def make_key(key_type='ssh-ed25519', comment='someone@host', body=None):
     name = key_type.encode()
-    blob = struct.pack('>I', len(name)) + name + (body if body is not None else struct.pack('>I', 32) + os.urandom(32))
+    if body is None:
+        body = struct.pack('>I', 32) + hashlib.sha256(f'test key {next(_KEY_SERIAL)}'.encode()).digest()
+    blob = struct.pack('>I', len(name)) + name + body
     return ' '.join(p for p in (key_type, base64.b64encode(blob).decode(), comment) if p)
 
 
