@@ -7,18 +7,56 @@
 
 The decisions are pure functions without I/O (parse_account, password_state,
 password_needs_update), unit-tested on their own; crypt_verify compares a password with the
-guest's hash on the host, read_account_file asks the agent. No Ansible imports.
+guest's hash on the host, in a child process bounded in time and memory (the guest chooses the
+hash's cost); read_account_file asks the agent. No Ansible imports.
 """
 
 from __future__ import annotations
 
-import ctypes
+import json
 import re
+import subprocess
+import sys
 
 from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, GuestFrozenError, ParameterError, VMStateError
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file.files import GuestFileError, GuestFiles
 
 _CRYPT_HASH = re.compile(r'^(\$[0-9a-z]+\$[^:\s]+|[./0-9A-Za-z]{13})$')
+#: Bounds of one crypt(3) comparison against a hash the guest wrote (see crypt_verify): seconds (the
+#: task's timeout when smaller) and bytes of memory beyond what the child Python already uses.
+#: Common hashes take milliseconds (sha512crypt's default 5000 rounds) to a second (bcrypt cost 14).
+CRYPT_TIMEOUT = 5.0
+CRYPT_MEMORY = 512 * 1024 * 1024
+_NO_LIBCRYPT = 3
+# The child: reads {"password", "hash"} on stdin, caps its memory and CPU time, prints crypt(3)'s answer;
+# exit 3 without libcrypt, 4 when crypt(3) refuses the hash (unknown method, out of memory).
+_CRYPT_CHILD = r'''
+import ctypes, json, os, resource, sys
+memory, seconds = int(sys.argv[1]), int(sys.argv[2])
+request = json.loads(sys.stdin.read())
+library = None
+for name in ("libcrypt.so.1", "libcrypt.so.2", "libcrypt.so"):
+    try:
+        library = ctypes.CDLL(name)
+        break
+    except OSError:
+        pass
+if library is None:
+    sys.exit(3)
+library.crypt.restype = ctypes.c_char_p
+library.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+try:
+    with open("/proc/self/statm") as handle:
+        used = int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    resource.setrlimit(resource.RLIMIT_AS, (used + memory, used + memory))
+    resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 1))
+except (OSError, ValueError):
+    pass
+result = library.crypt(request["password"].encode("utf-8"), request["hash"].encode("utf-8"))
+if not result or result.startswith(b"*"):
+    sys.exit(4)
+sys.stdout.write(result.decode("ascii", "replace"))
+'''
 
 
 def check_password(password, crypted):
@@ -90,32 +128,63 @@ def password_needs_update(current, password, crypted, update_password, verify=No
     return verify(password, current) is not True if verify else True
 
 
-def crypt_verify(password, current):
-    """True/False when the host's crypt(3) can hash `password` with `current`'s salt, None when it cannot."""
+def crypt_method(current):
+    """The method (and cost) fields of a crypt hash for messages: `$2b$31$`, `$6$rounds=5000$`, never salt or digest."""
+    parts = (current or '').split('$')
+    if len(parts) < 4 or parts[0]:
+        return 'DES or unknown'
+    cost = parts[2]
+    if cost.startswith('rounds=') or (parts[1].startswith('2') and cost.isdigit()) or parts[1] in ('y', 'gy'):
+        return f'${parts[1]}${cost}$'
+    return f'${parts[1]}$'
+
+
+def crypt_verify(password, current, timeout=CRYPT_TIMEOUT, warn=None):
+    """True/False when the host's crypt(3) can hash `password` with `current`'s salt, None when it cannot say.
+
+    `current` comes from the guest, which chooses its cost too (bcrypt `$2b$31$` takes days,
+    sha512crypt allows 999999999 rounds, yescrypt gigabytes of memory). So crypt(3) runs in a child
+    Python, given the password on its standard input (never its arguments), killed after `timeout`
+    seconds, its memory capped at CRYPT_MEMORY. When it cannot answer, `warn` (if given) is told why.
+    """
     if password_state(current) != 'set':
         return False
-    library = _libcrypt()
-    if library is None:
-        return None
+    method = crypt_method(current)
+    request = json.dumps({'password': password, 'hash': current}).encode('utf-8')
+    argv = [sys.executable, '-I', '-S', '-c', _CRYPT_CHILD, str(CRYPT_MEMORY), str(int(timeout) + 2)]
     try:
-        result = library.crypt(password.encode('utf-8'), current.encode('utf-8'))
-    except (UnicodeError, ValueError):
+        proc = subprocess.run(argv, input=request, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        _tell(warn, f'the password could not be compared with the guest\'s current hash ({method}): crypt(3) did not '
+                    f'finish within {timeout:g} s, the cost the guest\'s hash asks for is too high; it was stopped and the '
+                    'password is treated as different')
         return None
-    if not result or result.startswith(b'*'):
+    except OSError as exc:
+        _tell(warn, f'the password could not be compared with the guest\'s current hash: cannot run {sys.executable}: {exc}')
         return None
-    return result.decode('ascii', 'replace') == current
-
-
-def _libcrypt():
-    for name in ('libcrypt.so.1', 'libcrypt.so.2', 'libcrypt.so'):
-        try:
-            library = ctypes.CDLL(name)
-        except OSError:
-            continue
-        library.crypt.restype = ctypes.c_char_p
-        library.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
-        return library
+    if proc.returncode == 0:
+        return proc.stdout.decode('ascii', 'replace') == current
+    if proc.returncode != _NO_LIBCRYPT:
+        _tell(warn, f'the password could not be compared with the guest\'s current hash ({method}): this host\'s crypt(3) '
+                    f'does not know the method or refused its cost (more than {CRYPT_MEMORY >> 20} MiB of memory); the '
+                    'password is treated as different')
     return None
+
+
+def password_verifier(timeout, warn=None):
+    """crypt_verify for one task, which compares at most twice (before setting, and the new hash after):
+    each comparison gets CRYPT_TIMEOUT, or half the task's `timeout` when that is shorter; `warn` is told
+    why one could not answer."""
+    bound = min(CRYPT_TIMEOUT, timeout / 2.0)
+
+    def verify(password, current):
+        return crypt_verify(password, current, bound, warn)
+    return verify
+
+
+def _tell(warn, message):
+    if warn is not None:
+        warn(message)
 
 
 def explain_password_error(exc):
