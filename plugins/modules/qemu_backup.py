@@ -49,7 +49,12 @@ options:
       - Use one directory per VM. Chains record the VM's UUID and name; those of other VMs are never written into
         or removed, but VMs started without C(-uuid) and C(-name) cannot be told apart.
       - One run per O(dest) at a time. A run holds a lock on the directory (C(flock)); a second run meanwhile fails
-        naming O(dest), changing nothing.
+        naming O(dest), changing nothing. Retention (O(keep_chains), O(max_age)) removes chains under that lock.
+      - Backups hold whole guest disks, so they are private whatever the umask - chain directories 0700, image files
+        and manifests 0600, created with that mode before any data is written. A chain directory found open to other users
+        is made 0700 when a point is added to it, with a warning. When O(dest) itself is open to group or
+        others the task warns (other users can list the chains, or remove them when it is writable); make it 0700
+        (the C(qemu.vm.backup) role does).
     type: path
     required: true
   mode:
@@ -274,7 +279,8 @@ import os
 from contextlib import nullcontext
 
 from ansible_collections.qemu.vm.plugins.module_utils._backup.chain import (
-    free_bytes, iso_time, list_chains, missing_files, new_manifest, remove_chain, same_vm, vm_identity, write_manifest)
+    free_bytes, iso_time, keep_chain_private, list_chains, make_chain_dir, missing_files,
+    new_manifest, open_dest_warnings, remove_chains, same_vm, vm_identity, write_manifest)
 from ansible_collections.qemu.vm.plugins.module_utils._backup.errors import ManifestError
 from ansible_collections.qemu.vm.plugins.module_utils._backup.job import (
     BackupPoint, estimate_bytes, read_disks, remove_bitmap_where_present)
@@ -306,7 +312,7 @@ def ask(qmp, request):
     disks, warnings = select_devices(every_disk, request['devices'])
     unreadable = []
     chains = [c for c in list_chains(request['dest'], unreadable) if same_vm(c['manifest'].get('vm'), vm)]
-    warnings += [f'ignored, not a usable chain: {e}' for e in unreadable]
+    warnings += [f'ignored, not a usable chain: {e}' for e in unreadable] + open_dest_warnings(request['dest'])
     return vm, every_disk, disks, chains, warnings
 
 
@@ -380,7 +386,9 @@ def run(module):
         watch = Stopwatch()
         chain_dir = os.path.join(request['dest'], plan['chain'])
         if plan['mode'] == 'full':
-            os.mkdir(chain_dir)
+            make_chain_dir(chain_dir)
+        elif keep_chain_private(chain_dir):
+            module.warn(f'chain {plan["chain"]} was open to other users: made it 0700')
         try:
             job, files, report = take_point(module, qmp, request, plan, disks, chain_dir)
             try:
@@ -394,13 +402,8 @@ def run(module):
             raise
         for name in plan['stale_bitmaps']:
             remove_bitmap_where_present(qmp, every_disk, name)
-    for entry in chains:
-        if entry['chain'] in plan['removed_chains']:
-            try:
-                remove_chain(entry['dir'])
-            except ManifestError as exc:  # the backup itself succeeded: say so, do not fail it
-                module.warn(f'retention: {exc}')
-                plan['removed_chains'].remove(entry['chain'])
+        # Retention under dest's lock: no other run reads or continues a chain while it goes.
+        result['removed_chains'] = remove_chains(chains, plan['removed_chains'], module.warn)
     # report
     written = sum(f['bytes'] for f in files)
     result.update(files=[{'device': f['device'], 'path': os.path.join(chain_dir, f['path']), 'bytes': f['bytes']}

@@ -18,7 +18,8 @@ description:
   - The files are stacked in the order the manifest records (full point at the bottom), whatever backing file
     names their headers hold, and are only read.
   - The image is written to a temporary file beside O(target) and renamed to O(target) once complete and checked,
-    so O(target) is never half-written.
+    so O(target) is never half-written. The image is private (mode 0600, owned by the user running the module) from
+    its first byte, whatever the umask; change its owner and mode afterwards for the user QEMU runs as, if needed.
   - Never touches a running VM's disk - an existing O(target) that a running QEMU holds open is refused (qemu-img
     cannot take its lock), even with O(force). Boot the VM on the restored image, or copy it over the disk of a
     VM that is shut down.

@@ -44,6 +44,12 @@ options:
   env:
     description:
       - Environment variables to set for the program, in addition to the agent's environment.
+      - They reach the program through the agent's own C(env) field of C(guest-exec), never as arguments of a guest
+        process (which every guest user can read in C(/proc/*/cmdline), and which the agent logs); in the guest only
+        root and the program's user can read them (C(/proc/<pid>/environ)). As that field replaces the agent's
+        environment, the module first reads it (one more short C(guest-exec) of V(/bin/sh)).
+      - The values are not hidden from Ansible's own output (like any module argument, they show with C(-vvv)); set
+        C(no_log) on the task when they are secrets. Errors, such as a timeout, name the command, not the values.
     type: dict
   chdir:
     description:
@@ -221,7 +227,7 @@ def run(module):
         result.update(skipped=True, msg='Command would have run if not in check mode')
         return result
     env = dict((k, str(v)) for k, v in (params['env'] or {}).items())
-    argv = command_argv(params['argv'], params['cmd'], env, params['chdir'])
+    argv = command_argv(params['argv'], params['cmd'], params['chdir'])
     stdin = params['stdin']
     if stdin is not None and params['stdin_add_newline']:
         stdin += '\n'
@@ -235,8 +241,11 @@ def run(module):
         if module.check_mode:
             result['msg'] = 'Command would have run if not in check mode'
             return result
+        if env:  # through guest-exec's own env (never the guest's process arguments), which replaces the agent's
+            env = dict(guest.environment(params['timeout']), **env)
         start = datetime.datetime.now()
-        done = guest.run(argv, params['timeout'], stdin=None if stdin is None else stdin.encode('utf-8'))
+        done = guest.run(argv, params['timeout'], env=env or None, stdin=None if stdin is None else stdin.encode('utf-8'),
+                         shown=shown)
         end = datetime.datetime.now()
     strip = params['strip_empty_ends']
     result.update(

@@ -15,6 +15,12 @@ description:
   - Idempotent where the guest can tell. The module reads the guest's C(/etc/passwd) and C(/etc/shadow) through the
     agent's file commands; an account whose hash already equals O(password) is unchanged. A plain-text password
     (O(crypted=false)) is checked against the current hash with the host's C(crypt(3)) (libcrypt).
+  - The guest chooses the cost of its hash (a bcrypt cost of 31 takes days), so that check runs in a child process
+    on the host, stopped after 5 seconds (or half of O(timeout) when that is shorter) or when it needs more than
+    512 MiB of memory.
+    A password that cannot be checked in that bound is treated as different - it is set again (the task reports a
+    change, replacing the costly hash with the guest's own C(chpasswd) hash) - with a warning naming the hash's
+    method and cost (never its salt or digest).
   - The agent cannot create accounts. When the guest's C(/etc/passwd) can be read and has no O(name), the task fails
     and changes nothing.
   - When the guest lacks what the agent needs (C(chpasswd) in the agent's C(PATH)), the task fails with the agent's
@@ -126,14 +132,14 @@ import base64
 from ansible_collections.qemu.vm.plugins.module_utils._common import build_module, qga_session, run_module
 from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, GuestFrozenError, ParameterError, VMStateError
 from ansible_collections.qemu.vm.plugins.module_utils._guest.agent import require_command
-from ansible_collections.qemu.vm.plugins.module_utils._guest.admin import (
+from ansible_collections.qemu.vm.plugins.module_utils._guest.users import (
     check_password,
-    crypt_verify,
     explain_password_error,
     looks_like_crypt_hash,
     parse_account,
     password_needs_update,
     password_state,
+    password_verifier,
     read_account_file,
 )
 
@@ -157,7 +163,8 @@ def run(module):
         if exists is False:
             raise VMStateError(f'name: the guest has no user {name!r} in its /etc/passwd, and the guest agent cannot create '
                                'users; create the account first')
-        result = {'changed': password_needs_update(current, password, crypted, update_password, crypt_verify),
+        verify = password_verifier(module.params['timeout'], module.warn)
+        result = {'changed': password_needs_update(current, password, crypted, update_password, verify),
                   'name': name, 'password_state_before': password_state(current), 'verified': False}
         result['password_state'] = 'set' if result['changed'] else result['password_state_before']
         if current is None:
@@ -180,7 +187,7 @@ def run(module):
         if current is not None:
             _exists, after = read_account(qga, name)
             result['password_state'] = password_state(after)
-            result['verified'] = after == password if crypted else crypt_verify(password, after) is True
+            result['verified'] = after == password if crypted else verify(password, after) is True
             if after is not None and (after == current or (crypted and after != password)):
                 raise VMStateError(f'guest-set-user-password reported success, but the hash of {name!r} in the guest\'s '
                                    '/etc/shadow is not the new one')

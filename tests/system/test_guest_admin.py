@@ -220,3 +220,33 @@ def test_guest_without_password_tools_gets_a_clear_error(vm_factory):
     assert_clean_failure(result, "cannot find 'passwd' program in PATH", 'no chpasswd program')
     assert result['command'] == 'guest-set-user-password'
     assert shadow_hash(vm, USER) == '!'
+
+
+#: A bcrypt hash of cost 31 (2^31 rounds: days of CPU), as a hostile guest may plant it.
+ABSURD_BCRYPT = '$2b$31$qemuvmAbsurdCostSalt..' + 'a' * 31
+
+
+def set_shadow_hash(vm, user, hashed):
+    script = ('awk -F: -v OFS=: -v u="$1" -v h="$2" \'$1 == u { $2 = h } { print }\' /etc/shadow > /etc/shadow+ '
+              '&& mv /etc/shadow+ /etc/shadow')
+    code, _out, err = vm.guest_exec(['sh', '-c', script, 'sh', user, hashed])
+    assert code == 0, err
+    assert shadow_hash(vm, user) == hashed
+
+
+def test_a_guest_hash_of_absurd_cost_is_answered_within_the_bound(vm):
+    set_shadow_hash(vm, USER, ABSURD_BCRYPT)
+    args = {'qga': vm.qga_path, 'name': USER, 'password': PLAIN, 'crypted': False, 'timeout': 10}
+    # The harness' bound (60 s, ansible's own start-up included) fails the test where crypt(3) would run for days.
+    check = run_module('qemu_guest_user', args, check=True, timeout=60)
+    assert check.changed and not check.failed, check['output']
+    assert check['password_state_before'] == 'set'
+    assert 'current hash ($2b$31$): crypt(3) did not finish within' in check['output'], check['output']
+    assert 'qemuvmAbsurdCostSalt' not in check['output']  # the guest's salt and digest are not shown
+    assert shadow_hash(vm, USER) == ABSURD_BCRYPT
+
+    done = run_module('qemu_guest_user', args, timeout=60)
+    assert done.changed and not done.failed and done['verified'] is True, done['output']
+    assert verify_plain(PLAIN, shadow_hash(vm, USER))  # the costly hash was replaced by the guest's own
+    again = run_module('qemu_guest_user', args, timeout=60)
+    assert not again.changed and 'did not finish' not in again['output'], again['output']

@@ -9,6 +9,9 @@ processes in the guest), never through the module itself.
 
 from __future__ import annotations
 
+import time
+import uuid
+
 import pytest
 
 from harness.ansible import run_module, run_playbook
@@ -128,6 +131,59 @@ def test_timeout_kills_the_command_in_the_guest(shared_vm):
     assert not guest_exists(shared_vm, f'/proc/{pid.strip()}')
     code, out, _err = guest_run(shared_vm, 'cat /proc/[0-9]*/cmdline | tr "\\0" " "')
     assert 'sleep 313' not in out
+
+
+def wait_for_guest_line(vm, path, text, timeout=30):
+    """Wait until the guest file holds `text` (bounded); its content."""
+    deadline = time.monotonic() + timeout
+    while True:
+        code, out, _err = guest_run(vm, f'cat {path}')
+        if code == 0 and text in out:
+            return out
+        assert time.monotonic() < deadline, f'{text!r} not in the guest\'s {path} within {timeout} s'
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def guest_syslog(shared_vm):
+    """A syslogd in the guest: qemu-ga logs the arguments of every guest-exec to syslog."""
+    log = '/tmp/exec-syslog'
+    code, _out, err = guest_run(shared_vm, f'rm -f {log}; syslogd -O {log} </dev/null >/dev/null 2>&1')
+    assert code == 0, err
+    try:
+        yield log
+    finally:
+        guest_run(shared_vm, 'kill $(pidof syslogd)')
+
+
+def test_env_values_never_reach_guest_process_arguments_or_errors(shared_vm, guest_syslog):
+    secret = 'tok-' + uuid.uuid4().hex
+    # The program itself looks at every guest process' arguments while it runs, and at its own environment.
+    script = ('for f in /proc/[0-9]*/cmdline; do tr "\\0" " " < "$f"; echo; done > /tmp/exec-env-cmdlines; '
+              'tr "\\0" "\\n" < /proc/$$/environ > /tmp/exec-env-environ; pwd')
+    result = run_module('qemu_guest_exec', {'qga': shared_vm.qga_path, 'cmd': script, 'chdir': '/tmp',
+                                            'env': {'QEMU_VM_TOKEN': secret}})
+    assert not result.failed and result['stdout'] == '/tmp', result['output']
+    cmdlines = guest_run(shared_vm, 'cat /tmp/exec-env-cmdlines')[1]
+    assert 'exec-env-cmdlines' in cmdlines and 'qemu-ga' in cmdlines  # the program saw the processes ...
+    assert secret not in cmdlines  # ... and the value in none of their arguments
+    environ = guest_run(shared_vm, 'cat /tmp/exec-env-environ')[1].splitlines()
+    assert f'QEMU_VM_TOKEN={secret}' in environ and [e for e in environ if e.startswith('PATH=')], environ
+
+    # Timed out and killed: the error names the command, not the values.
+    slow = run_module('qemu_guest_exec', {'qga': shared_vm.qga_path, 'cmd': 'sleep 313', 'timeout': 2,
+                                          'env': {'QEMU_VM_TOKEN': secret}})
+    assert slow.failed and 'the guest command sleep 313 timed out after 2 s' in slow['msg'], slow['output']
+    assert secret not in slow['output']
+
+    # The agent logged the arguments of every guest-exec of both runs (the marker orders the log: once it is
+    # there, so is everything logged before it); the value is in none.
+    marker = 'qemu-vm-test-' + uuid.uuid4().hex
+    guest_run(shared_vm, f'logger {marker}')
+    log = wait_for_guest_line(shared_vm, guest_syslog, marker)
+    calls = [line for line in log.splitlines() if 'guest-exec called' in line]
+    assert [line for line in calls if 'exec-env-cmdlines' in line] and [line for line in calls if 'sleep 313' in line], log
+    assert secret not in log
 
 
 def test_missing_program(shared_vm):

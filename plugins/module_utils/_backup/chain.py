@@ -10,7 +10,10 @@ The layout is the one in the collection's external backup contract:
     dest/<chain>/manifest.json, dest/<chain>/<point>.<device>.qcow2 (and .partial while a job runs).
 Decisions are plain functions on dicts, unit-tested without QEMU. File I/O is limited to
 reading and atomically writing manifests, listing chains, and removing a whole chain.
-No Ansible imports here.
+
+Backups hold whole guest disks (keys, password hashes): everything written here is private to
+the user running the module, whatever its umask: chain directories 0700, files 0600 (created
+with that mode, before any data is written). No Ansible imports here.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ BITMAP_PREFIX = 'qemu-vm-'
 PARTIAL = '.partial'
 _POINT_ID = re.compile(r'^[0-9]{8}T[0-9]{6}Z(-[0-9]+)?$')
 _NULL_UUID = '00000000-0000-0000-0000-000000000000'
+#: Modes of what a backup writes: a backup holds the guest's disks, readable by nobody else.
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
 
 
 # -- names -------------------------------------------------------------------------
@@ -91,6 +97,46 @@ def check_dest(dest) -> str:
     return os.path.normpath(dest)
 
 
+def open_dest_warnings(dest: str) -> list:
+    """A warning when `dest` lets group or others in (the chains in it are private anyway)."""
+    try:
+        mode = os.stat(dest).st_mode & 0o777
+    except OSError:
+        return []
+    if not mode & 0o077:
+        return []
+    writable = ' and write to it (remove or rename chains)' if mode & 0o022 else ''
+    return [f'dest {dest} is open to group or others (mode {mode:04o}): the backups themselves are private (chain '
+            f'directories 0700, files 0600), but other local users can list the chains{writable}; make dest 0700 '
+            '(the qemu.vm.backup role does)']
+
+
+def make_chain_dir(chain_dir: str) -> None:
+    """Create a new chain directory, private (0700) whatever the umask."""
+    os.mkdir(chain_dir, PRIVATE_DIR)
+    os.chmod(chain_dir, PRIVATE_DIR)
+
+
+def keep_chain_private(chain_dir: str) -> bool:
+    """Close an existing chain directory found open to other users (0700); True when it was open."""
+    mode = os.lstat(chain_dir).st_mode & 0o777
+    if not mode & 0o077:
+        return False
+    os.chmod(chain_dir, PRIVATE_DIR)
+    return True
+
+
+def create_private_file(path: str) -> None:
+    """Create `path` empty, 0600, never through a link or over an existing file (FileExistsError).
+
+    qemu-img and QEMU then write into it and keep its mode (they create files 0644 & ~umask)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE)
+    try:
+        os.fchmod(fd, PRIVATE_FILE)
+    finally:
+        os.close(fd)
+
+
 def read_manifest(chain_dir: str):
     """The manifest of a chain directory, or None when it has none or it is not ours (wrong format)."""
     path = os.path.join(chain_dir, MANIFEST)
@@ -110,12 +156,12 @@ def write_manifest(chain_dir: str, manifest: dict) -> None:
     """Write atomically: a temporary file in the same directory, fsync, then os.replace."""
     fd, tmp = tempfile.mkstemp(prefix='.manifest.', suffix='.tmp', dir=chain_dir)
     try:
+        os.fchmod(fd, PRIVATE_FILE)
         with os.fdopen(fd, 'w') as handle:
             json.dump(manifest, handle, indent=2, sort_keys=True)
             handle.write('\n')
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
         os.replace(tmp, os.path.join(chain_dir, MANIFEST))
     except OSError as exc:
         try:
@@ -172,6 +218,21 @@ def remove_chain(chain_dir: str) -> None:
         shutil.rmtree(chain_dir)
     except OSError as exc:
         raise ManifestError(f'cannot remove the chain {chain_dir}: {exc}')
+
+
+def remove_chains(chains: list, names: list, warn) -> list:
+    """Retention, under dest's lock: remove the chains named (list_chains entries); returns the names
+    removed. A chain that cannot be removed is a warning: the backup itself succeeded."""
+    removed = []
+    for entry in chains:
+        if entry['chain'] in names:
+            try:
+                remove_chain(entry['dir'])
+            except ManifestError as exc:
+                warn(f'retention: {exc}')
+                continue
+            removed.append(entry['chain'])
+    return removed
 
 
 # -- decisions ----------------------------------------------------------------------

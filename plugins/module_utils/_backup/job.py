@@ -6,7 +6,8 @@
 """The QMP work of one external backup point (see docs/interop/bitmaps.rst in QEMU).
 
   1. `qemu-img create` one target per disk as `<point>.<device>.qcow2.partial` (an incremental's
-     target records the previous point's file as its backing file, by relative name);
+     target records the previous point's file as its backing file, by relative name), into a
+     file created 0600 beforehand (qemu-img would create it 0644 & ~umask);
   2. `blockdev-add` each target with `backing: null` (QEMU writes only what it copies); for a
      full point, `block-dirty-bitmap-add` (persistent) the new chain's bitmap on every disk. QEMU
      refuses bitmap actions in a grouped transaction, so they come first: the job clears the
@@ -34,7 +35,7 @@ import time
 import uuid
 
 from ansible_collections.qemu.vm.plugins.module_utils._qemu.block import describe_nodes
-from ansible_collections.qemu.vm.plugins.module_utils._backup.chain import PARTIAL, file_name
+from ansible_collections.qemu.vm.plugins.module_utils._backup.chain import PARTIAL, create_private_file, file_name
 from ansible_collections.qemu.vm.plugins.module_utils._backup.errors import BackupError
 from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, JobError, QemuTimeoutError, QemuVMError
 from ansible_collections.qemu.vm.plugins.module_utils._util.hashing import sha256_file
@@ -185,18 +186,20 @@ class BackupPoint:
     def create_targets(self):
         for target in self.targets:
             path = self.path(target)
-            if os.path.lexists(path):
+            try:
+                # Private from the start: qemu-img writes into the file we made and keeps its mode.
+                create_private_file(path)
+            except FileExistsError:
                 raise BackupError(f'{path} already exists: another backup may be running into this chain; remove it if '
                                   'not')
+            except OSError as exc:
+                raise BackupError(f'cannot create the backup target {path}: {exc.strerror}')
+            self.created.append(path)
             args = ['create', '-q', '-f', 'qcow2']
             if self.mode == 'incremental':
                 args += ['-b', file_name(self.parent, target['device']), '-F', 'qcow2']
-            try:
-                run_qemu_img(args + [path, target['virtual_size']], QEMU_IMG_TIMEOUT,
-                             f'creating the backup target {path}', cwd=self.chain_dir)
-            finally:
-                if os.path.lexists(path):
-                    self.created.append(path)
+            run_qemu_img(args + [path, target['virtual_size']], QEMU_IMG_TIMEOUT,
+                         f'creating the backup target {path}', cwd=self.chain_dir)
         for target in self.targets:
             self.qmp.execute('blockdev-add', {
                 'driver': 'qcow2', 'node-name': target['target_node'], 'backing': None,

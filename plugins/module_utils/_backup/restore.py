@@ -12,6 +12,8 @@
 * `source_spec(selection)`: the qemu-img `json:` image that stacks those files in the manifest's order
   (so the restore follows the manifest, whatever backing names the files' headers hold);
 * `convert(selection, target, ...)`: qemu-img convert into a temporary file beside the target, then rename.
+  The temporary file is created 0600 (mkstemp) before qemu-img writes into it, which keeps that mode, so the
+  restored guest disk is never readable by other users.
 
 The chain's files are only read; only the target (and its temporary file) is written. An existing target
 that a running QEMU holds is refused (qemu-img cannot take its lock). No Ansible imports here.

@@ -177,10 +177,22 @@ class GuestExec:
         killed, result = self.kill(pid)
         raise ExecTimeoutError(argv, timeout, pid, killed=killed, result=result)
 
-    def run(self, argv, timeout, env=None, stdin=None, capture=True):
-        """Run argv to its end (at most `timeout` seconds, then killed); its ExecResult."""
+    def run(self, argv, timeout, env=None, stdin=None, capture=True, shown=None):
+        """Run argv to its end (at most `timeout` seconds, then killed); its ExecResult.
+
+        `shown` (a list, or a command line) names the program in errors instead of argv."""
         pid = self.start(argv, env=env, stdin=stdin, capture=capture)
-        return self.wait(pid, timeout, argv)
+        return self.wait(pid, timeout, [shown] if isinstance(shown, str) else shown or argv)
+
+    def environment(self, timeout):
+        """The agent's own environment, which a program started without `env` gets (guest-exec's `env`
+        replaces all of it): /proc/<pid>/environ of a shell it starts, else that shell's `env`."""
+        result = self.run([SHELL, '-c', _ENVIRON], timeout, shown=['(reading the guest agent\'s environment)'])
+        if result.rc != 0:
+            raise QemuVMError(f'cannot read the guest agent\'s environment (to add env to it): rc {result.rc}, '
+                              f'{_text(result.stderr).strip()}')
+        entries = result.stdout.split(b'\0') if b'\0' in result.stdout else result.stdout.splitlines()
+        return dict(_text(entry).split('=', 1) for entry in entries if b'=' in entry[1:])
 
     def kill(self, pid):
         """SIGKILL pid and its descendants in the guest; (whether it is gone, its ExecResult or None).
@@ -201,24 +213,24 @@ class GuestExec:
 
 # -- what qemu_guest_exec adds on top: environment, working directory, creates/removes ------
 
-# Exports the K=V words, changes directory, then execs the program: the agent's own
-# environment stays (guest-exec's `env` would replace all of it).
-_WRAP = ('n=$1; shift; while [ "$n" -gt 0 ]; do export "$1" || exit 126; shift; n=$((n - 1)); done; '
-         'if [ -n "$1" ]; then cd -- "$1" || { echo "qemu.vm: cannot change directory to $1" >&2; exit 126; }; fi; '
+# Changes directory, then execs the program. Environment values never go into arguments (every guest
+# user can read /proc/*/cmdline, and the agent logs each guest-exec's arguments): they go through
+# guest-exec's own `env`, added to the agent's environment read first (GuestExec.environment).
+_WRAP = ('if [ -n "$1" ]; then cd -- "$1" || { echo "qemu.vm: cannot change directory to $1" >&2; exit 126; }; fi; '
          'shift; exec "$@"')
+_ENVIRON = 'cat "/proc/$$/environ" 2>/dev/null || exec env'
 # Exit 0 when the glob $1 (relative to $2 when set) matches an existing path, 1 when not.
 _EXISTS = ('if [ -n "$2" ]; then cd -- "$2" || exit 2; fi; IFS=; '
            'for f in $1; do if [ -e "$f" ] || [ -L "$f" ]; then exit 0; fi; done; exit 1')
 SHELL = '/bin/sh'
 
 
-def command_argv(argv=None, cmd=None, env=None, chdir=None):
-    """The argv to run for argv (a list) or cmd (a /bin/sh -c line), with env exported and chdir entered."""
+def command_argv(argv=None, cmd=None, chdir=None):
+    """The argv to run for argv (a list) or cmd (a /bin/sh -c line), in chdir when given."""
     program = list(argv) if argv is not None else [SHELL, '-c', cmd]
-    if not env and not chdir:
+    if not chdir:
         return program
-    words = [f'{k}={v}' for k, v in sorted((env or {}).items())]
-    return [SHELL, '-c', _WRAP, 'qemu-vm-exec', str(len(words))] + words + [chdir or ''] + program
+    return [SHELL, '-c', _WRAP, 'qemu-vm-exec', chdir] + program
 
 
 def path_exists(guest, pattern, chdir=None, timeout=30.0):

@@ -138,11 +138,50 @@ def test_wait_until_backs_off_and_times_out():
     assert wait_until(lambda: next(values), Deadline(5), 'x', sleep=no_sleep) == 'done'
 
 
-def test_command_argv_wraps_env_and_chdir_only_when_asked():
+def test_command_argv_wraps_chdir_only_when_asked():
     assert gx.command_argv(['ls', '-l']) == ['ls', '-l']
     assert gx.command_argv(cmd='echo $X') == ['/bin/sh', '-c', 'echo $X']
-    argv = gx.command_argv(['ls'], env={'B': 'x y', 'A': '1'}, chdir='/srv')
-    assert argv[:2] == ['/bin/sh', '-c'] and argv[3:] == ['qemu-vm-exec', '2', 'A=1', 'B=x y', '/srv', 'ls']
+    argv = gx.command_argv(['ls'], chdir='/srv')
+    assert argv[:2] == ['/bin/sh', '-c'] and argv[3:] == ['qemu-vm-exec', '/srv', 'ls']
+
+
+class EnvironAgent(FakeAgent):
+    """guest-exec of the environment reader prints `environ`; other programs run until killed."""
+
+    def __init__(self, environ, exitcode=0):
+        super().__init__()
+        self.environ = environ
+        self.exitcode = exitcode
+
+    def execute(self, command, arguments=None, timeout=None):
+        if command == 'guest-exec' and arguments['arg'][1:] == [gx._ENVIRON]:
+            reply = super().execute(command, arguments, timeout)
+            self.statuses[reply['pid']] = [{'exited': True, 'exitcode': self.exitcode, 'out-data': b64(self.environ),
+                                            'err-data': b64(b'cat: no /proc')}]
+            return reply
+        return super().execute(command, arguments, timeout)
+
+
+def test_the_agents_environment_is_read_from_proc_or_env():
+    runner = gx.GuestExec(EnvironAgent(b'PATH=/bin:/usr/bin\0HOME=/\0A=x=y\nz\0'), sleep=no_sleep)
+    assert runner.environment(5) == {'PATH': '/bin:/usr/bin', 'HOME': '/', 'A': 'x=y\nz'}
+    runner = gx.GuestExec(EnvironAgent(b'PATH=/bin\nHOME=/\n=odd\n'), sleep=no_sleep)  # `env`: no NUL
+    assert runner.environment(5) == {'PATH': '/bin', 'HOME': '/'}
+    with pytest.raises(QemuVMError, match="cannot read the guest agent's environment.*no /proc"):
+        gx.GuestExec(EnvironAgent(b'', exitcode=1), sleep=no_sleep).environment(5)
+
+
+def test_env_values_stay_out_of_arguments_and_errors():
+    agent = EnvironAgent(b'PATH=/bin\0')
+    runner = gx.GuestExec(agent, sleep=no_sleep)
+    env = dict(runner.environment(5), TOKEN='s3cr3t-value')
+    with pytest.raises(gx.ExecTimeoutError) as info:
+        runner.run(gx.command_argv(cmd='sleep 99', chdir='/srv'), 0.05, env=env, shown='sleep 99')
+    assert 'the guest command sleep 99 timed out' in str(info.value)
+    assert 's3cr3t' not in str(info.value) and 's3cr3t' not in str(info.value.details())
+    started = [args for command, args in agent.sent if command == 'guest-exec']
+    assert started[1]['env'] == ['PATH=/bin', 'TOKEN=s3cr3t-value']
+    assert not [args for args in started if 's3cr3t' in ' '.join([args['path']] + args['arg'])]
 
 
 def test_exec_arguments_need_a_program():
