@@ -120,7 +120,7 @@ removed:
 from ansible_collections.qemu.vm.plugins.module_utils._common import build_module, qga_session, run_module
 from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError, VMStateError
 from ansible_collections.qemu.vm.plugins.module_utils._guest.agent import require_command
-from ansible_collections.qemu.vm.plugins.module_utils._guest.ssh_keys import (
+from ansible_collections.qemu.vm.plugins.module_utils._guest_admin.ssh_keys import (
     final_lines,
     get_authorized_keys,
     keys_to_add,

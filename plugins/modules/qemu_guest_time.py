@@ -105,7 +105,7 @@ import time
 from ansible_collections.qemu.vm.plugins.module_utils._common import build_module, qga_session, run_module
 from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, GuestFrozenError
 from ansible_collections.qemu.vm.plugins.module_utils._guest.agent import require_command
-from ansible_collections.qemu.vm.plugins.module_utils._guest.clock import (
+from ansible_collections.qemu.vm.plugins.module_utils._guest_admin.clock import (
     check_max_drift,
     expected_guest_ns,
     explain_time_error,

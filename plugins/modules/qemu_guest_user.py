@@ -132,7 +132,7 @@ import base64
 from ansible_collections.qemu.vm.plugins.module_utils._common import build_module, qga_session, run_module
 from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, GuestFrozenError, ParameterError, VMStateError
 from ansible_collections.qemu.vm.plugins.module_utils._guest.agent import require_command
-from ansible_collections.qemu.vm.plugins.module_utils._guest.users import (
+from ansible_collections.qemu.vm.plugins.module_utils._guest_admin.users import (
     check_password,
     explain_password_error,
     looks_like_crypt_hash,

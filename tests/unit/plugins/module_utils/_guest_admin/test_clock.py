@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, ParameterError
-from ansible_collections.qemu.vm.plugins.module_utils._guest import clock
+from ansible_collections.qemu.vm.plugins.module_utils._guest_admin import clock
 
 NS = 10 ** 9
 

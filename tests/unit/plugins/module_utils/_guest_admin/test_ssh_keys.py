@@ -14,7 +14,7 @@ import struct
 import pytest
 
 from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, ParameterError, QemuVMError, VMStateError
-from ansible_collections.qemu.vm.plugins.module_utils._guest import ssh_keys
+from ansible_collections.qemu.vm.plugins.module_utils._guest_admin import ssh_keys
 
 
 # Key bodies differ per call but not per run: parametrize ids show them, and pytest-xdist workers must

@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, ParameterError, VMStateError
-from ansible_collections.qemu.vm.plugins.module_utils._guest import users
+from ansible_collections.qemu.vm.plugins.module_utils._guest_admin import users
 
 PASSWD = 'root:x:0:0:root:/root:/bin/sh\ntester:x:1001:1001::/home/tester:/bin/sh\nold:$1$ab$cd:5:5::/:/bin/sh\n'
 SHADOW = 'root:*:20000:0:99999:7:::\ntester:$6$salt$hash:20000:0:99999:7:::\n'
