@@ -24,6 +24,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._errors import (
     ConnectionLostError,
     QemuTimeoutError,
     QemuVMError,
+    SocketBusyError,
     SocketError,
     VMStateError,
 )
@@ -37,6 +38,8 @@ MAX_CMDLINE_BYTES = 1 << 20
 AGENT_ATTEMPT_SECONDS = 3.0
 #: After SIGKILL, the kernel takes the process down at once; this only bounds the wait.
 KILL_SECONDS = 10.0
+#: How long qmp.sock may keep us waiting for its greeting (another client holds it) before we use monitor.sock.
+BUSY_SECONDS = 10.0
 
 
 def _cmdline(pid, proc_root='/proc'):
@@ -99,16 +102,24 @@ def spawn(name, argv, paths, uids, timeout):
     return pid
 
 
-def _qmp_command(address, command, timeout):
-    """Send one QMP command; None when sent (or QEMU went away answering it), else the error that stopped us."""
-    try:
-        with QMPSession(address, timeout=timeout) as qmp:
-            qmp.execute(command)
-    except ConnectionLostError:
-        return None  # quit: QEMU may close the monitor before it replies
-    except QemuVMError as exc:
-        return exc
-    return None
+def _qmp_command(paths, command, timeout):
+    """Send one QMP command; None when sent (or QEMU went away answering it), else the error that stopped us.
+
+    qmp.sock first; when another client keeps it (no greeting within BUSY_SECONDS), the second monitor.
+    """
+    problem = None
+    for address, bound in ((paths.qmp, min(timeout, BUSY_SECONDS)), (paths.monitor, timeout)):
+        try:
+            with QMPSession(address, timeout=bound) as qmp:
+                qmp.execute(command)
+            return None
+        except ConnectionLostError:
+            return None  # quit: QEMU may close the monitor before it replies
+        except (SocketBusyError, QemuTimeoutError) as exc:
+            problem = exc
+        except QemuVMError as exc:
+            return exc
+    return problem
 
 
 def kill(paths, uids):
@@ -133,7 +144,7 @@ def stop(paths, pid, uids, stop_timeout, timeout, warn):
     def gone():
         return not is_vm_process(pid, paths.pidfile, uids)
 
-    problem = _qmp_command(paths.qmp, 'system_powerdown', timeout)
+    problem = _qmp_command(paths, 'system_powerdown', timeout)
     if problem is None:
         if wait_until(gone, Deadline(stop_timeout), 'the guest to power off', interval=0.1, max_interval=0.5, default=False):
             return 'guest'
@@ -143,7 +154,7 @@ def stop(paths, pid, uids, stop_timeout, timeout, warn):
         warn(f'could not press the ACPI power button ({problem}); quitting QEMU')
     if gone():
         return 'guest'
-    problem = _qmp_command(paths.qmp, 'quit', timeout)
+    problem = _qmp_command(paths, 'quit', timeout)
     if problem is None and wait_until(gone, Deadline(timeout), 'QEMU to quit', interval=0.05, max_interval=0.5, default=False):
         return 'quit'
     warn(f'QEMU did not quit ({problem or f"still running {timeout:g} s after quit"}); killing it (SIGKILL)')
