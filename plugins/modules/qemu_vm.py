@@ -17,7 +17,7 @@ description:
     monitor the collection's modules use), C(monitor.sock) (a second QMP monitor kept free for your own tools and
     monitoring, since QEMU serves one client per monitor), C(qga.sock) (the guest agent channel, always there),
     the pid file C(qemu.pid), C(serial.log) and C(vm.json) (the definition applied at the last start). The
-    inventory plugin M(qemu.vm.qemu) lists the VM by its O(name) with no configuration, and every module works
+    inventory plugin P(qemu.vm.qemu#inventory) lists the VM by its O(name) with no configuration, and every module works
     on the returned RV(qmp) and RV(qga).
   - Each disk is attached with C(-blockdev) file and format nodes and a virtio-blk device; the format node is
     named after the disk's O(disks[].id), which is also the device's id, so M(qemu.vm.qemu_snapshot) and
