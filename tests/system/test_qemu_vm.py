@@ -126,6 +126,7 @@ def inventory_hosts(tmp_path):
 
 def test_lifecycle_from_a_base_image(new_vm, tmp_path):
     args = new_vm()
+    del args['machine']  # the default, q35
     run_dir, disk = args['run_dir'], args['disks'][0]['path']
 
     # check mode: it would start, creating the overlay; nothing is made
@@ -165,6 +166,7 @@ def test_lifecycle_from_a_base_image(new_vm, tmp_path):
     sockets = {'qmp': started['qmp'], 'qga': started['qga']}
     snap = ok(run_module('qemu_snapshot', dict(sockets, name='first', devices=['disk0'], ram=False)))
     assert snap.changed and snap['devices'] == ['disk0']
+    (tmp_path / 'backup').mkdir(mode=0o700)
     backup = ok(run_module('qemu_backup', dict(sockets, dest=str(tmp_path / 'backup'), devices=['disk0'])))
     assert backup.changed and [f['device'] for f in backup['files']] == ['disk0']
 
