@@ -120,8 +120,12 @@ def inventory_hosts(tmp_path):
                           capture_output=True, text=True, timeout=180, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     hostvars = json.loads(proc.stdout)['_meta']['hostvars']
-    plain = lambda v: v['__ansible_unsafe'] if isinstance(v, dict) and set(v) == {'__ansible_unsafe'} else v  # noqa: E731
-    return {name: {k: plain(v) for k, v in values.items()} for name, values in hostvars.items()}
+    return {name: {k: _plain(v) for k, v in values.items()} for name, values in hostvars.items()}
+
+
+def _plain(value):
+    """ansible-inventory writes values an inventory plugin read as {'__ansible_unsafe': value}."""
+    return value['__ansible_unsafe'] if isinstance(value, dict) and set(value) == {'__ansible_unsafe'} else value
 
 
 def test_lifecycle_from_a_base_image(new_vm, tmp_path):
@@ -195,7 +199,8 @@ def test_lifecycle_from_a_base_image(new_vm, tmp_path):
     stopped = ok(vm(bigger, state='stopped', diff=True))
     assert stopped.changed and stopped['stopped_by'] == 'guest' and stopped['pid'] is None
     wait_gone(recovered['pid'])
-    assert 'Power down' in open(os.path.join(run_dir, 'serial.log'), encoding='utf-8', errors='replace').read()
+    with open(os.path.join(run_dir, 'serial.log'), encoding='utf-8', errors='replace') as console:
+        assert 'Power down' in console.read()
     assert not ok(vm(bigger, state='stopped')).changed
     assert not ok(vm(bigger, state='running', check=True)).get('recovered')  # stopped on purpose: not a recovery
 
@@ -294,7 +299,7 @@ def test_stopped_and_absent_of_a_missing_vm_are_unchanged(new_vm):
 def test_a_task_waits_for_the_vm_lock_and_an_untrusted_run_dir_is_refused(new_vm, tmp_path):
     args = new_vm()
     os.mkdir(args['run_dir'], 0o700)
-    with open(os.path.join(args['run_dir'], 'lock'), 'w') as lock:
+    with open(os.path.join(args['run_dir'], 'lock'), 'w', encoding='ascii') as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         waited = vm(args, state='stopped', timeout=2)
     assert waited.failed and waited['error_type'] == 'QemuTimeoutError', waited['output']

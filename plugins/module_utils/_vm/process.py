@@ -49,7 +49,7 @@ def _cmdline(pid, proc_root='/proc'):
             data = handle.read(MAX_CMDLINE_BYTES)
     except (OSError, ValueError):
         return None, None
-    return st.st_uid, [arg for arg in data.split(b'\0')[:-1]] if data else []
+    return st.st_uid, data.split(b'\0')[:-1] if data else []
 
 
 def is_vm_process(pid, pidfile, uids, proc_root='/proc'):

@@ -40,10 +40,9 @@ class RunDir:
 
     def __init__(self, path):
         self.path = path
-        join = lambda name: os.path.join(path, name)  # noqa: E731
-        self.qmp, self.monitor, self.qga = join('qmp.sock'), join('monitor.sock'), join('qga.sock')
-        self.pidfile, self.serial_log, self.record = join('qemu.pid'), join('serial.log'), join('vm.json')
-        self.seed, self.lockfile, self.ovmf_vars = join('seed.iso'), join('lock'), join('OVMF_VARS.fd')
+        self.qmp, self.monitor, self.qga = (os.path.join(path, n) for n in ('qmp.sock', 'monitor.sock', 'qga.sock'))
+        self.pidfile, self.serial_log, self.record = (os.path.join(path, n) for n in ('qemu.pid', 'serial.log', 'vm.json'))
+        self.seed, self.lockfile, self.ovmf_vars = (os.path.join(path, n) for n in ('seed.iso', 'lock', 'OVMF_VARS.fd'))
         self.euid = os.geteuid()
 
     # -- trust ---------------------------------------------------------------------------
@@ -198,7 +197,7 @@ class RunDir:
             os.unlink(temporary)
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
-            with os.fdopen(fd, 'w') as handle:
+            with os.fdopen(fd, 'w', encoding='utf-8') as handle:
                 json.dump(record, handle, indent=1, sort_keys=True)
                 handle.flush()
                 os.fsync(handle.fileno())

@@ -49,10 +49,10 @@ def test_find_vm_process_trusts_the_pid_file_only_when_it_points_at_the_vm(fake)
     proc, paths, process = fake
     process(200, ['/usr/sbin/sshd'])
     process(201, qemu(paths))
-    with open(paths.pidfile, 'w') as handle:
+    with open(paths.pidfile, 'w', encoding='ascii') as handle:
         handle.write('200\n')  # stale: the pid was recycled by another program
     assert find_vm_process(paths, {os.geteuid()}, proc) == 201
-    with open(paths.pidfile, 'w') as handle:
+    with open(paths.pidfile, 'w', encoding='ascii') as handle:
         handle.write('201\n')
     assert find_vm_process(paths, {os.geteuid()}, proc) == 201
     os.unlink(os.path.join(proc, '201', 'cmdline'))

@@ -31,7 +31,7 @@ def test_missing_then_created_private(run_dir):
 
 
 def test_a_file_is_a_parameter_error(run_dir):
-    open(run_dir.path, 'w').close()
+    open(run_dir.path, 'w', encoding='ascii').close()
     with pytest.raises(ParameterError) as info:
         run_dir.exists()
     assert info.value.parameter == 'run_dir' and 'not a directory' in str(info.value)
@@ -99,10 +99,10 @@ def test_pid_file_planted_as_fifo_or_garbage(run_dir):
         run_dir.read_pid()  # O_NONBLOCK: no hang on a FIFO
     assert time.monotonic() - started < 5
     os.unlink(run_dir.pidfile)
-    with open(run_dir.pidfile, 'w') as handle:
+    with open(run_dir.pidfile, 'w', encoding='ascii') as handle:
         handle.write('1\n')
     assert run_dir.read_pid() is None
-    with open(run_dir.pidfile, 'w') as handle:
+    with open(run_dir.pidfile, 'w', encoding='ascii') as handle:
         handle.write('x' * 100)
     with pytest.raises(UntrustedPathError, match='larger than'):
         run_dir.read_pid()
@@ -158,7 +158,7 @@ def test_a_waiter_notices_the_directory_was_removed_and_starts_over(run_dir):
 def test_clear_runtime_removes_leftovers_only(run_dir):
     run_dir.create()
     for path in (run_dir.qmp, run_dir.pidfile, run_dir.serial_log):
-        open(path, 'w').close()
+        open(path, 'w', encoding='ascii').close()
     os.symlink('/etc/passwd', run_dir.qga)
     run_dir.clear_runtime()
     assert sorted(os.listdir(run_dir.path)) == ['serial.log'] and os.path.exists('/etc/passwd')
