@@ -77,8 +77,8 @@ def test_ovmf_missing_names_the_package(tmp_path):
     assert info.value.parameter == 'firmware' and 'package ovmf' in str(info.value)
     (tmp_path / 'CODE.fd').write_bytes(b'c')
     (tmp_path / 'VARS.fd').write_bytes(b'v')
-    assert find_ovmf(((str(tmp_path / 'CODE.fd'), str(tmp_path / 'VARS.fd')),)) == (str(tmp_path / 'CODE.fd'),
-                                                                                     str(tmp_path / 'VARS.fd'))
+    pair = (str(tmp_path / 'CODE.fd'), str(tmp_path / 'VARS.fd'))
+    assert find_ovmf((pair,)) == pair
 
 
 def option_values(argv, option):

@@ -88,8 +88,8 @@ def test_bad_disks(disks, fragment):
 
 
 def test_disk_ids_default_by_position_and_only_creation_details_stay_out_of_the_definition():
-    request = parse_request(params(disks=[{'path': '/a.qcow2', 'backing': '/base.qcow2'}, {'path': '/b.raw', 'format': 'raw',
-                                                                                         'size': '1G', 'id': 'data'}]))
+    disks = [{'path': '/a.qcow2', 'backing': '/base.qcow2'}, {'path': '/b.raw', 'format': 'raw', 'size': '1G', 'id': 'data'}]
+    request = parse_request(params(disks=disks))
     assert [d.id for d in request.disks] == ['disk0', 'data']
     assert request.disks[1].size == 1 << 30 and request.disks[0].backing == '/base.qcow2'
     assert request.definition['disks'] == [
