@@ -190,6 +190,7 @@ options:
     description:
       - After a start, V(qmp) waits until QEMU's monitor answers (bounded by O(timeout)); V(agent) also waits until
         the guest agent answers (bounded by O(wait_timeout)); V(none) returns once QEMU runs.
+      - With V(agent), a VM that was already running is also only reported once its agent answers.
     type: str
     choices: [qmp, agent, none]
     default: qmp
@@ -368,7 +369,15 @@ from ansible_collections.qemu.vm.plugins.module_utils._common import build_modul
 from ansible_collections.qemu.vm.plugins.module_utils._vm.definition import STATES, parse_request
 from ansible_collections.qemu.vm.plugins.module_utils._vm.plan import Observed, decide, diff_of
 from ansible_collections.qemu.vm.plugins.module_utils._vm.rundir import RunDir
-from ansible_collections.qemu.vm.plugins.module_utils._vm.runner import mark_stopped, observe, prepare_start, remove_vm, start_vm, stop_vm
+from ansible_collections.qemu.vm.plugins.module_utils._vm.runner import (
+    mark_stopped,
+    observe,
+    prepare_start,
+    remove_vm,
+    start_vm,
+    stop_vm,
+    wait_for_agent,
+)
 
 ARGUMENT_SPEC = dict(
     name=dict(type='str', required=True),
@@ -431,6 +440,8 @@ def act(module, request, paths, plan, observed, launch, fresh):
         outcome['removed_disks'] = remove_vm(paths, observed.record, request.remove_disks)
     if plan.mark_stopped:
         mark_stopped(paths, observed.record)
+    if plan.action == 'none' and observed.alive:
+        wait_for_agent(request, paths, observed.pid)
     return outcome
 
 

@@ -162,8 +162,9 @@ def stop(paths, pid, uids, stop_timeout, timeout, warn):
     return 'kill'
 
 
-def wait_ready(paths, pid, uids, wait, timeout, wait_timeout):
-    """Block until QMP answers (wait=qmp) and the guest agent too (wait=agent)."""
+def wait_ready(paths, pid, uids, wait, timeout, wait_timeout, qmp=True):
+    """Block until QMP answers (wait=qmp) and the guest agent too (wait=agent); `qmp=False` skips the
+    monitor (a VM that was already running: its monitor may be in another client's hands)."""
     if wait == 'none':
         return
 
@@ -181,7 +182,9 @@ def wait_ready(paths, pid, uids, wait, timeout, wait_timeout):
         except SocketError:
             return None
 
-    wait_until(qmp_answers, Deadline(timeout), f'QMP of QEMU (pid {pid}) to answer', interval=0.05, max_interval=0.5)
+    if qmp:
+        wait_until(qmp_answers, Deadline(timeout), f'waiting for QMP of QEMU (pid {pid}) to answer', interval=0.05,
+                   max_interval=0.5)
     if wait != 'agent':
         return
     deadline = Deadline(wait_timeout)

@@ -100,6 +100,12 @@ def start_vm(request, paths, launch, record, fresh):
     return pid, created
 
 
+def wait_for_agent(request, paths, pid):
+    """wait: agent on a VM that was already running: its agent answers before the task returns."""
+    if request.wait == 'agent':
+        wait_ready(paths, pid, process_owners(request), 'agent', request.timeout, request.wait_timeout, qmp=False)
+
+
 def stop_vm(request, paths, pid, record, warn):
     """Power the VM off (see process.stop); returns stopped_by. The record says it is stopped."""
     stopped_by = stop(paths, pid, process_owners(request), request.stop_timeout, request.timeout, warn)
