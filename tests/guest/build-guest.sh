@@ -139,7 +139,8 @@ done < <(awk '/=> \//{print $3} /^[[:space:]]*\//{print $1}' <<<"$LDD_OUT")
 # Kernel modules, in load order (no modules.dep is shipped).
 MODULES=(drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_modern_dev
     drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci drivers/char/virtio_console
-    drivers/block/virtio_blk net/core/failover drivers/net/net_failover drivers/net/virtio_net)
+    drivers/block/virtio_blk net/core/failover drivers/net/net_failover drivers/net/virtio_net
+    drivers/acpi/button drivers/input/evdev)
 for m in "${MODULES[@]}"; do
     src=$MODSRC/$m.ko
     [ -f "$src" ] || die "module $m.ko not in $KPKG"
@@ -238,6 +239,13 @@ exit 0
 EOF
 chmod 0755 "$R/sbin/shutdown"
 
+# ACPI power button (qemu_vm.acpid=1 on the kernel command line): busybox acpid maps the button's
+# KEY_POWER to /etc/acpi/PWRF/00000080 and runs it, and the guest powers off as `shutdown -P` does.
+# Without it the guest ignores the button (system_powerdown), as the force/quit tests need.
+mkdir -p "$R/etc/acpi/PWRF"
+printf '#!/bin/sh\nexec /sbin/shutdown -P +0 "ACPI power button"\n' > "$R/etc/acpi/PWRF/00000080"
+chmod 0755 "$R/etc/acpi/PWRF/00000080"
+
 cat > "$R/init" <<'EOF'
 #!/bin/sh
 # PID 1 of the qemu.vm test guest. Never exits.
@@ -256,11 +264,13 @@ while read -r m; do
 done < /etc/modules-order
 
 noagent=0
+acpid=0
 ga_block=
 without=
 for word in $(cat /proc/cmdline); do
     case "$word" in
         qemu_vm.noagent=1) noagent=1 ;;
+        qemu_vm.acpid=1) acpid=1 ;;
         qemu_vm.ga_block=*) ga_block=${word#qemu_vm.ga_block=} ;;
         qemu_vm.without=*) without=${word#qemu_vm.without=} ;;
     esac
@@ -324,6 +334,12 @@ case " $(cat /proc/cmdline) " in
         fi
         ;;
 esac
+
+if [ "$acpid" = 1 ]; then
+    i=0
+    while [ ! -e /dev/input/event0 ] && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    acpid -c /etc/acpi -l /dev/console || echo "init: acpid failed"
+fi
 
 ip link set lo up
 if [ -e /sys/class/net/eth0 ]; then

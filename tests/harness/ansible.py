@@ -69,9 +69,9 @@ def ad_hoc_command(module, args, check=False, diff=False):
     return cmd
 
 
-def run_module(module, args, check=False, diff=False, timeout=300, env=None, cwd=None):
-    """`ansible localhost -m qemu.vm.<module> -a <json>` (run in `cwd`) → the module's result dict."""
-    proc = subprocess.run(ad_hoc_command(module, args, check, diff), env=ansible_env(env), capture_output=True,
+def run_module(module, args, check=False, diff=False, timeout=300, env=None, cwd=None, prefix=()):
+    """`ansible localhost -m qemu.vm.<module> -a <json>` (run in `cwd`, after the argv `prefix`) → the module's result dict."""
+    proc = subprocess.run(list(prefix) + ad_hoc_command(module, args, check, diff), env=ansible_env(env), capture_output=True,
                           text=True, timeout=timeout, check=False, cwd=cwd)
     out = proc.stdout
     # Ad-hoc output is "localhost | SUCCESS|CHANGED|FAILED! => {json}", warnings around it.
