@@ -58,6 +58,12 @@ notes:
   - "V(DBusCallError): a peer on the D-Bus bus answered a call with an error. Details: C(dbus_error)."
   - "V(ProgramNotFoundError): C(guest-exec) could not start a program in the guest (it is missing or not
     executable, or the guest is not POSIX). Details: C(program), C(error_desc)."
+  - "V(QemuStartError): QEMU refused to start the VM (M(qemu.vm.qemu_vm)); nothing it or the module made is left
+    behind. Details: C(qemu_message) (QEMU's own message), C(argv) (the command line tried)."
+  - "V(MissingProgramError): a program the task needs is not installed on the host that runs the module; the
+    message names its package. Details: C(program), C(package)."
+  - "V(UntrustedPathError): something at or in a run directory is not what the module made (a symbolic link,
+    another owner, open permissions); it was refused and left untouched. Details: C(path)."
   - "V(ProgramFailedError): the program that M(qemu.vm.qemu_guest_exec) ran in the guest exited non-zero or was
     killed by a signal. Details: the whole result that module returns when the program succeeds (C(cmd), C(rc),
     C(stdout), C(stderr) and the rest)."

@@ -214,6 +214,7 @@ options:
 extends_documentation_fragment:
   - qemu.vm._connection
   - qemu.vm._attributes
+  - qemu.vm._errors
 attributes:
   check_mode:
     support: full
