@@ -281,7 +281,6 @@ from contextlib import nullcontext
 from ansible_collections.qemu.vm.plugins.module_utils._backup.chain import (
     free_bytes, iso_time, keep_chain_private, list_chains, make_chain_dir, missing_files,
     new_manifest, open_dest_warnings, remove_chains, same_vm, vm_identity, write_manifest)
-from ansible_collections.qemu.vm.plugins.module_utils._backup.errors import ManifestError
 from ansible_collections.qemu.vm.plugins.module_utils._backup.job import (
     BackupPoint, estimate_bytes, read_disks, remove_bitmap_where_present)
 from ansible_collections.qemu.vm.plugins.module_utils._backup.leftovers import (
