@@ -17,6 +17,13 @@ description:
   - Commands run through C(guest-exec), as the agent's user (normally root), with C(HOME=/root) and a
     standard C(PATH); module input goes through the agent's C(input-data), so pipelining works.
   - Files move with C(guest-file-read)/C(guest-file-write) in 1 MiB chunks (the agent is no faster with larger ones), streamed with bounded memory.
+  - A fetched file is read up to the size the guest file has when the fetch begins (a file that grows meanwhile is cut
+    there, with a warning), within C(timeout) plus a second per MiB, and only when that size fits in the free space
+    of the destination's filesystem. A path with no size (a device such as C(/dev/zero), a pseudo file) is read up
+    to 1 MiB and refused past it. Nothing is left behind when a fetch fails.
+  - The fetched file is private (V(0600)) from its first byte and gets the guest file's permission bits, minus the
+    controller's umask (as C(sftp) gives them), before it is renamed into place; V(0600) when the guest cannot tell
+    them (C(guest-exec) or C(stat) missing).
   - Become works through Ansible's become plugins (C(su), C(sudo) where the guest has it) without a tty.
     The agent runs as root, so neither asks for a password; password prompts are not supported.
   - The host running this plugin must be able to open the agent socket (the hypervisor, or a controller
@@ -96,6 +103,8 @@ from ansible.utils.display import Display
 
 from ansible_collections.qemu.vm.plugins.module_utils._errors import QemuVMError
 from ansible_collections.qemu.vm.plugins.module_utils._guest.process import FIRST_POLL, GuestExec
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.files import guest_file_mode
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.local import fetched_mode
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file.transfer import fetch_file, put_file
 from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import QGASession
 from ansible_collections.qemu.vm.plugins.module_utils._transport.sockets import QMP_IMPORT_ERROR, Deadline, parse_address
@@ -248,7 +257,9 @@ class Connection(ConnectionBase):
         started = time.monotonic()
         try:
             with self._held() as qga:
-                digest, size = fetch_file(qga, in_path, to_bytes(out_path, errors='surrogate_or_strict'))
+                mode = fetched_mode(guest_file_mode(qga, in_path))
+                digest, size = fetch_file(qga, in_path, to_bytes(out_path, errors='surrogate_or_strict'), mode=mode,
+                                          warn=lambda text: display.warning(f'qemu.vm.qga: {text}'))
         except QemuVMError as exc:
             raise connection_error(self.transport, exc, missing_file=True)
         display.vvvv(f'FETCH {size} bytes in {time.monotonic() - started:.3f} s, sha256 {digest}',

@@ -67,10 +67,25 @@ notes:
   - "V(ProgramFailedError): the program that M(qemu.vm.qemu_guest_exec) ran in the guest exited non-zero or was
     killed by a signal. Details: the whole result that module returns when the program succeeds (C(cmd), C(rc),
     C(stdout), C(stderr) and the rest)."
-  - "V(GuestFileError), V(GuestToolMissingError), V(LocalFileError): a guest file cannot be read, written,
-    looked up or changed; C(guest-exec) cannot start a POSIX tool the operation needs in the guest; the file
-    on the controller or managed host cannot be read or written. Details: C(guest_path), C(reason) (a short
-    code such as V(missing), V(missing_directory), V(permission), V(no_space), V(tool_missing))."
+  - "V(GuestFileMissingError), V(GuestDirectoryMissingError), V(GuestPermissionError), V(GuestIsADirectoryError),
+    V(GuestNotADirectoryError), V(GuestNotAFileError), V(GuestDanglingLinkError), V(GuestReadOnlyError),
+    V(GuestNoSpaceError), V(GuestExecUnavailableError), V(GuestFileChangedError), V(GuestFileTimeoutError),
+    V(GuestFileError): a guest file cannot be used: it does not exist; the directory that would hold it does not
+    exist; the guest forbids it (permissions, a security policy); the path is a directory; a component of it is
+    not a directory; it is not a regular file (a device, a pipe); it is a symbolic link to nothing; the guest
+    filesystem is read-only; it is full; the operation needs C(guest-exec), which the agent does not offer;
+    something else (a guest user) changed the path while the task worked on it, and it was left as it is; the
+    transfer ran past its bound (C(timeout) plus a second per MiB); another reason the message gives.
+    Details: C(guest_path)."
+  - "V(GuestFileTooLargeError): the guest file holds more than may be read (over C(max_size), or it reports no
+    size, like C(/dev/zero) or a pseudo file, and holds more than the bound); nothing was written.
+    Details: C(guest_path), C(size_limit) (the bound in bytes)."
+  - "V(GuestToolMissingError): C(guest-exec) cannot start a POSIX tool the operation needs in the guest.
+    Details: C(guest_path), C(program)."
+  - "V(LocalFileError), V(SourceFileError): the file on the controller or managed host (C(dest), a fetched
+    copy), or C(src), cannot be read or written. Details: C(guest_path)."
+  - "V(LocalNoSpaceError): the filesystem where a fetched file goes has less free space than the guest file's
+    size; nothing was written. Details: C(guest_path), C(bytes_needed), C(bytes_free)."
   - "V(BackupError): preparing or finishing a backup point failed (its target files, its jobs).
     No detail fields."
   - "V(ManifestError): the manifest of a backup chain cannot be read, written or removed. No detail fields."

@@ -21,21 +21,32 @@ description:
     when the agent offers it and the guest has the tool, else by streaming the file and hashing it on the managed
     host. O(state=fetched) always streams the guest file and hashes it while writing; the task is unchanged when
     O(dest) already holds the same bytes.
-  - No half-written files. When the agent offers C(guest-exec), O(state=present) writes a temporary file in the
-    same guest directory, sets its owner, group and mode, and renames it over O(path) with C(mv). Without
-    C(guest-exec) the file is written in place, so a failure part way (a full disk, a lost connection) leaves a
-    truncated file behind; the task then fails and says so, and running it again repairs the file.
+  - No half-written files. When the agent offers C(guest-exec), O(state=present) writes a temporary file in a
+    private directory it makes beside O(path), sets its owner, group and mode, and renames it over O(path) with
+    C(mv). Without C(guest-exec) the file can only be written in place (see O(follow)), so a failure part way (a
+    full disk, a lost connection) leaves a truncated file behind; the task then fails and says so, and running it
+    again repairs the file.
+  - Nothing a guest user plants at O(path) is followed with root's rights. A symbolic link there is replaced by the
+    file (unless O(follow=true)), a file with several hard links is replaced rather than changed, and the owner,
+    group and mode are set on the new file before it is renamed, or on the file itself through a descriptor held
+    open on it (C(/proc)). The path is checked again just before the rename; when something else changed it
+    meanwhile (a user who can write its directory), the task fails with C(error_type=GuestFileChangedError) and
+    leaves it as it is. The directories leading to O(path) are trusted, as M(ansible.builtin.copy) trusts them.
+  - Reads are bounded. A guest file is read up to the size it has when the read begins (one that grows meanwhile
+    is cut there, with a warning), within C(timeout) plus a second per MiB; a path that reports no size (a device
+    such as C(/dev/zero), a pseudo file under C(/proc)) is read up to O(max_size), 1 MiB by default, and refused
+    past it. O(state=fetched) checks first that the size fits in the free space where O(dest) goes; a failed fetch
+    leaves nothing there.
   - The agent's file commands are not available on many RHEL-family guests, which block them in the agent
     configuration; the module then fails with an error naming the blocked commands.
-  - Guest-side tools run through C(guest-exec) are C(stat), C(readlink), C(sha256sum), C(mv), C(rm), C(chmod) and
-    C(chown), as found in coreutils or busybox.
 author:
   - qemu.vm maintainers (@qemu-vm)
 options:
   path:
     description:
       - Absolute path of the file in the guest.
-      - A symbolic link is followed; the file it points to is written (a dangling link is an error).
+      - With O(state=present), a symbolic link at O(path) is replaced by the file, as M(ansible.builtin.copy) does;
+        see O(follow). O(state=fetched) reads the file a link points to; O(state=absent) deletes the link itself.
     type: str
     required: true
   state:
@@ -92,7 +103,9 @@ options:
     description:
       - With O(state=present), the permissions of the guest file, in octal (V('0644'), V('0755')). Symbolic modes are
         not supported for guest files.
-      - With O(state=fetched), the permissions of O(dest), in any form M(ansible.builtin.file) accepts.
+      - With O(state=fetched), the permissions of O(dest), in any form M(ansible.builtin.file) accepts. The copy is
+        private (V(0600)) from its first byte and gets its owner, group and mode before it is renamed over O(dest).
+        Without O(mode), a new O(dest) stays V(0600) (it holds guest data) and a replaced one keeps its mode.
       - Without O(mode), a replaced guest file keeps its permissions, and a new one gets V(0666) minus the umask of
         the agent (usually V(0644)). Without C(guest-exec) a new file gets the mode the agent creates files with,
         which is V(0666) for qemu-ga 7.2 whatever its umask.
@@ -108,6 +121,27 @@ options:
     description:
       - Group (name or gid) of the guest file with O(state=present), of O(dest) with O(state=fetched).
     type: str
+  follow:
+    description:
+      - With O(state=present), whether a symbolic link at O(path) is followed and the file it points to written
+        (V(true)), or replaced by the file (V(false)), as the O(ansible.builtin.copy#module:follow) of
+        M(ansible.builtin.copy).
+      - Only for links you trust. Whoever can change the link (a guest user, in her home) chooses the file that is
+        written as root. A dangling link is an error then.
+      - Without C(guest-exec) nothing can tell a link from a file and the agent writes through links, so
+        O(state=present) then needs O(follow=true), to say that O(path) is written in place, links followed.
+    type: bool
+    default: false
+    version_added: 0.2.0
+  max_size:
+    description:
+      - With O(state=fetched), the most bytes to fetch, with a unit (V(100M)) or as a number of bytes. A guest file
+        larger than this is refused before anything is read.
+      - A path that reports no size (a device, a pseudo file under C(/proc) or C(/sys)) is read up to O(max_size),
+        and refused past it; 1 MiB when O(max_size) is not given. Other files are read up to the size they have
+        when the read begins, whatever O(max_size).
+    type: bytes
+    version_added: 0.2.0
 extends_documentation_fragment:
   - qemu.vm._connection
   - qemu.vm._errors
@@ -126,6 +160,7 @@ attributes:
       - A text diff, like M(ansible.builtin.copy), when both sides are text (UTF-8, no NUL byte) and at most 104448
         bytes; binary and larger files are reported as skipped. Owner, group and mode changes are shown too.
       - O(content) is C(no_log), so Ansible masks the new text in the diff; a diff against O(src) shows it.
+      - What a symbolic link at O(path) points to is never read for the diff (it is replaced like a missing file).
 requirements:
   - The guest agent (C(qemu-ga)) running in the guest with its file commands enabled.
   - For atomic replacement, O(mode), O(owner), O(group), O(state=absent) and fast checksums, C(guest-exec) enabled
@@ -138,9 +173,13 @@ notes:
     text and the JSON copies made by the protocol library), whatever the file size; about 35 MB with the default,
     about 80 MB with V(8M).
   - While the guest filesystems are frozen the agent refuses file commands; the task fails and says how to thaw.
-  - With C(guest-exec), O(state=present) writes a temporary file C(.NAME.qemu-vm-XXXXXXXX.tmp) beside O(path) in the
-    guest, created with mode V(0600) before the first byte, and renames it over O(path) once it has its content,
-    owner and mode. A run that is killed leaves it behind; the next run for the same O(path) deletes it (and warns).
+  - With C(guest-exec), O(state=present) makes a private directory C(.NAME.qemu-vm-XXXXXXXX.tmp) (mode V(0700))
+    beside O(path) in the guest, writes a temporary file with a random name in it, created with mode V(0600)
+    before the first byte, and renames that over O(path) once it has its content, owner and mode. A run that is
+    killed leaves the directory behind; the next run for the same O(path) deletes it (and warns).
+  - The guest tools used through C(guest-exec) are C(sh), C(stat), C(id), C(mkdir), C(rmdir), C(readlink),
+    C(sha256sum), C(mv) (with C(-T)), C(rm), C(chmod) and C(chown) (with C(-h)), as found in coreutils or busybox,
+    and C(/proc) to change the attributes of a file that is kept.
 seealso:
   - module: ansible.builtin.copy
   - module: ansible.builtin.fetch
@@ -204,8 +243,8 @@ guest_path:
   type: str
   sample: /etc/motd
 guest_target:
-  description: The file actually written when O(path) is a symbolic link.
-  returned: when O(path) is a symbolic link and O(state=present)
+  description: The file actually written when O(path) is a symbolic link and O(follow=true).
+  returned: when O(path) is a symbolic link, O(follow=true) and O(state=present)
   type: str
 dest_path:
   description: The absolute path of the file on the managed host, with the guest file name added when O(dest) is a directory.
@@ -249,8 +288,9 @@ mb_per_s:
 compared_by:
   description:
     - How O(state=present) decided whether the guest file already held the data.
-    - V(missing) (no file), V(size) (sizes differ, not read), V(sha256sum) (the guest's sha256sum through
-      C(guest-exec)), V(stream) (read through the agent and hashed on the managed host).
+    - V(missing) (no file), V(link) (a symbolic link, replaced without reading what it points to), V(size) (sizes
+      differ, not read), V(sha256sum) (the guest's sha256sum through C(guest-exec)), V(stream) (read through the
+      agent and hashed on the managed host).
   returned: when O(state=present)
   type: str
   sample: sha256sum
@@ -258,6 +298,8 @@ atomic:
   description:
     - Whether the new content was written to a temporary file and renamed over O(path) (V(true)), or written in place
       because the agent offers no C(guest-exec) (V(false)).
+    - Also V(true) when only the owner, group or mode had to change but the file could not be changed where it is
+      (it has several hard links, or the guest has no C(/proc)), so it was replaced by a new file with the same bytes.
   returned: when O(state=present) and the content was written
   type: bool
 '''
@@ -278,9 +320,10 @@ from ansible_collections.qemu.vm.plugins.module_utils._guest_file.state import (
     parse_mode,
     throughput,
 )
-from ansible_collections.qemu.vm.plugins.module_utils._guest_file.errors import GuestFileError
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.errors import LocalFileError, SourceFileError
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file.files import GuestFileSystem
-from ansible_collections.qemu.vm.plugins.module_utils._guest_file.transfer import DEFAULT_CHUNK, Source
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.local import Source
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.transfer import DEFAULT_CHUNK
 
 ARGUMENT_SPEC = dict(
     path=dict(type='str', required=True),
@@ -293,6 +336,8 @@ ARGUMENT_SPEC = dict(
     mode=dict(type='raw'),
     owner=dict(type='str'),
     group=dict(type='str'),
+    follow=dict(type='bool', default=False),
+    max_size=dict(type='bytes'),
 )
 
 
@@ -331,6 +376,10 @@ def validate(module):
         for name in ('dest', 'mode', 'owner', 'group'):
             if p[name] is not None:
                 problems.append(f'{name} is not used with state=absent')
+    if p['follow'] and state != 'present':
+        problems.append('follow is only used with state=present')
+    if p['max_size'] is not None and (state != 'fetched' or p['max_size'] < 1):
+        problems.append('max_size is only used with state=fetched, and is at least 1 byte')
     for name in ('owner', 'group'):
         try:
             check_id(p[name], name)
@@ -350,7 +399,12 @@ def make_source(module):
 def fetch(module, guest):
     p = module.params
     dest = fetch_dest(p['dest'], p['path'])
-    result = ensure_fetched(guest, p['path'], dest, module.atomic_move, module.check_mode, module._diff)
+
+    def finish(temp):  # the task's attributes, on the complete copy before it is renamed over dest
+        module.set_owner_if_different(temp, p['owner'], False)
+        module.set_group_if_different(temp, p['group'], False)
+        module.set_mode_if_different(temp, p['mode'], False)
+    result = ensure_fetched(guest, p['path'], dest, finish, p['max_size'], module.check_mode, module._diff)
     if p['owner'] is not None or p['group'] is not None or p['mode'] is not None:
         attributes_changed = True  # check mode: dest is not there yet
         if os.path.exists(dest):
@@ -368,11 +422,11 @@ def run(module):
     with qga_session(module) as qga:
         guest = GuestFileSystem(qga, check_chunk_size(p['chunk_size']))
         if p['state'] == 'present':
-            desired = Desired(p['path'], parse_mode(p['mode']), p['owner'], p['group'])
+            desired = Desired(p['path'], parse_mode(p['mode']), p['owner'], p['group'], p['follow'])
             try:
                 result = ensure_present(guest, source, desired, module.check_mode, module._diff)
             except OSError as exc:
-                raise GuestFileError(p['path'], 'cannot read src {0} on the managed host: {1}'.format(
+                raise SourceFileError(p['path'], 'cannot read src {0} on the managed host: {1}'.format(
                     p['src'], to_native(exc)))
         elif p['state'] == 'absent':
             result = ensure_absent(guest, p['path'], module.check_mode, module._diff)
@@ -380,7 +434,7 @@ def run(module):
             try:
                 result = fetch(module, guest)
             except OSError as exc:
-                raise GuestFileError(p['path'], 'cannot write dest {0} on the managed host: {1}'.format(
+                raise LocalFileError(p['path'], 'cannot write dest {0} on the managed host: {1}'.format(
                     p['dest'], to_native(exc)))
     for warning in guest.warnings:
         module.warn(warning)

@@ -28,7 +28,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._errors import (
     SocketError,
 )
 from ansible_collections.qemu.vm.plugins.module_utils._guest.errors import ProgramNotFoundError
-from ansible_collections.qemu.vm.plugins.module_utils._guest_file.errors import LocalFileError
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.errors import GuestFileMissingError, LocalFileError
 
 #: Errors after which the host cannot be used at all: Ansible reports them as unreachable.
 UNREACHABLE = (SocketError, AgentNotRespondingError, ConnectionLostError, CommandDisabledError,
@@ -38,12 +38,12 @@ UNREACHABLE = (SocketError, AgentNotRespondingError, ConnectionLostError, Comman
 def connection_error(plugin, exc, missing_file=False):
     """The Ansible exception for the QemuVMError `exc` raised under the connection plugin `plugin`.
 
-    With `missing_file`, a guest file that does not exist (reason 'missing') is AnsibleFileNotFound.
+    With `missing_file`, a guest file that does not exist (GuestFileMissingError) is AnsibleFileNotFound.
     """
     message = f'{plugin}: {exc}'
     if isinstance(exc, LocalFileError):
         return AnsibleError(message)
-    if missing_file and getattr(exc, 'reason', None) == 'missing':
+    if missing_file and isinstance(exc, GuestFileMissingError):
         return AnsibleFileNotFound(message)
     if isinstance(exc, ProgramNotFoundError):
         return AnsibleConnectionFailure(f'{message} (is this a POSIX guest with /bin/sh?)')

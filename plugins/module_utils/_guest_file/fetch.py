@@ -5,8 +5,10 @@
 # This module_utils is PRIVATE to the qemu.vm collection: it can change at any time.
 """state=fetched of qemu_guest_file: a guest file to a local file on the host that runs the module.
 
-The guest file is streamed into `.NAME.<pid>.<random>.qemu-vm.tmp` beside the destination
-and renamed over it only when complete and different. A run that is killed cannot remove
+The guest file is streamed into `.NAME.<pid>.<random>.qemu-vm.tmp` beside the destination,
+private (0600) from its first byte and made only once the guest file's size is known to fit
+there, and renamed over it only when complete and different, with its final owner, group and
+mode already set (the file is never in place with others). A run that is killed cannot remove
 its temporary file; the next run for the same destination does, for every such file whose
 process is gone. No Ansible imports.
 """
@@ -16,9 +18,10 @@ from __future__ import annotations
 import errno
 import glob
 import os
-import tempfile
+import stat
 
 from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.local import LocalCopy
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file.state import DIFF_MAX_BYTES
 from ansible_collections.qemu.vm.plugins.module_utils._util.hashing import sha256_file
 
@@ -108,32 +111,40 @@ def _text(data):
         return None
 
 
-def ensure_fetched(guest, path, dest, replace, check_mode=False, diff_mode=False):
+def _kept_attributes(dest):
+    """(mode, (uid, gid) or None) for the new copy: those of the dest it replaces, else 0600 (it holds guest data)."""
+    try:
+        info = os.stat(dest)
+    except FileNotFoundError:
+        return 0o600, None
+    owner = (info.st_uid, info.st_gid) if os.geteuid() == 0 else None
+    return stat.S_IMODE(info.st_mode), owner
+
+
+def ensure_fetched(guest, path, dest, finish=None, max_size=None, check_mode=False, diff_mode=False):
     """Make the local file `dest` (absolute, from fetch_dest) hold the guest file's bytes.
 
-    replace(tmp, dest) renames the complete temporary file over dest (AnsibleModule.atomic_move).
+    The guest file is read (bounded: transfer.download, at most max_size bytes) into a private
+    temporary file beside dest, made once its size is known to fit there; when the bytes differ
+    from dest's, it gets its final attributes before it is renamed over dest: those of the dest
+    it replaces (a new one 0600), then finish(temporary path) (the task's owner, group, mode).
     """
     before = sha256_file(dest) if os.path.exists(dest) else None
     keeper = _DiffKeeper(DIFF_MAX_BYTES) if diff_mode else None
     if check_mode:
-        digest, size = guest.read_stream(path, keeper.add if keeper else None)
+        digest, size = guest.read_stream(path, keeper.add if keeper else None, max_size=max_size)
     else:
         for leftover in remove_stale_temps(dest):
             guest.warnings.append(f'deleted {leftover}, a temporary file an interrupted earlier run left')
-        fd, tmp = tempfile.mkstemp(prefix=f'{_temp_prefix(dest)}{os.getpid()}.', suffix=TEMP_SUFFIX,
-                                   dir=os.path.dirname(dest))
-        try:
-            with os.fdopen(fd, 'wb') as handle:
-                def sink(data):
-                    if keeper is not None:
-                        keeper.add(data)
-                    handle.write(data)
-                digest, size = guest.read_stream(path, sink)
+        with LocalCopy(dest, path, prefix=f'{_temp_prefix(dest)}{os.getpid()}.', suffix=TEMP_SUFFIX) as copy:
+            def sink(data):
+                if keeper is not None:
+                    keeper.add(data)
+                copy.write(data)
+            digest, size = guest.read_stream(path, sink, max_size=max_size, start=copy.create)
             if digest != before:
-                replace(tmp, dest)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+                mode, owner = _kept_attributes(dest)
+                copy.commit(mode, owner, finish)
     # Not 'path'/'dest': AnsibleModule would overwrite size and state with the stat of that file.
     result = {'changed': digest != before, 'guest_path': path, 'state': 'fetched', 'dest_path': dest,
               'checksum': digest, 'size': size}

@@ -4,16 +4,14 @@
 #
 # This module_utils is PRIVATE to the qemu.vm collection: it can change at any time.
 """One guest's files over an open agent session: what the agent offers for them, POSIX tools
-run through guest-exec (stat, rename, delete, chmod, chown, sha256sum, a private temporary
-file), and streaming through the shared transfer layer (_guest_transfer).
+run through guest-exec (stat, readlink, sha256sum, rm; the scripts of _guest_file.replace), and
+streaming through the shared transfer layer (_guest_file.transfer).
 
-No Ansible imports; the decisions that use it are in _guest_file.
+No Ansible imports; the decisions that use it are in _guest_file.state.
 """
 
 from __future__ import annotations
 
-import posixpath
-import random
 import re
 
 from ansible_collections.qemu.vm.plugins.module_utils._errors import (
@@ -25,46 +23,36 @@ from ansible_collections.qemu.vm.plugins.module_utils._errors import (
 from ansible_collections.qemu.vm.plugins.module_utils._guest.agent import command_unavailable
 from ansible_collections.qemu.vm.plugins.module_utils._guest.errors import ProgramNotFoundError
 from ansible_collections.qemu.vm.plugins.module_utils._guest.process import GuestExec
-from ansible_collections.qemu.vm.plugins.module_utils._guest_file.errors import GuestFileError, GuestToolMissingError
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.errors import (
+    GuestFileError,
+    GuestFileMissingError,
+    GuestToolMissingError,
+)
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file.transfer import (
     DEFAULT_CHUNK,
     FILE_COMMANDS,
+    READ_COMMANDS,
     OpenGuestFile,
     download,
     explain,
     explain_text,
+    transfer_bound,
     upload,
 )
-from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import SLOWEST_BYTES_PER_SECOND
 
 EXEC_COMMANDS = ('guest-exec', 'guest-exec-status')
-_STAT_FORMAT = '%s %a %u %g %U %G %F'
-_rng = random.SystemRandom()
-
-#: Temporary guest files are `.NAME.qemu-vm-XXXXXXXX.tmp` beside the file being written.
-_TEMP_SUFFIX = re.compile(r'\.qemu-vm-[0-9a-f]{8}\.tmp$')
-
-
-def temp_name(target):
-    """A hidden temporary name beside `target`, for write-then-rename."""
-    directory, name = posixpath.split(target)
-    suffix = f'.qemu-vm-{_rng.getrandbits(32):08x}.tmp'
-    return posixpath.join(directory, '.' + name[:200] + suffix)
-
-
-def target_of_temp(temp):
-    """The (possibly shortened) name a temporary file was made for: `.NAME.qemu-vm-X.tmp` -> NAME."""
-    directory, name = posixpath.split(temp)
-    return posixpath.join(directory, _TEMP_SUFFIX.sub('', name)[1:])
+#: size, mode, uid, gid, links, then its identity (device, inode, raw mode: a new file in its place
+#: differs even when the filesystem reuses the inode number), names and type.
+_STAT_FORMAT = '%s %a %u %g %h %d:%i:%u:%f %U %G %F'
 
 
 class GuestStat:
-    """What `stat` says about a guest path."""
+    """What `stat` says about a guest path (of a symbolic link itself unless followed)."""
 
     KINDS = {'regular file': 'file', 'regular empty file': 'file', 'directory': 'directory',
              'symbolic link': 'link'}
 
-    def __init__(self, size, mode, uid, gid, user, group, kind):
+    def __init__(self, size, mode, uid, gid, user, group, kind, links=1, identity=None):
         self.size = size
         self.mode = mode
         self.uid = uid
@@ -72,17 +60,34 @@ class GuestStat:
         self.user = user
         self.group = group
         self.kind = kind
+        self.links = links
+        #: 'device:inode:uid:rawmode', what tells this file from one put in its place
+        self.identity = identity
 
     @classmethod
     def parse(cls, line):
-        fields = line.strip('\n').split(' ', 6)
-        if len(fields) != 7:
+        fields = line.strip('\n').split(' ', 8)
+        if len(fields) != 9 or not re.match(r'^[0-9]+:[0-9]+:[0-9]+:[0-9a-f]+$', fields[5]):
             raise ValueError(f'unexpected stat output {line!r}')
-        size, mode, uid, gid, user, group, kind = fields
-        return cls(int(size), int(mode, 8), int(uid), int(gid), user, group, cls.KINDS.get(kind, kind))
+        size, mode, uid, gid, links, identity, user, group, kind = fields
+        return cls(int(size), int(mode, 8), int(uid), int(gid), user, group, cls.KINDS.get(kind, kind),
+                   links=int(links), identity=identity)
 
     def attributes(self):
         return {'mode': f'{self.mode:04o}', 'owner': self.user, 'group': self.group}
+
+
+def guest_file_mode(qga, path):
+    """The permission bits of the guest file `path` (links followed), or None when the guest cannot say
+    (no guest-exec, no stat). For the qemu.vm.qga connection's fetched files."""
+    try:
+        result = GuestExec(qga).run(['stat', '-L', '-c', '%a', '--', path], getattr(qga, 'timeout', 30.0))
+    except GuestFrozenError:
+        raise
+    except QemuVMError:
+        return None
+    match = re.match(r'^([0-7]{1,4})$', result.stdout.decode('ascii', 'replace').strip())
+    return int(match.group(1), 8) if result.rc == 0 and match else None
 
 
 class GuestFileSystem:
@@ -111,7 +116,7 @@ class GuestFileSystem:
             if isinstance(error, GuestFrozenError):
                 raise error
             if name in FILE_COMMANDS or name == 'guest-file-seek':
-                blocked = [c for c in FILE_COMMANDS if self.qga.command_state(c) != 'enabled']
+                blocked = [c for c in FILE_COMMANDS + ('guest-file-seek',) if self.qga.command_state(c) != 'enabled']
                 if isinstance(error, CommandDisabledError):
                     raise CommandDisabledError(
                         name, error.error_class, error.desc,
@@ -185,7 +190,7 @@ class GuestFileSystem:
     def sha256sum(self, path, size):
         """The guest's own sha256sum of `path`, or None when the guest has no sha256sum."""
         try:
-            out = self._tool(['sha256sum', '--', path], path, 'checksum', timeout=self._transfer_bound(size))
+            out = self._tool(['sha256sum', '--', path], path, 'checksum', timeout=transfer_bound(self.qga, size))
         except GuestToolMissingError:
             return None
         match = re.match(r'^\\?([0-9a-f]{64})\s', out.decode('ascii', 'replace'))
@@ -193,67 +198,14 @@ class GuestFileSystem:
             raise GuestFileError(path, f'unexpected sha256sum output in the guest: {out[:200]!r}')
         return match.group(1)
 
-    def rename(self, source, target):
-        self._tool(['mv', '-f', '--', source, target], target, f'rename {source} onto')
-
     def remove(self, path):
         self._tool(['rm', '-f', '--', path], path, 'delete')
-
-    def chown(self, path, owner=None, group=None):
-        spec = (owner or '') + (':' + group if group else '')
-        self._tool(['chown', spec, '--', path], path, f'change the owner/group ({spec}) of')
-
-    def chmod(self, path, mode):
-        self._tool(['chmod', f'{mode:04o}', '--', path], path, 'change the mode of')
-
-    def create_private(self, path):
-        """Create `path` empty, 0600 from the first moment (umask 077, noclobber: never an existing file),
-        and delete the temporary files an interrupted earlier run of ours left beside it.
-
-        A killed run cannot clean up; the next one on the same path does. Our tasks on one agent
-        socket never overlap (the host lock), so such files are no other run's work in progress.
-        Returns the leftovers deleted.
-        """
-        directory = posixpath.dirname(path)
-        base = posixpath.basename(target_of_temp(path))
-        script = ('umask 077; for f in "$1/.$2".qemu-vm-????????.tmp; do [ "$f" = "$3" ] && continue; '
-                  'if [ -e "$f" ] || [ -L "$f" ]; then rm -f -- "$f" && printf "%s\\n" "$f"; fi; done; '
-                  'set -C; : > "$3"')
-        code, out, err = self.run(['sh', '-c', script, 'sh', directory or '/', base[:200], path])
-        if code != 0:
-            raise explain_text(path, 'create the temporary file',
-                               err.decode('utf-8', 'replace').strip() or f'exit code {code}')
-        return [line for line in out.decode('utf-8', 'surrogateescape').splitlines() if line]
-
-    def new_file_mode(self):
-        """0666 & ~umask of the agent, or None when the guest has no sh to ask.
-
-        qemu-ga 7.2 creates files 0666 whatever its umask; a file we create through
-        a temporary name gets the mode the agent's umask implies instead.
-        """
-        try:
-            code, out, _err = self.run(['sh', '-c', 'umask'])
-        except GuestToolMissingError:
-            return None
-        match = re.match(r'^\s*([0-7]{1,4})\s*$', out.decode('ascii', 'replace'))
-        if code != 0 or not match:
-            return None
-        return 0o666 & ~int(match.group(1), 8)
-
-    def remove_quietly(self, path):
-        try:
-            self.remove(path)
-        except QemuVMError:
-            pass
-
-    def _transfer_bound(self, size):
-        return self.qga.timeout + size / SLOWEST_BYTES_PER_SECOND
 
     # -- guest-file-* --------------------------------------------------------------------
 
     def probe(self, path):
         """Without guest-exec: GuestStat(size, kind='file') of an existing file, or None when missing."""
-        self.require('guest-file-open', 'guest-file-read', 'guest-file-seek', 'guest-file-close')
+        self.require(*READ_COMMANDS)
         try:
             with OpenGuestFile(self.qga, path, 'rb') as guest_file:
                 guest_file.read(1)
@@ -262,20 +214,18 @@ class GuestFileSystem:
                                                                  'whence': 'end'})
                 except CommandError as exc:
                     raise explain(exc, path, 'read') from exc
-        except GuestFileError as exc:
-            if exc.reason == 'missing':
-                return None
-            raise
+        except GuestFileMissingError:
+            return None
         return GuestStat(reply['position'], None, None, None, None, None, 'file')
 
-    def read_stream(self, path, sink=None, limit=None):
-        """Stream the guest file through `sink(bytes)` while hashing it: (sha256 hex, size).
-
-        With `limit`, stops after more than `limit` bytes and returns (None, bytes read so far).
-        """
-        self.require('guest-file-open', 'guest-file-read', 'guest-file-close')
-        digest, size = download(self.qga, path, sink, self.chunk_size, limit=limit)
-        self.read_bytes += size
+    def read_stream(self, path, sink=None, limit=None, max_size=None, start=None):
+        """Stream the guest file through `sink(bytes)` while hashing it, bounded as transfer.download
+        says: (sha256 hex, size). With `limit`, a file over `limit` bytes gives (None, its size)."""
+        self.require(*READ_COMMANDS)
+        digest, size = download(self.qga, path, sink, self.chunk_size, limit=limit, max_size=max_size, start=start,
+                                warn=self.warnings.append)
+        if digest is not None:
+            self.read_bytes += size
         return digest, size
 
     def read_small(self, path, limit):
@@ -286,11 +236,12 @@ class GuestFileSystem:
             return None
         return b''.join(parts)
 
-    def write_stream(self, path, source):
-        """Write `source` to the guest file `path` (created or truncated): (sha256 hex, size)."""
+    def write_stream(self, path, source, mode='wb'):
+        """Write `source` to the guest file `path` (created or truncated; mode 'r+b': an existing file,
+        never created): (sha256 hex, size)."""
         self.require(*FILE_COMMANDS)
         with source.open() as reader:
-            digest, size = upload(self.qga, reader, path, self.chunk_size, size_hint=max(source.size, 1))
+            digest, size = upload(self.qga, reader, path, self.chunk_size, size_hint=max(source.size, 1), mode=mode)
         self.written_bytes += size
         return digest, size
 

@@ -5,10 +5,11 @@
 # This module_utils is PRIVATE to the qemu.vm collection: it can change at any time.
 """Files in the guest: input checks and the decisions of qemu_guest_file (present, absent).
 
-The bytes move through the shared transfer layer (_guest_transfer, also under the
-qemu.vm.qga connection plugin); the guest side's tools are in _guest_files; state=fetched
-is in _guest_fetch. A file is replaced atomically: written to a private temporary file
-beside it, given its attributes, renamed over it.
+The bytes move through the shared transfer layer (transfer, also under the qemu.vm.qga
+connection plugin); the guest side's tools are in files; state=fetched is in fetch. A file
+is replaced atomically, and nothing a guest user plants at the path (a symbolic or hard
+link, an entry swapped while we work) is followed: see replace. A symbolic link at the
+path is replaced by the file unless follow=true.
 
 No Ansible imports: the module qemu_guest_file is a thin wrapper around this.
 """
@@ -18,10 +19,19 @@ from __future__ import annotations
 import posixpath
 import re
 
-from ansible_collections.qemu.vm.plugins.module_utils._errors import QemuVMError
 from ansible_collections.qemu.vm.plugins.module_utils._guest.agent import command_unavailable
-from ansible_collections.qemu.vm.plugins.module_utils._guest_file.errors import GuestFileError, GuestToolMissingError
-from ansible_collections.qemu.vm.plugins.module_utils._guest_file.files import temp_name
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.errors import (
+    GuestDanglingLinkError,
+    GuestDirectoryMissingError,
+    GuestExecUnavailableError,
+    GuestFileChangedError,
+    GuestFileError,
+    GuestIsADirectoryError,
+    GuestNotADirectoryError,
+    GuestNotAFileError,
+    GuestToolMissingError,
+)
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.replace import replace_file, set_in_place
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file.transfer import DEFAULT_CHUNK
 from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import MAX_FILE_CHUNK
 
@@ -101,11 +111,12 @@ def _is_text(data):
 class Desired:
     """What the task asks for."""
 
-    def __init__(self, path, mode=None, owner=None, group=None):
+    def __init__(self, path, mode=None, owner=None, group=None, follow=False):
         self.path = path
         self.mode = mode
         self.owner = owner
         self.group = group
+        self.follow = follow
 
     @property
     def wants_attributes(self):
@@ -123,69 +134,79 @@ class Desired:
         return changes
 
 
-def _inspect_target(guest, path):
-    """(target path, GuestStat or None, the GuestToolMissingError when stat cannot run) for a file to write.
-
-    Follows a symbolic link to its file; fails for a missing parent directory, a directory or a non-file.
-    """
-    try:
-        current = guest.stat(path)
-    except GuestToolMissingError as exc:
-        return path, None, exc
+def _inspect_target(guest, path, follow):
+    """(target path, GuestStat or None) for a file to write: a symbolic link as it is (replaced by the
+    file), or with `follow` the file it points to. Fails for a missing parent directory, a directory,
+    a dangling link (with follow) or anything but a file."""
+    current = guest.stat(path)
     target = path
     if current is None:
         parent = posixpath.dirname(path) or '/'
         parent_stat = guest.stat(parent, follow=True)
         if parent_stat is None:
-            raise GuestFileError(path, f'the guest directory {parent} does not exist, so {path} cannot be created', reason='missing_directory')
+            raise GuestDirectoryMissingError(path, f'the guest directory {parent} does not exist, so {path} cannot be created')
         if parent_stat.kind != 'directory':
-            raise GuestFileError(path, f'cannot create {path}: {parent} is not a directory in the guest',
-                                 reason='not_directory')
-        return target, None, None
+            raise GuestNotADirectoryError(path, f'cannot create {path}: {parent} is not a directory in the guest')
+        return target, None
     if current.kind == 'link':
-        followed = guest.stat(path, follow=True)
-        if followed is None:
-            raise GuestFileError(path, f'{path} is a dangling symbolic link in the guest; point it at a file or '
-                                       'remove it first', reason='dangling_link')
+        if not follow:
+            return target, current
+        if guest.stat(path, follow=True) is None:
+            raise GuestDanglingLinkError(path, f'{path} is a dangling symbolic link in the guest; point it at a file or '
+                                               'remove it first (or set follow=false to replace the link by the file)')
         target = guest.realpath(path)
-        current = followed
+        current = guest.stat(target)
+        if current is None or current.kind == 'link':
+            raise GuestFileChangedError(path, f'the symbolic link {path} changed while it was followed; nothing was written')
     if current.kind == 'directory':
-        raise GuestFileError(path, f'{path} is a directory in the guest, not a file', reason='directory')
+        raise GuestIsADirectoryError(path, f'{path} is a directory in the guest, not a file')
     if current.kind != 'file':
-        raise GuestFileError(path, f'{path} is not a regular file in the guest (it is a {current.kind})',
-                             reason='not_file')
-    return target, current, None
+        raise GuestNotAFileError(path, f'{path} is not a regular file in the guest (it is a {current.kind})')
+    return target, current
+
+
+def _without_exec(guest, desired, reason):
+    """What ensure_present can do without guest-exec (or its POSIX tools): write in place through the
+    agent, which follows links, so only when the task says that links are to be followed."""
+    path = desired.path
+    if desired.wants_attributes:
+        raise GuestExecUnavailableError(path, 'mode, owner and group are set through guest-exec (chmod/chown in the guest), '
+                                              f'which is not available: {reason}')
+    if not desired.follow:
+        raise GuestExecUnavailableError(path, f'without guest-exec ({reason}) nothing can tell whether {path} is a symbolic '
+                                              'link, and the agent writes through links: set follow=true to write it in place '
+                                              'anyway (only where no untrusted guest user can write its directory)')
+    guest.require('guest-file-open', 'guest-file-read', 'guest-file-seek', 'guest-file-close')
+    return guest.probe(path)
 
 
 def ensure_present(guest, source, desired, check_mode=False, diff_mode=False):
     """Make the guest file hold the source's bytes (and the requested attributes)."""
     path = desired.path
     exec_error = guest.exec_unavailable()
-    if desired.wants_attributes and exec_error is not None:
-        raise GuestFileError(path, 'mode, owner and group are set through guest-exec (chmod/chown in the guest), '
-                                   f'which is not available: {exec_error}', reason='exec_unavailable')
-    current = None
-    target = path
     use_exec = exec_error is None
+    target, current = path, None
     if use_exec:
-        target, current, missing_tool = _inspect_target(guest, path)
-        if missing_tool is not None:
-            if desired.wants_attributes:
-                raise GuestFileError(path, f'mode, owner and group need POSIX tools in the guest: {missing_tool}',
-                                     reason='exec_unavailable')
-            use_exec = False
-            guest.mark_exec_unusable(missing_tool)
-            guest.warnings.append(f'guest-exec is offered but {missing_tool}; {path} is written in place, not through a temporary '
-                                  'file and a rename')
+        try:
+            target, current = _inspect_target(guest, path, desired.follow)
+        except GuestToolMissingError as exc:
+            use_exec, exec_error = False, exc
+            guest.mark_exec_unusable(exc)
     if not use_exec:
-        guest.require('guest-file-open', 'guest-file-read', 'guest-file-close')
-        current = guest.probe(path)
+        current = _without_exec(guest, desired, exec_error)
+        if isinstance(exec_error, GuestToolMissingError):
+            guest.warnings.append(f'guest-exec is offered but {exec_error}; {path} is written in place, not through a '
+                                  'temporary file and a rename')
 
     # decide
+    is_link = current is not None and current.kind == 'link'
     compared_by = 'missing'
     src_sum = None
     if current is None:
         content_changed = True
+    elif is_link:
+        content_changed = True
+        compared_by = 'link'
     elif current.size != source.size:
         content_changed = True
         compared_by = 'size'
@@ -193,7 +214,8 @@ def ensure_present(guest, source, desired, check_mode=False, diff_mode=False):
         guest_sum, compared_by = guest.checksum(target, current.size, use_exec)
         src_sum = source.sha256()
         content_changed = guest_sum != src_sum
-    attribute_changes = desired.attribute_changes(current)
+    kept = None if is_link else current  # a link is replaced by a new file: nothing of it is kept
+    attribute_changes = desired.attribute_changes(kept)
     changed = content_changed or bool(attribute_changes)
 
     result = {'changed': changed, 'guest_path': path, 'state': 'present', 'compared_by': compared_by}
@@ -207,15 +229,21 @@ def ensure_present(guest, source, desired, check_mode=False, diff_mode=False):
         result['size'] = source.size
         return result
 
+    # act
+    if not content_changed:
+        # Only attributes: changed on the file itself through a descriptor held on it; a file with other names
+        # (hard links, maybe to a file that is not the user's) or a guest without /proc gets a new file instead.
+        changes = (desired.owner, desired.group, desired.mode)
+        content_changed = not (current.links == 1 and set_in_place(guest, target, current.identity, *changes))
     if content_changed:
         if use_exec:
-            written_sum, size = _replace_atomically(guest, source, target, current, desired)
+            written_sum, size = _replace(guest, source, target, current, kept, desired)
         else:
             try:
                 written_sum, size = guest.write_stream(target, source)
-            except QemuVMError as exc:
-                raise GuestFileError(path, f'{exc}; {target} was being written in place (the agent offers no usable '
-                                           'guest-exec), so it may now be incomplete: run the task again', reason=getattr(exc, 'reason', None))
+            except GuestFileError as exc:
+                raise exc.reworded(f'{exc}; {target} was being written in place (the agent offers no usable guest-exec), so it '
+                                   'may now be incomplete: run the task again', path=path)
         result['atomic'] = use_exec
         if src_sum is not None and written_sum != src_sum:
             raise GuestFileError(path, f'the source {source.label} changed while it was copied (SHA-256 {src_sum} before, {written_sum} while '
@@ -223,51 +251,28 @@ def ensure_present(guest, source, desired, check_mode=False, diff_mode=False):
         result['checksum'] = written_sum
         result['size'] = size
     else:
-        _apply_attributes(guest, target, desired.owner, desired.group, desired.mode)
         result['checksum'] = src_sum
         result['size'] = source.size
     return result
 
 
-def _replace_atomically(guest, source, target, current, desired):
-    """Write a temporary file beside `target`, give it its attributes, rename it over `target`."""
-    tmp = temp_name(target)
+def _replace(guest, source, target, current, kept, desired):
+    """Replace `target` (as inspected: `current`) by a new file with the source's bytes; keep the owner,
+    group and mode of the file replaced (`kept`) unless the task says otherwise."""
     mode, owner, group = desired.mode, desired.owner, desired.group
-    if current is not None:
-        # Keep what the replaced file had unless the task says otherwise.
-        mode = current.mode if mode is None else mode
-        owner = str(current.uid) if owner is None else owner
-        group = str(current.gid) if group is None else group
-    elif mode is None:
-        mode = guest.new_file_mode()
-    try:
-        # Created 0600 before the first byte: the content is never readable by others in between.
-        for leftover in guest.create_private(tmp):
-            guest.warnings.append(f'deleted {leftover}, a temporary file an interrupted earlier run left in the '
-                                  'guest')
-        written = guest.write_stream(tmp, source)
-        _apply_attributes(guest, tmp, owner, group, mode)
-        guest.rename(tmp, target)
-    except GuestFileError as exc:
-        guest.remove_quietly(tmp)
-        raise GuestFileError(target, f'writing {target} through the temporary file {posixpath.basename(tmp)} failed, '
-                             f'{target} is unchanged: {exc}', reason=exc.reason)
-    except BaseException:
-        guest.remove_quietly(tmp)
-        raise
-    return written
-
-
-def _apply_attributes(guest, path, owner, group, mode):
-    # Owner first: chown may clear set-id bits that chmod then sets.
-    if owner is not None or group is not None:
-        guest.chown(path, owner, group)
-    if mode is not None:
-        guest.chmod(path, mode)
+    if kept is not None:
+        mode = kept.mode if mode is None else mode
+        owner = str(kept.uid) if owner is None else owner
+        group = str(kept.gid) if group is None else group
+    expected = 'absent' if current is None else current.identity
+    return replace_file(guest, source, target, expected, owner, group, mode)
 
 
 def _present_diff(guest, source, target, current, content_changed, attribute_changes):
     diffs = []
+    is_link = current is not None and current.kind == 'link'
+    if is_link:
+        current = None  # what the link points to is never read; it is replaced like a missing file
     if content_changed:
         entry = {'before_header': target, 'after_header': source.label}
         if source.size > DIFF_MAX_BYTES:
@@ -290,7 +295,7 @@ def _present_diff(guest, source, target, current, content_changed, attribute_cha
                 entry['after'] = after_text
         diffs.append(entry)
     if attribute_changes or current is None:
-        before = {'path': target, 'state': 'absent' if current is None else 'file'}
+        before = {'path': target, 'state': 'link' if is_link else 'absent' if current is None else 'file'}
         after = {'path': target, 'state': 'file'}
         for name, (old, new) in sorted(attribute_changes.items()):
             if current is not None:
@@ -315,17 +320,18 @@ def ensure_absent(guest, path, check_mode=False, diff_mode=False):
         if command_unavailable(guest.qga, 'guest-file-open') is None:
             try:
                 exists = guest.probe(path) is not None
-            except GuestFileError as exc:
-                exists = exc.reason != 'not_directory'
+            except GuestNotADirectoryError:
+                exists = False
+            except GuestFileError:
+                exists = True
             if not exists:
                 return result
-        raise GuestFileError(path, f'cannot delete {path}: the guest agent has no delete command, so this needs '
-                                   f'guest-exec running rm in the guest, which is not available: {exec_error}', reason='exec_unavailable')
+        raise GuestExecUnavailableError(path, f'cannot delete {path}: the guest agent has no delete command, so this needs '
+                                              f'guest-exec running rm in the guest, which is not available: {exec_error}')
     if current is None:
         return result
     if current.kind == 'directory':
-        raise GuestFileError(path, f'{path} is a directory in the guest; state=absent deletes files only',
-                             reason='directory')
+        raise GuestIsADirectoryError(path, f'{path} is a directory in the guest; state=absent deletes files only')
     result['changed'] = True
     if diff_mode:
         result['diff'] = {'before': {'path': path, 'state': 'link' if current.kind == 'link' else 'file'},

@@ -10,8 +10,14 @@ guest-file-open/-read/-write/-close move the bytes; reads and writes go in large
 JSON token limit), one reusable buffer per transfer, so memory is bounded by the chunk
 size, never by the file size. The SHA-256 of every byte is computed while it streams.
 
-Used by the qemu.vm.qga connection plugin (put_file/fetch_file), and meant for
-qemu_guest_file. No Ansible imports.
+Reads are bounded: by the size the file reports when it is opened (a file that grows is
+cut there, a device or pseudo file that reports none is read up to a limit and refused
+past it), and by one deadline for the whole read. A local copy is made private (0600)
+from its first byte, only once the size to come fits in the free space there, and gets
+its final mode before it is renamed into place.
+
+Used by the qemu.vm.qga connection plugin (put_file/fetch_file) and by qemu_guest_file.
+No Ansible imports.
 """
 
 from __future__ import annotations
@@ -20,8 +26,6 @@ import binascii
 import hashlib
 import os
 import posixpath
-import stat
-import tempfile
 
 from ansible_collections.qemu.vm.plugins.module_utils._errors import (
     CommandDisabledError,
@@ -31,8 +35,23 @@ from ansible_collections.qemu.vm.plugins.module_utils._errors import (
     GuestFrozenError,
     QemuVMError,
 )
-from ansible_collections.qemu.vm.plugins.module_utils._guest_file.errors import GuestFileError, LocalFileError
-from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import MAX_FILE_CHUNK
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.errors import (
+    GuestDirectoryMissingError,
+    GuestFileError,
+    GuestFileMissingError,
+    GuestFileTimeoutError,
+    GuestFileTooLargeError,
+    GuestIsADirectoryError,
+    GuestNoSpaceError,
+    GuestNotADirectoryError,
+    GuestPermissionError,
+    GuestReadOnlyError,
+    LocalFileError,
+    class_of,
+)
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.local import LocalCopy
+from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import MAX_FILE_CHUNK, SLOWEST_BYTES_PER_SECOND
+from ansible_collections.qemu.vm.plugins.module_utils._transport.wait import Deadline
 
 MIB = 1024 * 1024
 #: The default chunk: the agent's cost is per base64 character (its JSON lexer), so writes move at
@@ -41,47 +60,34 @@ MIB = 1024 * 1024
 DEFAULT_CHUNK = MIB
 #: A 48 MiB write is 64 MiB of base64, over the agent's JSON token limit: stay below it.
 MAX_WRITE_CHUNK = MAX_FILE_CHUNK - 4096
+#: A file that reports no size (a device, a pseudo file under /proc or /sys) is read up to this many
+#: bytes unless the caller gives its own bound: /dev/zero or a growing pipe cannot fill a disk.
+UNSIZED_LIMIT = MIB
 FILE_COMMANDS = ('guest-file-open', 'guest-file-read', 'guest-file-write', 'guest-file-close')
+READ_COMMANDS = ('guest-file-open', 'guest-file-seek', 'guest-file-read', 'guest-file-close')
 BLOCKED_HINT = ('turn them on in the agent configuration: qemu-ga --allow-rpcs / --block-rpcs '
                 '(allow-rpcs= / block-rpcs= in /etc/qemu/qemu-ga.conf; RHEL-family guests block guest-file-* '
                 'by default through BLOCK_RPCS/BLACKLIST_RPC in /etc/sysconfig/qemu-ga)')
-_REASONS = (
-    ('No such file or directory', 'missing'),
-    ('Permission denied', 'permission'),
-    ('Operation not permitted', 'permission'),
-    ('Is a directory', 'directory'),
-    ('Not a directory', 'not_directory'),
-    ('Read-only file system', 'read_only'),
-    ('No space left on device', 'no_space'),
-    ('Disk quota exceeded', 'no_space'),
-)
-
-
-def reason_of(text):
-    for needle, reason in _REASONS:
-        if needle in (text or ''):
-            return reason
-    return None
 
 
 def explain_text(path, what, text, command=None):
     """An error text from the guest (an agent reply, a tool's stderr), said in terms of the file."""
-    reason = reason_of(text)
+    cls = class_of(text)
     where = 'guest-exec' if command is None else command
-    if reason == 'permission':
+    if cls is GuestPermissionError:
         message = f'permission denied in the guest: cannot {what} {path} ({where}: {text}); the guest agent runs as its own user ' \
                   'there (usually root) and the file, its directory or a security policy forbids it'
-    elif reason == 'read_only':
+    elif cls is GuestReadOnlyError:
         message = f'cannot {what} {path}: the guest filesystem is read-only ({text})'
-    elif reason == 'no_space':
+    elif cls is GuestNoSpaceError:
         message = f'cannot {what} {path}: the guest filesystem is full ({text})'
-    elif reason == 'not_directory':
+    elif cls is GuestNotADirectoryError:
         message = f'cannot {what} {path}: a component of the path is not a directory in the guest ({text})'
-    elif reason == 'directory':
+    elif cls is GuestIsADirectoryError:
         message = f'{path} is a directory in the guest, not a file ({text})'
     else:
         message = f'cannot {what} {path} in the guest: {text}'
-    return GuestFileError(path, message, reason=reason)
+    return cls(path, message)
 
 
 def explain(exc, path, action):
@@ -96,14 +102,12 @@ def explain(exc, path, action):
     if isinstance(exc, CommandNotFoundError):
         return exc
     text = exc.desc or str(exc)
-    reason = reason_of(text)
-    if reason == 'missing' and action == 'write':
-        directory = posixpath.dirname(path) if path.startswith('/') else path
-        return GuestFileError(path, f'the guest directory {directory} does not exist, so {path} cannot be created '
-                                    f'({exc.command}: {text})', reason='missing_directory')
-    if reason == 'missing':
-        return GuestFileError(path, f'{path} does not exist in the guest ({exc.command}: {text})',
-                              reason='missing')
+    if class_of(text) is GuestFileMissingError:
+        if action == 'write':
+            directory = posixpath.dirname(path) if path.startswith('/') else path
+            return GuestDirectoryMissingError(path, f'the guest directory {directory} does not exist, so {path} cannot be '
+                                                    f'created ({exc.command}: {text})')
+        return GuestFileMissingError(path, f'{path} does not exist in the guest ({exc.command}: {text})')
     return explain_text(path, action, text, command=exc.command)
 
 
@@ -127,7 +131,7 @@ class OpenGuestFile:
             raise explain(exc, self.path, action) from exc
 
     def __enter__(self):
-        action = 'write' if ('w' in self.mode or 'a' in self.mode) else 'read'
+        action = 'write' if ('w' in self.mode or 'a' in self.mode or '+' in self.mode) else 'read'
         self.handle = self._call('guest-file-open', {'path': self.path, 'mode': self.mode}, action)
         return self
 
@@ -153,13 +157,29 @@ class OpenGuestFile:
             except QemuVMError:
                 return
 
+    def measure(self):
+        """The size the open file reports: its end, by seeking there and back (the agent has no fstat).
+
+        0 for what has no size (a character device such as /dev/zero, pseudo files: some have no end
+        to seek to); a pipe refuses the seek (GuestNotAFileError).
+        """
+        try:
+            end = self._call('guest-file-seek', {'handle': self.handle, 'offset': 0, 'whence': 'end'}, 'read')
+        except GuestFileError as exc:
+            if 'Invalid argument' not in str(exc):
+                raise
+            return 0
+        self._call('guest-file-seek', {'handle': self.handle, 'offset': 0, 'whence': 'set'}, 'read')
+        return max(0, int(end.get('position', 0)))
+
     def read(self, count):
         """(bytes, eof) for up to `count` bytes."""
         reply = self._call('guest-file-read', {'handle': self.handle, 'count': count}, 'read')
         got = reply.get('count', 0)
         data = binascii.a2b_base64(reply.get('buf-b64', '')) if got else b''
-        if len(data) != got:
-            raise GuestFileError(self.path, f'guest-file-read on {self.path} announced {got} bytes and sent {len(data)}')
+        if len(data) != got or got > count:
+            raise GuestFileError(self.path, f'guest-file-read on {self.path} asked for {count} bytes, announced {got} and '
+                                            f'sent {len(data)}')
         return data, bool(reply.get('eof')) or got == 0
 
     def write(self, view):
@@ -167,9 +187,8 @@ class OpenGuestFile:
         text = binascii.b2a_base64(view, newline=False).decode('ascii')
         reply = self._call('guest-file-write', {'handle': self.handle, 'buf-b64': text}, 'write')
         if reply.get('count') != len(view):
-            raise GuestFileError(self.path, 'short write to {0} in the guest: {1} of {2} bytes written (is the guest '
-                                            'filesystem full?)'.format(self.path, reply.get('count'), len(view)),
-                                 reason='no_space')
+            raise GuestNoSpaceError(self.path, 'short write to {0} in the guest: {1} of {2} bytes written (is the guest '
+                                               'filesystem full?)'.format(self.path, reply.get('count'), len(view)))
 
 
 def _fill(reader, view):
@@ -183,8 +202,9 @@ def _fill(reader, view):
     return total
 
 
-def upload(qga, reader, path, chunk_size=DEFAULT_CHUNK, size_hint=None):
-    """Stream `reader` (anything with readinto) into the guest file `path` (created or truncated).
+def upload(qga, reader, path, chunk_size=DEFAULT_CHUNK, size_hint=None, mode='wb'):
+    """Stream `reader` (anything with readinto) into the guest file `path` (opened with `mode`: created or
+    truncated by default; 'r+b' writes an existing file and never creates one).
 
     Returns (sha256 hex, size). One buffer of at most `chunk_size` bytes is reused.
     """
@@ -195,7 +215,7 @@ def upload(qga, reader, path, chunk_size=DEFAULT_CHUNK, size_hint=None):
     view = memoryview(buf)
     hasher = hashlib.sha256()
     size = 0
-    with OpenGuestFile(qga, path, 'wb') as guest_file:
+    with OpenGuestFile(qga, path, mode) as guest_file:
         while True:
             count = _fill(reader, view)
             if not count:
@@ -210,29 +230,67 @@ def upload(qga, reader, path, chunk_size=DEFAULT_CHUNK, size_hint=None):
     return hasher.hexdigest(), size
 
 
-def download(qga, path, sink, chunk_size=DEFAULT_CHUNK, limit=None):
-    """Stream the guest file `path` through sink(bytes); (sha256 hex, size).
+def transfer_bound(qga, size):
+    """Seconds a transfer of `size` bytes may take as a whole: the session's timeout, one more per MiB."""
+    return getattr(qga, 'timeout', 30.0) + size / SLOWEST_BYTES_PER_SECOND
 
-    With `limit`, stops after more than `limit` bytes and returns (None, bytes read so far).
+
+def download(qga, path, sink, chunk_size=DEFAULT_CHUNK, limit=None, max_size=None, start=None, warn=None):
+    """Stream the guest file `path` through sink(bytes), hashing it: (sha256 hex, size).
+
+    The read stops at the size the file reports when it is opened. A file that grows meanwhile is cut
+    there (warn(text) says so); one that reports no size (0: a device, a pseudo file) is read up to
+    max_size (UNSIZED_LIMIT when not given) and refused past it; one over max_size is refused before
+    anything is read. The whole read has one deadline (transfer_bound). start(bound), when given, runs
+    with the most bytes that can come, after the first read and before sink() sees anything (to check
+    the free space and make the destination). With `limit`, a file over `limit` bytes is not read:
+    (None, its size).
     """
     count = max(1, min(chunk_size, MAX_FILE_CHUNK))
-    if limit is not None:
-        count = min(count, limit + 1)
     hasher = hashlib.sha256()
     size = 0
     with OpenGuestFile(qga, path, 'rb') as guest_file:
-        while True:
-            data, eof = guest_file.read(count)
+        reported = guest_file.measure()
+        if limit is not None and reported > limit:
+            return None, reported
+        if max_size is not None and reported > max_size:
+            raise GuestFileTooLargeError(path, f'{path} holds {reported} bytes in the guest, more than max_size ({max_size} '
+                                               'bytes): nothing was read', max_size)
+        sized = reported > 0
+        if sized:
+            bound = reported
+        else:
+            bound = limit if limit is not None else (max_size if max_size is not None else UNSIZED_LIMIT)
+        deadline = Deadline(transfer_bound(qga, bound))
+        eof = False
+        while size < bound and not eof:
+            if deadline.expired:
+                raise GuestFileTimeoutError(path, f'reading {path} from the guest took longer than {deadline.seconds:g} s '
+                                                  f'({size} of {bound} bytes read, the timeout plus a second per MiB): stopped')
+            data, eof = guest_file.read(min(count, bound - size))
+            if start is not None:
+                # After the first read: a directory (which may report any size) fails there, not for want of space.
+                start(bound)
+                start = None
             if data:
                 hasher.update(data)
                 if sink is not None:
                     sink(data)
                 size += len(data)
             del data
-            if limit is not None and size > limit:
+        if start is not None:
+            start(bound)
+        if not eof and guest_file.read(1)[0]:
+            if sized:
+                if warn is not None:
+                    warn(f'{path} grew while it was read: only its first {reported} bytes were read, its size when the '
+                         'read began')
+            elif limit is not None:
                 return None, size
-            if eof:
-                break
+            else:
+                raise GuestFileTooLargeError(
+                    path, f'{path} reports no size in the guest (a device, a pipe or a pseudo file) and holds more than '
+                          f'{bound} bytes: it was not read whole (qemu_guest_file reads more with max_size)', bound)
     return hasher.hexdigest(), size
 
 
@@ -241,110 +299,14 @@ def put_file(qga, local_path, path, chunk_size=DEFAULT_CHUNK):
     try:
         reader = open(local_path, 'rb')
     except OSError as exc:
-        raise LocalFileError(path, f'cannot read {local_path}: {exc.strerror or exc}',
-                             reason=reason_of(str(exc)) or 'local') from exc
+        raise LocalFileError(path, f'cannot read {os.fsdecode(local_path)}: {exc.strerror or exc}') from exc
     with reader:
         return upload(qga, reader, path, chunk_size, size_hint=os.fstat(reader.fileno()).st_size or 1)
 
 
-def fetch_file(qga, path, local_path, chunk_size=DEFAULT_CHUNK):
-    """Copy the guest file `path` to `local_path`, through a temporary file renamed at the end."""
-    local_path = os.fsdecode(local_path)
-    directory = os.path.dirname(os.path.abspath(local_path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix='.qemu-vm-', suffix='.part', dir=directory)
-    except OSError as exc:
-        raise LocalFileError(path, f'cannot write into {directory}: {exc.strerror or exc}',
-                             reason='local') from exc
-    try:
-        with os.fdopen(fd, 'wb') as writer:
-            result = download(qga, path, writer.write, chunk_size)
-        umask = os.umask(0o022)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # as a plain new file would be, not mkstemp's 0600
-        os.replace(tmp, local_path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+def fetch_file(qga, path, local_path, chunk_size=DEFAULT_CHUNK, mode=0o600, warn=None):
+    """Copy the guest file `path` to `local_path` (see LocalCopy), which gets `mode`; (sha256 hex, size)."""
+    with LocalCopy(os.fsdecode(local_path), path) as copy:
+        result = download(qga, path, copy.write, chunk_size, start=copy.create, warn=warn)
+        copy.commit(mode)
     return result
-
-
-# -- the local side -----------------------------------------------------------------------
-
-
-class Source:
-    """Bytes to put in the guest: a local file or `content`; readable as often as needed."""
-
-    def __init__(self, path=None, data=None, label=None):
-        self.path = path
-        self.data = data
-        self.label = label or path or 'content'
-        self._sha256 = None
-        if path is not None:
-            try:
-                info = os.stat(path)
-            except OSError as exc:
-                raise LocalFileError(None, f'src {self.label}: {exc.strerror or exc}', reason='src')
-            if stat.S_ISDIR(info.st_mode):
-                raise LocalFileError(None, f'src {self.label} is a directory: qemu_guest_file copies one file',
-                                     reason='src')
-            if not stat.S_ISREG(info.st_mode):
-                raise LocalFileError(None, f'src {self.label} is not a regular file', reason='src')
-            if not os.access(path, os.R_OK):
-                raise LocalFileError(None, f'src {self.label}: permission denied', reason='src')
-            self.size = info.st_size
-        else:
-            self.size = len(data)
-
-    def open(self):
-        if self.path is not None:
-            return open(self.path, 'rb')
-        return _BytesReader(self.data)
-
-    def sha256(self, chunk_size=MIB):
-        if self._sha256 is None:
-            hasher = hashlib.sha256()
-            buf = bytearray(chunk_size)
-            view = memoryview(buf)
-            with self.open() as handle:
-                while True:
-                    count = handle.readinto(view)
-                    if not count:
-                        break
-                    hasher.update(view[:count])
-            self._sha256 = hasher.hexdigest()
-        return self._sha256
-
-    def head(self, limit):
-        """The first `limit` bytes (for diffs of small files)."""
-        with self.open() as handle:
-            return handle.read(limit)
-
-
-class _BytesReader:
-    """readinto()/read() over bytes without copying them into a BytesIO."""
-
-    def __init__(self, data):
-        self._view = memoryview(data)
-        self._pos = 0
-
-    def readinto(self, target):
-        count = min(len(target), len(self._view) - self._pos)
-        target[:count] = self._view[self._pos:self._pos + count]
-        self._pos += count
-        return count
-
-    def read(self, size=-1):
-        end = len(self._view) if size is None or size < 0 else min(len(self._view), self._pos + size)
-        data = bytes(self._view[self._pos:end])
-        self._pos = end
-        return data
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self._view.release()

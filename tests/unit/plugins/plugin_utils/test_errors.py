@@ -23,7 +23,13 @@ from ansible_collections.qemu.vm.plugins.module_utils._errors import (
     VMStateError,
 )
 from ansible_collections.qemu.vm.plugins.module_utils._guest.errors import ExecTimeoutError, ProgramNotFoundError
-from ansible_collections.qemu.vm.plugins.module_utils._guest_file.errors import GuestFileError, LocalFileError
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.errors import (
+    GuestFileMissingError,
+    GuestFileTooLargeError,
+    GuestIsADirectoryError,
+    GuestPermissionError,
+    LocalFileError,
+)
 from ansible_collections.qemu.vm.plugins.plugin_utils._errors import connection_error
 
 UNREACHABLE = [
@@ -41,7 +47,8 @@ FAILED = [
     ExecTimeoutError(['sleep', '9'], 1.0, 7, killed=True),
     JobError('j', 'backup', 'EIO'),
     VMStateError('paused'),
-    GuestFileError('/etc/x', 'permission denied in the guest', reason='permission'),
+    GuestPermissionError('/etc/x', 'permission denied in the guest'),
+    GuestFileTooLargeError('/dev/zero', '/dev/zero reports no size', 1024),
 ]
 
 
@@ -66,15 +73,15 @@ def test_no_shell_is_unreachable_and_says_why():
 
 
 def test_a_missing_guest_file_is_not_found_only_when_asked():
-    missing = GuestFileError('/etc/nope', '/etc/nope does not exist in the guest', reason='missing')
+    missing = GuestFileMissingError('/etc/nope', '/etc/nope does not exist in the guest')
     assert connection_error('qemu.vm.qga', missing, missing_file=True).__class__ is AnsibleFileNotFound
     assert connection_error('qemu.vm.qga', missing).__class__ is AnsibleError
-    other = GuestFileError('/etc/x', 'is a directory', reason='directory')
+    other = GuestIsADirectoryError('/etc/x', 'is a directory')
     assert connection_error('qemu.vm.qga', other, missing_file=True).__class__ is AnsibleError
 
 
 def test_a_local_file_fails_the_task_even_when_missing():
-    local = LocalFileError('/etc/x', 'cannot read /tmp/gone: No such file or directory', reason='missing')
+    local = LocalFileError('/etc/x', 'cannot read /tmp/gone: No such file or directory')
     assert connection_error('qemu.vm.qga', local, missing_file=True).__class__ is AnsibleError
 
 

@@ -11,7 +11,6 @@ import pytest
 
 from ansible_collections.qemu.vm.plugins.module_utils._errors import JobError, QemuTimeoutError, VMStateError
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file.fetch import remove_stale_temps
-from ansible_collections.qemu.vm.plugins.module_utils._guest_file.files import target_of_temp, temp_name
 from ansible_collections.qemu.vm.plugins.module_utils._guest.power_plan import plan_power
 from ansible_collections.qemu.vm.plugins.module_utils._guest.quiesce import thaw_failure
 
@@ -45,12 +44,6 @@ def test_thaw_failure_on_a_paused_vm_keeps_the_snapshot_error():
     assert 'The snapshot failed first: snapshot-save job j1 failed: Input/output error' in message
     running = str(thaw_failure(thaw, None, 'running'))
     assert 'may still be frozen' in running and 'paused' not in running and 'failed first' not in running
-
-
-def test_temp_names_map_back_to_their_target():
-    temp = temp_name('/etc/app/secret.conf')
-    assert temp.startswith('/etc/app/.secret.conf.qemu-vm-') and temp.endswith('.tmp')
-    assert target_of_temp(temp) == '/etc/app/secret.conf'
 
 
 def test_stale_fetch_temps_of_dead_runs_are_removed(tmp_path):

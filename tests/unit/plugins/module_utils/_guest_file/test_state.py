@@ -22,7 +22,12 @@ import pytest
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file import state as gf
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file import files as gfs
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file import transfer as gt
-from ansible_collections.qemu.vm.plugins.module_utils._guest_file.errors import GuestFileError
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.errors import (
+    GuestExecUnavailableError,
+    GuestFileError,
+    GuestNoSpaceError,
+)
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.local import Source
 from ansible_collections.qemu.vm.plugins.module_utils._errors import (
     CommandDisabledError,
     CommandError,
@@ -34,11 +39,11 @@ MIB = 1024 * 1024
 
 
 class FakeAgent:
-    """Enough of qemu-ga for _guest_file: guest-file-*, guest-exec of the POSIX tools it uses."""
+    """Enough of qemu-ga for streaming: guest-file-*, no guest-exec (harness.local_guest runs the POSIX tools)."""
 
     timeout = 30.0
 
-    def __init__(self, files=None, blocked=(), keep_data=True, fail_on=None):
+    def __init__(self, files=None, blocked=('guest-exec', 'guest-exec-status'), keep_data=True, fail_on=None):
         self.files = dict((k, bytearray(v)) for k, v in (files or {}).items())
         self.dirs = {'/', '/data'}
         self.modes = {}
@@ -68,7 +73,7 @@ class FakeAgent:
 
     def info(self):
         names = ['guest-file-open', 'guest-file-read', 'guest-file-write', 'guest-file-close', 'guest-file-seek',
-                 'guest-exec', 'guest-exec-status', 'guest-fsfreeze-status']
+                 'guest-fsfreeze-status']
         return {'version': '7.2.0', 'supported_commands': [{'name': n, 'enabled': n not in self.blocked} for n in names]}
 
     def execute(self, command, arguments=None, timeout=None):
@@ -137,55 +142,11 @@ class FakeAgent:
     def _guest_fsfreeze_status(self):
         return 'frozen' if self.frozen else 'thawed'
 
-    # -- guest-exec ---------------------------------------------------------------------------
-
-    def _guest_exec(self, path, arg=(), capture_output=False, input_data=None):
-        pid = len(self._exec) + 1
-        self._exec[pid] = self._run([path] + list(arg))
-        return {'pid': pid}
-
-    def _guest_exec_status(self, pid):
-        code, out, err = self._exec.pop(pid)
-        return {'exited': True, 'exitcode': code, 'out-data': base64.b64encode(out).decode(),
-                'err-data': base64.b64encode(err).decode()}
-
-    def _run(self, argv):
-        tool, args = argv[0], [a for a in argv[1:] if a not in ('--', '-f', '-L')]
-        if tool == 'stat':
-            path = args[-1]
-            if path in self.dirs:
-                return 0, b'1024 755 0 0 root root directory\n', b''
-            if path not in self.files:
-                return 1, b'', f"stat: can't stat '{path}': No such file or directory\n".encode()
-            uid, gid = self.owners.get(path, (0, 0))
-            return 0, f'{len(self.files[path])} {self.modes.get(path, 0o644):o} {uid} {gid} u{uid} g{gid} regular file\n'.encode(), b''
-        if tool == 'sha256sum':
-            return 0, f'{hashlib.sha256(self.files[args[0]]).hexdigest()}  {args[0]}\n'.encode(), b''
-        if tool == 'mv':
-            self.files[args[1]] = self.files.pop(args[0])
-            self.modes[args[1]] = self.modes.pop(args[0], 0o666)
-            self.owners[args[1]] = self.owners.pop(args[0], (0, 0))
-            return 0, b'', b''
-        if tool == 'rm':
-            self.files.pop(args[0], None)
-            return 0, b'', b''
-        if tool == 'chmod':
-            self.modes[args[1]] = int(args[0], 8)
-            return 0, b'', b''
-        if tool == 'chown':
-            owner, _colon, group = args[0].partition(':')
-            uid, gid = self.owners.get(args[1], (0, 0))
-            self.owners[args[1]] = (int(owner) if owner else uid, int(group) if group else gid)
-            return 0, b'', b''
-        if tool == 'sh':
-            return 0, b'0022\n', b''
-        raise AssertionError(f'unexpected guest command {argv!r}')
-
 
 def source_file(tmp_path, size, name='src.bin'):
     path = tmp_path / name
     path.write_bytes(os.urandom(size))
-    return gt.Source(path=str(path))
+    return Source(path=str(path))
 
 
 def write(agent, source, chunk):
@@ -218,7 +179,8 @@ def test_reads_hash_while_streaming(size):
     digest, got = guest.read_stream('/data/f', parts.append)
     assert (digest, got) == (hashlib.sha256(data).hexdigest(), size)
     assert b''.join(parts) == data
-    assert agent.calls.count('guest-file-read') == size // 4096 + 1
+    # Up to the size the file reported, then one byte more to see whether it grew (an empty one reports no size).
+    assert agent.calls.count('guest-file-read') == (-(-size // 4096) + 1 if size else 1)
     assert agent.handles == {}
     assert guest.read_bytes == size
 
@@ -235,7 +197,7 @@ def test_content_source_needs_no_copy():
     data = b'hello'
     agent = FakeAgent()
     guest = gfs.GuestFileSystem(agent, 4096)
-    digest, size = guest.write_stream('/data/f', gt.Source(data=data))
+    digest, size = guest.write_stream('/data/f', Source(data=data))
     assert bytes(agent.files['/data/f']) == data and size == 5 and digest == hashlib.sha256(data).hexdigest()
 
 
@@ -274,7 +236,7 @@ def test_handle_closed_when_a_command_fails(tmp_path, command):
             guest.read_stream('/data/g')
     assert agent.handles == {}
     if command == 'guest-file-write':
-        assert caught.value.reason == 'no_space' and 'full' in str(caught.value)
+        assert isinstance(caught.value, GuestNoSpaceError) and 'full' in str(caught.value)
 
 
 def test_handle_closed_after_a_lost_connection(tmp_path):
@@ -306,86 +268,41 @@ def test_blocked_file_commands_are_named():
     assert [c for c in agent.calls if c.startswith('guest-file')] == []
 
 
-# -- decisions ------------------------------------------------------------------------------------
+# -- decisions (the exec path is in test_replace.py, against a real filesystem) -----------------------
 
 
 def present(agent, data, check_mode=False, **desired):
     guest = gfs.GuestFileSystem(agent, 4096)
-    return gf.ensure_present(guest, gt.Source(data=data), gf.Desired('/data/f', **desired), check_mode)
+    return gf.ensure_present(guest, Source(data=data), gf.Desired('/data/f', **desired), check_mode)
 
 
-def test_present_decides_by_size_before_checksum():
+def test_present_without_exec_needs_follow_then_streams_and_writes_in_place():
     agent = FakeAgent({'/data/f': b'old'})
-    result = present(agent, b'longer', check_mode=True)
-    assert (result['changed'], result['compared_by']) == (True, 'size')
-    assert 'guest-file-read' not in agent.calls and 'guest-file-open' not in agent.calls
-    same = present(agent, b'old')
-    assert (same['changed'], same['compared_by']) == (False, 'sha256sum')
-    other = present(agent, b'OLD')
-    assert (other['changed'], other['compared_by'], other['atomic']) == (True, 'sha256sum', True)
-    assert bytes(agent.files['/data/f']) == b'OLD'
-    assert sorted(agent.files) == ['/data/f']  # the temporary file was renamed
-
-
-def test_present_without_exec_streams_and_writes_in_place():
-    agent = FakeAgent({'/data/f': b'old'}, blocked=('guest-exec',))
-    same = present(agent, b'old')
+    # Without guest-exec nothing tells a link from a file, and the agent writes through links.
+    with pytest.raises(GuestExecUnavailableError) as caught:
+        present(agent, b'new')
+    assert 'follow=true' in str(caught.value) and agent.writes == []
+    same = present(agent, b'old', follow=True)
     assert (same['changed'], same['compared_by']) == (False, 'stream')
-    other = present(agent, b'new')
+    other = present(agent, b'new', follow=True)
     assert (other['changed'], other['atomic']) == (True, False)
     assert bytes(agent.files['/data/f']) == b'new' and agent.handles == {}
-    with pytest.raises(GuestFileError) as caught:
-        present(agent, b'new', mode=0o600)
+    with pytest.raises(GuestExecUnavailableError) as caught:
+        present(agent, b'new', mode=0o600, follow=True)
     assert 'guest-exec' in str(caught.value)
     agent.fail_on = {'guest-file-write': (agent.calls.count('guest-file-write') + 1, 'failed to write to file: '
                                           'No space left on device')}
-    with pytest.raises(GuestFileError) as caught:
-        present(agent, b'newer')
-    assert 'may now be incomplete' in str(caught.value) and caught.value.reason == 'no_space'
+    with pytest.raises(GuestNoSpaceError) as caught:
+        present(agent, b'newer', follow=True)
+    assert 'may now be incomplete' in str(caught.value) and caught.value.path == '/data/f'
     assert agent.handles == {}
 
 
 def test_present_check_mode_writes_nothing():
     agent = FakeAgent()
-    result = present(agent, b'data', check_mode=True, mode=0o600)
+    result = present(agent, b'data', check_mode=True, follow=True)
     assert result['changed'] and result['checksum'] == hashlib.sha256(b'data').hexdigest()
     assert agent.files == {} and 'guest-file-write' not in agent.calls
-
-
-def test_atomic_replace_keeps_attributes_and_cleans_up_on_failure():
-    agent = FakeAgent({'/data/f': b'old'})
-    agent.modes['/data/f'] = 0o604
-    agent.owners['/data/f'] = (1000, 50)
-    present(agent, b'newer')
-    assert (agent.modes['/data/f'], agent.owners['/data/f']) == (0o604, (1000, 50))
-
-    next_write = agent.calls.count('guest-file-write') + 1
-    agent.fail_on = {'guest-file-write': (next_write, 'failed to write to file: No space left on device')}
-    with pytest.raises(GuestFileError) as caught:
-        present(agent, b'newest!')
-    assert 'is unchanged' in str(caught.value) and caught.value.reason == 'no_space'
-    assert sorted(agent.files) == ['/data/f'] and bytes(agent.files['/data/f']) == b'newer'
-    assert agent.handles == {}
-
-
-def test_new_file_gets_the_umask_mode():
-    agent = FakeAgent()
-    present(agent, b'x')
-    assert agent.modes['/data/f'] == 0o644
-
-
-def test_missing_directory_and_directory_errors():
-    agent = FakeAgent()
-    guest = gfs.GuestFileSystem(agent, 4096)
-    with pytest.raises(GuestFileError) as caught:
-        gf.ensure_present(guest, gt.Source(data=b'x'), gf.Desired('/nodir/f'))
-    assert caught.value.reason == 'missing_directory' and '/nodir does not exist' in str(caught.value)
-    with pytest.raises(GuestFileError) as caught:
-        gf.ensure_present(guest, gt.Source(data=b'x'), gf.Desired('/data'))
-    assert caught.value.reason == 'directory'
-    with pytest.raises(GuestFileError) as caught:
-        gf.ensure_absent(guest, '/data')
-    assert caught.value.reason == 'directory'
 
 
 @pytest.mark.parametrize('state', ['present', 'absent'])
@@ -395,17 +312,17 @@ def test_frozen_guest_says_how_to_thaw(state):
     guest = gfs.GuestFileSystem(agent, 4096)
     with pytest.raises(GuestFrozenError) as caught:
         if state == 'present':
-            gf.ensure_present(guest, gt.Source(data=b'y'), gf.Desired('/data/f'))
+            gf.ensure_present(guest, Source(data=b'y'), gf.Desired('/data/f'))
         else:
             gf.ensure_absent(guest, '/data/f')
     assert 'thaw' in str(caught.value)
 
 
 def test_absent_without_exec():
-    agent = FakeAgent({'/data/f': b'x'}, blocked=('guest-exec',))
+    agent = FakeAgent({'/data/f': b'x'})
     guest = gfs.GuestFileSystem(agent, 4096)
     assert gf.ensure_absent(guest, '/data/missing')['changed'] is False
-    with pytest.raises(GuestFileError) as caught:
+    with pytest.raises(GuestExecUnavailableError) as caught:
         gf.ensure_absent(guest, '/data/f')
     assert 'guest-exec' in str(caught.value) and 'no delete command' in str(caught.value)
     assert agent.handles == {}
@@ -457,19 +374,14 @@ def test_chunk_size_bounds():
 
 
 def test_stat_parsing():
-    st = gfs.GuestStat.parse('25 644 0 0 root root regular file\n')
-    assert (st.size, st.mode, st.kind, st.user) == (25, 0o644, 'file', 'root')
-    assert gfs.GuestStat.parse('0 4755 1 2 a b regular empty file').kind == 'file'
-    assert gfs.GuestStat.parse('9 777 0 0 root root symbolic link').kind == 'link'
+    st = gfs.GuestStat.parse('25 644 0 0 1 2049:131:0:81a4 root root regular file\n')
+    assert (st.size, st.mode, st.kind, st.user, st.links, st.identity) == (25, 0o644, 'file', 'root', 1, '2049:131:0:81a4')
+    assert gfs.GuestStat.parse('0 4755 1 2 3 1:2:1:89ed a b regular empty file').kind == 'file'
+    assert gfs.GuestStat.parse('9 777 0 0 1 1:2:0:a1ff root root symbolic link').kind == 'link'
+    with pytest.raises(ValueError):
+        gfs.GuestStat.parse('9 777 0 0 1 1:2 root root symbolic link')
     with pytest.raises(ValueError):
         gfs.GuestStat.parse('garbage')
-
-
-def test_temp_name_is_hidden_beside_the_target():
-    name = gfs.temp_name('/etc/app/config.yml')
-    assert name.startswith('/etc/app/.config.yml.qemu-vm-') and name.endswith('.tmp')
-    assert len(posixpath.basename(gfs.temp_name('/x/' + 'n' * 300))) < 255
-    assert gfs.temp_name('/a') != gfs.temp_name('/a')
 
 
 def test_throughput():

@@ -14,8 +14,20 @@ import os
 
 import pytest
 
+from harness.local_guest import LocalAgent
+
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file import transfer as gt
-from ansible_collections.qemu.vm.plugins.module_utils._guest_file.errors import GuestFileError, LocalFileError
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.errors import (
+    GuestFileMissingError,
+    GuestFileTimeoutError,
+    GuestFileTooLargeError,
+    GuestIsADirectoryError,
+    GuestNoSpaceError,
+    GuestNotAFileError,
+    LocalFileError,
+    LocalNoSpaceError,
+)
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.local import fetched_mode
 from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandDisabledError, CommandError
 from ansible_collections.qemu.vm.plugins.module_utils._transport.sockets import classify_command_error
 
@@ -48,6 +60,11 @@ class FakeFiles:
             del self.open_handles[arguments['handle']]
             return {}
         path, pos = self.open_handles[arguments['handle']]
+        if command == 'guest-file-seek':
+            size = len(self.files[path])
+            position = {'set': 0, 'cur': pos, 'end': size}[arguments['whence']] + arguments['offset']
+            self.open_handles[arguments['handle']][1] = position
+            return {'position': position, 'eof': position >= size}
         if command == 'guest-file-read':
             data = bytes(self.files[path][pos:pos + arguments['count']])
             self.open_handles[arguments['handle']][1] += len(data)
@@ -88,9 +105,9 @@ def test_put_and_fetch_files(tmp_path):
 
 
 def test_fetch_of_a_missing_file_leaves_nothing_behind(tmp_path):
-    with pytest.raises(GuestFileError) as info:
+    with pytest.raises(GuestFileMissingError) as info:
         gt.fetch_file(FakeFiles(), '/g/none', str(tmp_path / 'out'))
-    assert info.value.reason == 'missing' and '/g/none does not exist in the guest' in str(info.value)
+    assert '/g/none does not exist in the guest' in str(info.value)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -102,14 +119,13 @@ def test_missing_local_file():
 def test_failed_write_closes_the_handle_and_reports_the_write():
     agent = FakeFiles(fail={'guest-file-write': CommandError('guest-file-write', 'GenericError',
                                                              'failed to write: No space left on device')})
-    with pytest.raises(GuestFileError) as info:
+    with pytest.raises(GuestNoSpaceError):
         gt.upload(agent, io.BytesIO(b'data'), '/g/f')
-    assert info.value.reason == 'no_space'
     assert not agent.open_handles
 
 
 def test_short_write_is_an_error():
-    with pytest.raises(GuestFileError) as info:
+    with pytest.raises(GuestNoSpaceError) as info:
         gt.upload(FakeFiles(short_write=True), io.BytesIO(b'data'), '/g/f')
     assert 'short write' in str(info.value)
 
@@ -121,3 +137,143 @@ def test_blocked_file_commands_name_the_rpc_and_the_options():
     message = str(info.value)
     assert message.startswith('guest-file-open is blocked by the guest agent configuration')
     assert '--allow-rpcs' in message and '--block-rpcs' in message
+
+
+# -- bounded reads, on this machine's files (harness.local_guest) ------------------------------------
+
+
+def leftovers(directory):
+    return sorted(p.name for p in directory.iterdir())
+
+
+@pytest.mark.parametrize('source', ['/dev/zero', 'link'])
+def test_a_path_without_size_is_read_up_to_its_bound_and_leaves_nothing(tmp_path, source):
+    """/dev/zero (or a link a guest user made to it) reports size 0 and never ends: the read stops at
+    UNSIZED_LIMIT (or max_size) and no local file is left."""
+    path = '/dev/zero'
+    if source == 'link':
+        path = str(tmp_path / 'innocent.log')
+        os.symlink('/dev/zero', path)
+    out = tmp_path / 'out'
+    out.mkdir()
+    agent = LocalAgent()
+    with pytest.raises(GuestFileTooLargeError) as info:
+        gt.fetch_file(agent, path, str(out / 'copy'))
+    assert info.value.size_limit == gt.UNSIZED_LIMIT and 'reports no size' in str(info.value)
+    assert leftovers(out) == [] and agent.handles == {}
+    read = agent.calls.count('guest-file-read')
+    assert read <= gt.UNSIZED_LIMIT // gt.DEFAULT_CHUNK + 1  # the bound, then one byte to see there is more
+    with pytest.raises(GuestFileTooLargeError) as info:
+        gt.download(agent, path, None, chunk_size=4096, max_size=10000)
+    assert info.value.size_limit == 10000
+
+
+def test_a_pseudo_file_within_the_bound_is_read_whole(tmp_path):
+    data = gt.download(LocalAgent(), '/proc/self/status', None)
+    assert data[0] is not None and data[1] > 0
+
+
+def test_a_file_over_max_size_is_refused_before_any_read(tmp_path):
+    big = tmp_path / 'big'
+    big.write_bytes(b'x' * 5000)
+    agent = LocalAgent()
+    with pytest.raises(GuestFileTooLargeError) as info:
+        gt.download(agent, str(big), None, max_size=4999)
+    assert 'more than max_size (4999 bytes)' in str(info.value)
+    assert 'guest-file-read' not in agent.calls and agent.handles == {}
+    assert gt.download(agent, str(big), None, max_size=5000)[1] == 5000
+
+
+def test_a_growing_file_is_cut_at_its_size_when_the_read_began(tmp_path):
+    log = tmp_path / 'app.log'
+    log.write_bytes(b'a' * 10000)
+    agent = LocalAgent()
+
+    def append(_arguments):
+        with open(log, 'ab') as handle:
+            handle.write(b'b' * 10000)
+    agent.hooks['guest-file-read'] = append  # it grows while we read
+    warnings, parts = [], []
+    digest, size = gt.download(agent, str(log), parts.append, chunk_size=4096, warn=warnings.append)
+    assert size == 10000 and b''.join(parts) == b'a' * 10000 and digest == hashlib.sha256(b'a' * 10000).hexdigest()
+    assert len(warnings) == 1 and 'grew while it was read' in warnings[0]
+
+
+def test_a_pipe_is_refused(tmp_path):
+    fifo = tmp_path / 'fifo'
+    os.mkfifo(fifo)
+    writer = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # so that opening it for reading does not block
+    try:
+        with pytest.raises(GuestNotAFileError):
+            gt.download(LocalAgent(), str(fifo), None)
+    finally:
+        os.close(writer)
+
+
+def test_the_whole_read_has_one_deadline(tmp_path, monkeypatch):
+    data = tmp_path / 'data'
+    data.write_bytes(b'x' * 20000)
+    agent = LocalAgent()
+    agent.timeout = 0.0
+    monkeypatch.setattr(gt, 'SLOWEST_BYTES_PER_SECOND', 10 ** 12)  # a bound of ~0 s: expired at the second chunk
+    clock = iter(range(1000))
+    monkeypatch.setattr(gt.Deadline, 'expired', property(lambda self: next(clock) > 0))
+    out = tmp_path / 'out'
+    out.mkdir()
+    with pytest.raises(GuestFileTimeoutError) as info:
+        gt.fetch_file(agent, str(data), str(out / 'copy'), chunk_size=4096)
+    assert '4096 of 20000 bytes' in str(info.value)
+    assert leftovers(out) == [] and agent.handles == {}
+
+
+def test_free_space_is_checked_before_anything_is_written(tmp_path, monkeypatch):
+    data = tmp_path / 'data'
+    data.write_bytes(b'x' * 20000)
+    out = tmp_path / 'out'
+    out.mkdir()
+    real = os.statvfs(str(out))
+
+    class Full:
+        f_bavail, f_frsize = 1, 4096
+    monkeypatch.setattr(os, 'statvfs', lambda path: Full if path == str(out) else real)
+    agent = LocalAgent()
+    with pytest.raises(LocalNoSpaceError) as info:
+        gt.fetch_file(agent, str(data), str(out / 'copy'))
+    assert (info.value.bytes_needed, info.value.bytes_free) == (20000, 4096)
+    assert leftovers(out) == [] and agent.calls.count('guest-file-read') == 1  # into memory, before the check
+
+
+def test_a_directory_is_named_as_such_whatever_size_it_reports(tmp_path):
+    out = tmp_path / 'out'
+    out.mkdir()
+    with pytest.raises(GuestIsADirectoryError):
+        gt.fetch_file(LocalAgent(), str(tmp_path), str(out / 'copy'))
+    assert leftovers(out) == []
+
+
+@pytest.mark.parametrize('mode', [0o600, 0o640])
+def test_the_fetched_file_is_private_until_it_gets_its_mode_and_is_renamed(tmp_path, mode):
+    data = tmp_path / 'data'
+    data.write_bytes(b'secret' * 1000)
+    out = tmp_path / 'out'
+    out.mkdir()
+    seen = []
+    agent = LocalAgent()
+
+    def look(_arguments):
+        seen.extend((p.name, p.stat().st_mode & 0o777) for p in out.iterdir())
+    agent.hooks['guest-file-read'] = look
+    gt.fetch_file(agent, str(data), str(out / 'copy'), chunk_size=1024, mode=mode)
+    assert seen and all(name.startswith('.qemu-vm-') and perms == 0o600 for name, perms in seen), seen
+    assert leftovers(out) == ['copy'] and (out / 'copy').stat().st_mode & 0o777 == mode
+    assert (out / 'copy').read_bytes() == data.read_bytes()
+
+
+def test_fetched_mode_is_the_guest_mode_minus_the_umask():
+    old = os.umask(0o027)
+    try:
+        assert fetched_mode(0o4755) == 0o750
+        assert fetched_mode(0o600) == 0o600
+        assert fetched_mode(None) == 0o600
+    finally:
+        os.umask(old)
