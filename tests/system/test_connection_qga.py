@@ -133,6 +133,10 @@ def test_playbook_in_the_guest(python_vm, tmp_path, pipelining):
     assert mode == '640'
     assert sha256_of(str(fetched)) == hashlib.sha256(data).hexdigest()
     assert fetched.read_bytes() == data
+    # The fetched copy has the guest file's mode (0640) minus our umask, as sftp gives it.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert fetched.stat().st_mode & 0o777 == 0o640 & ~umask
 
 
 def test_blocked_guest_exec_names_it(vm_factory, tmp_path):

@@ -292,18 +292,25 @@ def test_absent_four_steps(vm, qga):
     assert 'hello.txt' not in guest_listing(vm, '/data')
 
 
-def test_symlink_is_followed(vm, qga):
+def test_symlink_is_followed_only_with_follow(vm, qga):
     code, _out, err = vm.guest_exec(['ln', '-s', 'hello.txt', '/data/link'])
     assert code == 0, err
-    result = run_module('qemu_guest_file', dict(qga, path='/data/link', content='through the link\n'))
+    result = run_module('qemu_guest_file', dict(qga, path='/data/link', content='through the link\n', follow=True))
     assert result.changed and result['guest_target'] == '/data/hello.txt'
     assert guest_cat(vm, '/data/hello.txt') == b'through the link\n'
     assert vm.guest_exec(['readlink', '/data/link']) == (0, b'hello.txt\n', b'')
 
+    # By default (as ansible.builtin.copy) the link itself is replaced by the file.
+    replaced = run_module('qemu_guest_file', dict(qga, path='/data/link', content='instead of the link\n'))
+    assert replaced.changed and replaced['compared_by'] == 'link' and 'guest_target' not in replaced
+    assert vm.guest_exec(['readlink', '/data/link'])[0] != 0
+    assert guest_cat(vm, '/data/link') == b'instead of the link\n'
+    assert guest_cat(vm, '/data/hello.txt') == b'through the link\n'
+
     code, _out, err = vm.guest_exec(['ln', '-s', 'nowhere', '/data/dangling'])
     assert code == 0, err
-    dangling = failure(dict(qga, path='/data/dangling', content='x' * 20))
-    assert 'dangling symbolic link' in dangling['msg']
+    dangling = failure(dict(qga, path='/data/dangling', content='x' * 20, follow=True))
+    assert 'dangling symbolic link' in dangling['msg'] and dangling['error_type'] == 'GuestDanglingLinkError'
 
 
 # -- src from the controller through ansible-playbook ---------------------------------------
@@ -404,22 +411,22 @@ def test_clear_errors_leave_the_guest_untouched(vm, qga, tmp_path):
 
     missing_dir = failure(dict(qga, path='/data/nodir/file.txt', content=content))
     assert 'directory /data/nodir does not exist' in missing_dir['msg']
-    assert missing_dir['reason'] == 'missing_directory'
+    assert missing_dir['error_type'] == 'GuestDirectoryMissingError'
 
     for args in (dict(qga, path='/data', content=content), dict(qga, path='/data', state='absent'),
                  dict(qga, path='/data', state='fetched', dest=str(tmp_path / 'x'))):
         is_dir = failure(args)
         assert 'is a directory' in is_dir['msg'], is_dir['msg']
-        assert is_dir['reason'] == 'directory'
+        assert is_dir['error_type'] == 'GuestIsADirectoryError'
 
     # sysfs refuses even root: a read-only attribute cannot be written, a write-only one cannot be read.
     denied = failure(dict(qga, path='/sys/kernel/vmcoreinfo', content=content))
-    assert 'permission denied' in denied['msg'] and denied['reason'] == 'permission'
+    assert 'permission denied' in denied['msg'] and denied['error_type'] == 'GuestPermissionError'
     denied_read = failure(dict(qga, path='/sys/bus/pci/rescan', state='fetched', dest=str(tmp_path / 'x')))
-    assert 'permission denied' in denied_read['msg'] and denied_read['reason'] == 'permission'
+    assert 'permission denied' in denied_read['msg'] and denied_read['error_type'] == 'GuestPermissionError'
 
     gone = failure(dict(qga, path='/data/nope', state='fetched', dest=str(tmp_path / 'x')))
-    assert '/data/nope does not exist in the guest' in gone['msg']
+    assert '/data/nope does not exist in the guest' in gone['msg'] and gone['error_type'] == 'GuestFileMissingError'
 
     # Parameter errors name the parameter and never reach the guest.
     for args, words in (
@@ -430,7 +437,9 @@ def test_clear_errors_leave_the_guest_untouched(vm, qga, tmp_path):
             (dict(qga, path='/data/x', state='fetched'), 'dest'),
             (dict(qga, path='/data/x', content=content, dest='/tmp/x'), 'dest'),
             (dict(qga, path='/data/x', src=str(tmp_path)), 'directory'),
-            (dict(qga, path='/data/x', src='/nonexistent/file', remote_src=True), 'No such file')):
+            (dict(qga, path='/data/x', src='/nonexistent/file', remote_src=True), 'No such file'),
+            (dict(qga, path='/data/x', content=content, follow=True, state='absent'), 'follow'),
+            (dict(qga, path='/data/x', content=content, max_size='1M'), 'max_size')):
         result = failure(args)
         assert words in result['msg'], (args, result['msg'])
 
@@ -447,7 +456,7 @@ def test_full_guest_filesystem_fails_cleanly(vm, qga, tmp_path):
     src = random_file(tmp_path, 'three.bin', 3 * MIB)
     result = failure(dict(qga, path='/mnt/small/target', src=src, chunk_size='1M'))
     assert 'full' in result['msg'], result['msg']
-    assert result['reason'] == 'no_space'
+    assert result['error_type'] == 'GuestNoSpaceError'
     assert guest_cat(vm, '/mnt/small/target') == b'old\n'
     assert guest_listing(vm, '/mnt/small') == ['.', '..', 'target']
     assert agent_open_files(vm) == []
@@ -479,10 +488,13 @@ def test_file_commands_blocked(vm_factory, tmp_path):
 
 
 def test_without_guest_exec(vm_factory, tmp_path):
-    """No guest-exec: written in place, compared by streaming; attributes and deletion fail clearly."""
+    """No guest-exec: links cannot be told from files, so writing needs follow=true; then written in place,
+    compared by streaming; attributes and deletion fail clearly."""
     vm = vm_factory(ga_block=('guest-exec',))
-    qga = {'qga': vm.qga_path}
+    qga = {'qga': vm.qga_path, 'follow': True}
     text = 'written in place\n'
+    refused = failure({'qga': vm.qga_path, 'path': '/data/inplace.txt', 'content': text})
+    assert refused['error_type'] == 'GuestExecUnavailableError' and 'follow=true' in refused['msg']
     results = four_steps(dict(qga, path='/data/inplace.txt', content=text))
     assert results[1]['atomic'] is False
     assert results[3]['compared_by'] == 'stream' and results[3]['transferred'] == len(text)
@@ -491,15 +503,17 @@ def test_without_guest_exec(vm_factory, tmp_path):
     src = random_file(tmp_path, 'odd.bin', MIB + 1)
     put = run_module('qemu_guest_file', dict(qga, path='/data/odd.bin', src=src, chunk_size='1M'))
     assert put.changed and put['checksum'] == sha256_of(src)
-    got = run_module('qemu_guest_file', dict(qga, path='/data/odd.bin', state='fetched', dest=str(tmp_path / 'o')))
+    got = run_module('qemu_guest_file', {'qga': vm.qga_path, 'path': '/data/odd.bin', 'state': 'fetched',
+                                         'dest': str(tmp_path / 'o')})
     assert got['checksum'] == sha256_of(src) and sha256_of(str(tmp_path / 'o')) == sha256_of(src)
 
     check_mode = run_module('qemu_guest_file', dict(qga, path='/data/inplace.txt', content='other\n'), check=True)
     assert check_mode.changed and guest_read(vm, '/data/inplace.txt') == text.encode()
 
     mode = failure(dict(qga, path='/data/inplace.txt', content=text, mode='0600'))
-    assert 'guest-exec' in mode['msg'] and mode['reason'] == 'exec_unavailable'
+    assert 'guest-exec' in mode['msg'] and mode['error_type'] == 'GuestExecUnavailableError'
 
+    qga = {'qga': vm.qga_path}
     absent = failure(dict(qga, path='/data/inplace.txt', state='absent'))
     assert 'guest-exec' in absent['msg'] and 'disabled' in absent['msg']
     # Nothing to delete: fine without guest-exec.

@@ -38,8 +38,10 @@ def module_read_past_start(proc, path):
 
 
 def guest_leftovers(vm, directory, name):
-    code, out, _err = vm.guest_exec(['sh', '-c', 'for f in "$1/.$2".qemu-vm-*.tmp; do [ -e "$f" ] && '
-                                     'stat -c "%n %a %U %s" "$f"; done; true', 'sh', directory, name])
+    """[kind, mode, owner, size] of each private directory a run left beside `name`, and of what is in it."""
+    code, out, _err = vm.guest_exec(['sh', '-c', 'for f in "$1/.$2".qemu-vm-*.tmp "$1/.$2".qemu-vm-*.tmp/*; do '
+                                     '[ -e "$f" ] && stat -c "%F %a %U %s" "$f" | sed "s/regular file/file/"; done; true',
+                                     'sh', directory, name])
     assert code == 0
     return [line.split() for line in out.decode().splitlines()]
 
@@ -51,10 +53,11 @@ def test_killed_put_leaves_a_private_temp_file_the_next_run_removes(vm, tmp_path
     run = start_module('qemu_guest_file', args)
     kill_when(run, lambda: module_read_past_start(run, str(src)))
     leftovers = guest_leftovers(vm, '/tmp', 'secret.bin')
-    assert len(leftovers) == 1, leftovers
-    _name, mode, owner, size = leftovers[0]
-    # Mid-transfer (part of the content is in it) the file is readable by its owner only.
-    assert (mode, owner) == ('600', 'root') and int(size) < BIG, leftovers
+    assert len(leftovers) == 2, leftovers
+    # Mid-transfer (part of the content is in it) the file is readable by its owner only, in a private directory.
+    assert leftovers[0][:3] == ['directory', '700', 'root'], leftovers
+    kind, mode, owner, size = leftovers[1]
+    assert (kind, mode, owner) == ('file', '600', 'root') and int(size) < BIG, leftovers
     assert vm.guest_exec(['test', '-e', '/tmp/secret.bin'])[0] != 0  # the target was never touched
 
     again = run_module('qemu_guest_file', {'qga': vm.qga_path, 'path': '/tmp/secret.bin', 'content': 'small',
