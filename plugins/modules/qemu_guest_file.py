@@ -128,8 +128,9 @@ options:
         M(ansible.builtin.copy).
       - Only for links you trust. Whoever can change the link (a guest user, in her home) chooses the file that is
         written as root. A dangling link is an error then.
-      - Without C(guest-exec) nothing can tell a link from a file and the agent writes through links, so
-        O(state=present) then needs O(follow=true), to say that O(path) is written in place, links followed.
+      - Without C(guest-exec), or without the POSIX tools it runs (a Windows guest), nothing can tell a link from a
+        file and the agent writes through links, so O(state=present) then needs O(follow=true), to say that O(path)
+        is written in place, links followed.
     type: bool
     default: false
     version_added: 0.2.0
