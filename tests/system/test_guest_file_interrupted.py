@@ -40,7 +40,7 @@ def module_read_past_start(proc, path):
 def guest_leftovers(vm, directory, name):
     """[kind, mode, owner, size] of each private directory a run left beside `name`, and of what is in it."""
     code, out, _err = vm.guest_exec(['sh', '-c', 'for f in "$1/.$2".qemu-vm-*.tmp "$1/.$2".qemu-vm-*.tmp/*; do '
-                                     '[ -e "$f" ] && stat -c "%F %a %U %s" "$f" | sed "s/regular file/file/"; done; true',
+                                     '[ -e "$f" ] && stat -c "%F %a %U %s" "$f" | sed "s/regular \\(empty \\)*file/file/"; done; true',
                                      'sh', directory, name])
     assert code == 0
     return [line.split() for line in out.decode().splitlines()]
