@@ -31,6 +31,9 @@ notes:
     Details: C(socket)."
   - "V(ConnectionLostError): QEMU or the guest agent closed the connection or sent something unreadable.
     Details: C(socket)."
+  - "V(ReplyTooLargeError): QEMU or the guest agent sent a reply longer than the session accepts (64 MiB and the
+    JSON around it for agent sessions, the largest C(guest-file-read) chunk; 1 MiB where only small answers are
+    expected); the session was closed. Details: C(socket), C(reply_limit) (bytes)."
   - "V(AgentNotRespondingError): QEMU accepted the connection on the agent socket, but no guest agent answered
     (it is not installed, not running, or the guest is still booting). Details: C(socket)."
   - "V(CommandError), V(CommandNotFoundError), V(CommandDisabledError), V(GuestFrozenError): QEMU, the guest

@@ -45,7 +45,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._guest.power_plan import (
     check_power_request,
     plan_power,
 )
-from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import QGASession
+from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import SMALL_REPLY_BYTES, QGASession
 from ansible_collections.qemu.vm.plugins.module_utils._transport.wait import Deadline, wait_until
 
 
@@ -80,7 +80,7 @@ class GuestPower:
         self.wait = wait
         self.check_mode = check_mode
         self._wait_for_agent = wait_for_agent
-        self._open_probe = open_probe or (lambda seconds: QGASession(qga_address, timeout=seconds))
+        self._open_probe = open_probe or (lambda seconds: QGASession(qga_address, timeout=seconds, max_reply=SMALL_REPLY_BYTES))
         self.result = PowerResult()
         self._started = None
 

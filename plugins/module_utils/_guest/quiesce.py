@@ -33,7 +33,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._guest.errors import Quies
 from ansible_collections.qemu.vm.plugins.module_utils._guest.freeze import freeze, thaw
 from ansible_collections.qemu.vm.plugins.module_utils._guest.agent import fsfreeze_status
 from ansible_collections.qemu.vm.plugins.module_utils._transport.lock import freeze_marker_path
-from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import QGASession
+from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import SMALL_REPLY_BYTES, QGASession
 from ansible_collections.qemu.vm.plugins.module_utils._transport.qmp import run_state_of
 from ansible_collections.qemu.vm.plugins.module_utils._transport.wait import Deadline
 
@@ -137,7 +137,7 @@ def _thaw_until(qga_address, qmp_address, timeout):
     paused_bound = Deadline(GUARD_PAUSED_SECONDS)
     while not paused_bound.expired:
         try:
-            with QGASession(qga_address, timeout=min(timeout, 10.0)) as qga:
+            with QGASession(qga_address, timeout=min(timeout, 10.0), max_reply=SMALL_REPLY_BYTES) as qga:
                 thaw(qga)
                 if fsfreeze_status(qga) == 'thawed':
                     _forget_freeze(qga_address)
@@ -215,7 +215,7 @@ def quiesced(qga_address, mode, timeout, freeze_timeout, save, warn, qmp=None, t
         warn(f'{taken} taken without quiescing the guest (crash-consistent): {reason}')
 
     try:
-        qga = QGASession(qga_address, timeout=timeout)
+        qga = QGASession(qga_address, timeout=timeout, max_reply=SMALL_REPLY_BYTES)
         qga.open()
     except QemuVMError as exc:
         cannot_quiesce(f'the guest agent is not usable: {exc}')

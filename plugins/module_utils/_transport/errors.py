@@ -6,7 +6,11 @@
 """Errors of the transport's own concerns, in the QemuVMError family (_errors).
 
 The socket, session and command errors every transport shares are the root's; here are
-those of the D-Bus client (_transport.dbus):
+those of the agent sessions' bounds (_transport.qga, _transport.sockets):
+
+  ReplyTooLargeError (a ConnectionLostError)  a reply (or the sync line) outgrew the session's bound
+
+and those of the D-Bus client (_transport.dbus):
 
   DBusError (a VMStateError)  about the bus a QEMU object uses; names the bus and the object
     +-- DBusBusError          the bus cannot be reached or read (or jeepney is missing)
@@ -18,7 +22,7 @@ No Ansible imports here.
 
 from __future__ import annotations
 
-from ansible_collections.qemu.vm.plugins.module_utils._errors import QemuVMError, VMStateError
+from ansible_collections.qemu.vm.plugins.module_utils._errors import ConnectionLostError, QemuVMError, VMStateError
 
 
 class DBusError(VMStateError):
@@ -53,3 +57,19 @@ class DBusCallError(QemuVMError):
 
     def details(self):
         return {'dbus_error': self.name} if self.name else {}
+
+
+class ReplyTooLargeError(ConnectionLostError):
+    """The peer sent more than this session accepts in one reply; the session is closed."""
+
+    def __init__(self, address, what, limit, why=None):
+        self.what = what
+        self.limit = limit
+        why = f' ({why})' if why else ''
+        super().__init__(address, f'{what} was longer than {limit} bytes, the most this session accepts{why}: '
+                                  'the session was closed')
+
+    def details(self):
+        details = super().details()
+        details['reply_limit'] = self.limit
+        return details

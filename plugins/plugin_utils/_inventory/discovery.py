@@ -34,7 +34,7 @@ from ansible_collections.qemu.vm.plugins.plugin_utils._inventory.cmdline import 
 from ansible_collections.qemu.vm.plugins.plugin_utils._inventory.procfs import holds, read_socket_tables, scan_processes
 from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, ParameterError, QemuVMError, SocketError
 from ansible_collections.qemu.vm.plugins.module_utils._transport.lock import SocketLock
-from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import QGASession
+from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import SMALL_REPLY_BYTES, QGASession
 from ansible_collections.qemu.vm.plugins.module_utils._transport.qmp import QMPSession
 from ansible_collections.qemu.vm.plugins.module_utils._transport.sockets import Deadline, Runner, parse_address
 
@@ -337,7 +337,7 @@ def query_qga(address, timeout):
         probe.take_lock()
         remaining = _remaining(probe.deadline)
         with QGASession(address, timeout=remaining, lock=False, runner=probe.runner,
-                        sync_timeout=remaining) as qga:
+                        sync_timeout=remaining, max_reply=SMALL_REPLY_BYTES) as qga:
             facts['agent_available'] = True
             for key, command in AGENT_FACTS:
                 try:
