@@ -6,8 +6,10 @@
 """Errors of the transport's own concerns, in the QemuVMError family (_errors).
 
 The socket, session and command errors every transport shares are the root's; here are
-those of the agent sessions' bounds (_transport.qga, _transport.sockets):
+those of the private runtime files (_transport.lock) and the agent sessions' bounds
+(_transport.qga, _transport.sockets):
 
+  RuntimeFileError            a lock or freeze-marker file, or their private directory, is not what we made
   ReplyTooLargeError (a ConnectionLostError)  a reply (or the sync line) outgrew the session's bound
 
 and those of the D-Bus client (_transport.dbus):
@@ -73,3 +75,16 @@ class ReplyTooLargeError(ConnectionLostError):
         details = super().details()
         details['reply_limit'] = self.limit
         return details
+
+
+class RuntimeFileError(QemuVMError):
+    """A lock or marker file, or the private runtime directory holding them, is a symbolic link, a FIFO,
+    another user's file, or open to other users. Nothing was read or written through it."""
+
+    def __init__(self, path, reason):
+        self.path = path
+        self.reason = reason
+        super().__init__(f'{path}: {reason}')
+
+    def details(self):
+        return {'runtime_path': self.path}

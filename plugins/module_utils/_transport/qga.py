@@ -11,20 +11,21 @@ and the agent prefixes its reply with 0xFF, so we can skip stale bytes and stale
 replies up to it. Only then does qemu.qmp read the stream: a 0xFF byte would
 end its session (invalid UTF-8). What the guest sends is bounded: the handshake keeps
 a few KiB at most, and a reply longer than the session's `max_reply` ends the session.
+
+This is transport only: no guest operation happens here. Opening a session that first
+thaws a freeze an interrupted run of ours left is the guest layer's (_guest/session.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import socket
 import time
 
-from ansible_collections.qemu.vm.plugins.module_utils._errors import AgentNotRespondingError, CommandError, ConnectionLostError, QemuTimeoutError, SocketError
+from ansible_collections.qemu.vm.plugins.module_utils._errors import AgentNotRespondingError, ConnectionLostError, QemuTimeoutError, SocketError
 from ansible_collections.qemu.vm.plugins.module_utils._transport.errors import ReplyTooLargeError
-from ansible_collections.qemu.vm.plugins.module_utils._transport.lock import freeze_marker_path
 from ansible_collections.qemu.vm.plugins.module_utils._transport.sockets import (
     ClientSession, Deadline, _describe, classify_command_error, connect_socket, qmp_lib,
 )
@@ -127,8 +128,6 @@ class QGASession(ClientSession):
         self.max_reply = int(max_reply)
         self._info = None
         self._pending = []
-        #: True when opening this session thawed a freeze an interrupted run of ours left.
-        self.thawed_interrupted_freeze = False
 
     def _open(self, deadline):
         sock = connect_socket(self.address, deadline.remaining())
@@ -146,26 +145,6 @@ class QGASession(ClientSession):
             sock.close()
             raise
         self._client = client
-        self._thaw_after_interrupted_freeze()
-
-    def _thaw_after_interrupted_freeze(self):
-        """A quiesced snapshot of ours froze the guest and its thaw is not confirmed (the VM was
-        paused, the host rebooted, the guard gave up): thaw before anything else."""
-        marker = freeze_marker_path(self.address)
-        if not os.path.exists(marker):
-            return
-        try:
-            if self.execute('guest-fsfreeze-status') == 'frozen':
-                self.execute('guest-fsfreeze-thaw')
-                self.thawed_interrupted_freeze = True
-            if self.execute('guest-fsfreeze-status') != 'thawed':
-                return
-        except CommandError:
-            return  # an agent without freeze commands cannot be frozen by us either
-        try:
-            os.unlink(marker)
-        except FileNotFoundError:
-            pass
 
     def close(self):
         for task in self._pending:
