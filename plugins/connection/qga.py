@@ -102,11 +102,11 @@ from ansible.plugins.connection import ConnectionBase
 from ansible.utils.display import Display
 
 from ansible_collections.qemu.vm.plugins.module_utils._errors import QemuVMError
+from ansible_collections.qemu.vm.plugins.module_utils._guest.session import AgentSession
 from ansible_collections.qemu.vm.plugins.module_utils._guest.process import FIRST_POLL, GuestExec
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file.files import guest_file_mode
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file.local import fetched_mode
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file.transfer import fetch_file, put_file
-from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import QGASession
 from ansible_collections.qemu.vm.plugins.module_utils._transport.sockets import QMP_IMPORT_ERROR, Deadline, parse_address
 from ansible_collections.qemu.vm.plugins.module_utils._transport.wait import wait_until
 from ansible_collections.qemu.vm.plugins.plugin_utils._errors import connection_error
@@ -157,7 +157,8 @@ class Connection(ConnectionBase):
         return self
 
     def _session(self):
-        return QGASession(self.get_option('qga'), timeout=float(self.get_option('timeout')))
+        # Opening it first thaws a freeze an interrupted quiesced run of ours left.
+        return AgentSession(self.get_option('qga'), timeout=float(self.get_option('timeout')))
 
     @contextlib.contextmanager
     def _held(self):

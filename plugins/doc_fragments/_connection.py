@@ -29,9 +29,11 @@ options:
     description:
       - Seconds, the bound on every wait of the task, including waiting for another task that is
         using the same socket (tasks of this collection take a per-socket lock on the host, because
-        QEMU serves one client per socket at a time). The lock is a C(flock) on a hidden file
-        C(.qemu.vm-<hash>.lock) next to the socket, or in the temporary directory when the socket's
-        directory is not writable.
+        QEMU serves one client per socket at a time). The lock is a C(flock) on a file named by the
+        socket in a private directory (mode 0700) of the user the task runs as (C(/run/qemu-vm) for root,
+        else C($XDG_RUNTIME_DIR/qemu-vm), C(/run/user/<uid>/qemu-vm) or C(~/.cache/qemu-vm)). Tasks of
+        different users do not share the lock. A symbolic link, FIFO or another user's file in its place
+        fails the task, naming the path.
       - The guest agent handshake is bounded by the smaller of O(timeout) and 10 seconds.
       - Freezing guest filesystems may take longer than O(timeout), up to 300 seconds,
         because the guest flushes its dirty data first.

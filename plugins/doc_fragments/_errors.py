@@ -31,6 +31,13 @@ notes:
     Details: C(socket)."
   - "V(ConnectionLostError): QEMU or the guest agent closed the connection or sent something unreadable.
     Details: C(socket)."
+  - "V(RuntimeFileError): a per-socket lock file, the freeze marker, or the private directory holding them
+    (C(/run/qemu-vm) for root) is not what qemu.vm makes there: a symbolic link, a FIFO, another user's file, a
+    directory open to others. Nothing was read or written through it; the message says what to remove.
+    Details: C(runtime_path)."
+  - "V(ReplyTooLargeError): QEMU or the guest agent sent a reply longer than the session accepts (64 MiB and the
+    JSON around it for agent sessions, the largest C(guest-file-read) chunk; 1 MiB where only small answers are
+    expected); the session was closed. Details: C(socket), C(reply_limit) (bytes)."
   - "V(AgentNotRespondingError): QEMU accepted the connection on the agent socket, but no guest agent answered
     (it is not installed, not running, or the guest is still booting). Details: C(socket)."
   - "V(CommandError), V(CommandNotFoundError), V(CommandDisabledError), V(GuestFrozenError): QEMU, the guest

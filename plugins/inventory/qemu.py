@@ -142,12 +142,12 @@ options:
     type: bool
     default: true
 notes:
-  - "Tasks of this collection take a per-socket lock (the file C(.qemu.vm-<hash>.lock) beside the socket, or in the
-    temporary directory); the inventory waits for it (within O(timeout)) only when that file exists, opens it
-    read-only and never creates one, so running it as root leaves no root-owned files in other users' VM
-    directories. Without a lock file it asks unlocked: it only reads, and QEMU serves one client per socket.
-    Anything else at the lock's path (a FIFO, whose opening would wait forever, a symbolic link, a directory) is
-    not waited on: that socket is not asked, and C(-vvv) names the path."
+  - "Tasks of this collection take a per-socket lock (a file in a private directory of the user they run as:
+    C(/run/qemu-vm) for root, else C($XDG_RUNTIME_DIR/qemu-vm)); the inventory waits for it (within O(timeout))
+    only when a task of the same user holds it, and never creates one. Otherwise it asks unlocked: it only reads,
+    and QEMU serves one client per socket. Anything else at the lock's path (a FIFO, a symbolic link, another
+    user's file) is not waited on: that socket is not asked, and C(-vvv) names the path. Agent replies over
+    1 MiB end that agent's session (C(-vvv) says so)."
   - Values read from VMs and guests are marked unsafe, so a guest cannot inject templates.
 '''
 

@@ -16,7 +16,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.qemu.vm.plugins.module_utils._errors import AgentNotRespondingError, ParameterError, QemuTimeoutError, QemuVMError, VMStateError
-from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import QGASession
+from ansible_collections.qemu.vm.plugins.module_utils._guest.session import AgentSession
 from ansible_collections.qemu.vm.plugins.module_utils._transport.qmp import QMPSession, run_state_of
 from ansible_collections.qemu.vm.plugins.module_utils._transport.sockets import QMP_IMPORT_ERROR, parse_address
 from ansible_collections.qemu.vm.plugins.module_utils._transport.wait import check_seconds
@@ -65,7 +65,8 @@ def qmp_session(module, timeout=None):
 
 
 def qga_session(module, timeout=None):
-    return QGASession(module.params['qga'], timeout=timeout or module.params['timeout'])
+    """The module's agent session: opening it thaws a freeze an interrupted run of ours left."""
+    return AgentSession(module.params['qga'], timeout=timeout or module.params['timeout'])
 
 
 def run_module(module, run):

@@ -110,7 +110,8 @@ options:
       - If the VM is paused while the guest is frozen (QMP C(stop), or an I/O error that pauses it), the agent cannot
         thaw until the VM runs again; the task fails saying so, and the guard thaws the guest as soon as the VM
         runs again, for up to 24 hours. Beyond that, or if the guard is gone (host reboot), the next qemu.vm task
-        that opens this agent socket thaws first (a marker file beside the socket's lock file remembers the freeze).
+        that opens this agent socket as the same user thaws first (a marker file in the private directory of
+        the lock files remembers the freeze, see O(timeout)).
       - V(required) fails the task, taking no snapshot, when the guest cannot be frozen (agent not answering,
         freeze disabled or failing).
       - V(preferred) takes the snapshot crash-consistent in that case and says so, with RV(quiesced=false),

@@ -30,7 +30,7 @@ import pytest
 from harness.ansible import BIN, ansible_env
 from harness.guest import qga_command
 
-from ansible_collections.qemu.vm.plugins.module_utils._transport.lock import SocketLock
+from ansible_collections.qemu.vm.plugins.module_utils._transport.lock import SocketLock, open_runtime_dir
 
 BOUND = 2  # the inventory's per-socket timeout in these tests
 
@@ -410,6 +410,7 @@ def test_a_fifo_at_the_lock_path_does_not_hang_the_inventory(vm_factory, tmp_pat
     """
     vm = vm_factory(name=_unique('fifo'), agent=False)
     lock_path = SocketLock(vm.qmp_path).path
+    os.close(open_runtime_dir()[0])  # the private directory tasks make
     os.mkfifo(lock_path)
     try:
         config = {'timeout': BOUND, 'sockets': [{'qmp': vm.qmp_path, 'qga': '{dir}/qga.sock'}]}

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from ansible_collections.qemu.vm.plugins.module_utils import _errors as errors
-from ansible_collections.qemu.vm.plugins.module_utils._transport.lock import freeze_marker_path
+from ansible_collections.qemu.vm.plugins.module_utils._guest.session import freeze_marker_path, remember_freeze
 from ansible_collections.qemu.vm.plugins.module_utils._transport.qmp import QMPSession
 from ansible_collections.qemu.vm.plugins.module_utils._guest.quiesce import quiesced
 
@@ -51,8 +51,8 @@ def test_vm_paused_inside_the_frozen_window(vm):
 def test_next_session_thaws_a_freeze_of_ours_left_frozen(vm):
     marker = freeze_marker_path(vm.qga_path)
     assert vm.qga('guest-fsfreeze-freeze') >= 1
-    with open(marker, 'w') as handle:  # as a quiesced snapshot leaves it when nobody could thaw
-        handle.write('1\n')
+    remember_freeze(vm.qga_path)  # as a quiesced snapshot leaves it when nobody could thaw
+    assert os.path.exists(marker)
     try:
         result = run_module('qemu_guest_facts', {'qga': vm.qga_path, 'gather_subset': ['fsfreeze']})
     finally:

@@ -36,8 +36,9 @@ LAYERS = {
     'module_utils/_backup': QEMU,
     'module_utils/_dbus_vmstate': TRANSPORT,
     'module_utils/_vm': QEMU | {'module_utils/_guest'},
-    'module_utils/_common': TRANSPORT,
-    'plugin_utils/_inventory': TRANSPORT,
+    # The agent session they open is _guest.session's: it thaws first a freeze an interrupted run left.
+    'module_utils/_common': GUEST,
+    'plugin_utils/_inventory': GUEST,
     # The plugins' adapter maps the errors of what the qga connection uses.
     'plugin_utils/_errors': GUEST | {'module_utils/_guest_file'},
 }

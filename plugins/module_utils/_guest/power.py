@@ -45,7 +45,8 @@ from ansible_collections.qemu.vm.plugins.module_utils._guest.power_plan import (
     check_power_request,
     plan_power,
 )
-from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import QGASession
+from ansible_collections.qemu.vm.plugins.module_utils._guest.session import AgentSession
+from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import SMALL_REPLY_BYTES
 from ansible_collections.qemu.vm.plugins.module_utils._transport.wait import Deadline, wait_until
 
 
@@ -67,7 +68,7 @@ class GuestPower:
     `qmp` is an open QMPSession or None; `open_qga()` opens a QGASession on the agent
     socket `qga_address` (None when no agent socket was given); `wait_for_agent(address,
     timeout)` waits for the agent to answer; `open_probe(seconds)` opens a short-lived
-    agent session for one boot-id probe (default: a QGASession bounded by `seconds`).
+    agent session for one boot-id probe (default: an AgentSession bounded by `seconds`).
     """
 
     def __init__(self, qmp, open_qga, qga_address, timeout, force=False, wait=True, check_mode=False,
@@ -80,7 +81,7 @@ class GuestPower:
         self.wait = wait
         self.check_mode = check_mode
         self._wait_for_agent = wait_for_agent
-        self._open_probe = open_probe or (lambda seconds: QGASession(qga_address, timeout=seconds))
+        self._open_probe = open_probe or (lambda seconds: AgentSession(qga_address, timeout=seconds, max_reply=SMALL_REPLY_BYTES))
         self.result = PowerResult()
         self._started = None
 

@@ -16,8 +16,9 @@ only the module holds. It thaws the guest when
   - `freeze_timeout` passes after the module said "frozen" without saying "done".
 The module says "done" only after guest-fsfreeze-status confirmed the thaw. A paused VM's agent
 cannot thaw: the guard waits for the VM to run again (it asks QMP), for up to a day, and gives
-up at once when QEMU is gone. A marker file beside the socket's lock says a freeze of ours is
-not confirmed thawed; the next session on that agent socket thaws first (see _qga).
+up at once when QEMU is gone. A marker in the private runtime directory says a freeze of ours is
+not confirmed thawed; the next agent session on that socket thaws first (see session.py). It is
+written before the guard starts: a marker that cannot be written means no freeze.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandErro
 from ansible_collections.qemu.vm.plugins.module_utils._guest.errors import QuiesceError
 from ansible_collections.qemu.vm.plugins.module_utils._guest.freeze import freeze, thaw
 from ansible_collections.qemu.vm.plugins.module_utils._guest.agent import fsfreeze_status
-from ansible_collections.qemu.vm.plugins.module_utils._transport.lock import freeze_marker_path
-from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import QGASession
+from ansible_collections.qemu.vm.plugins.module_utils._guest.session import AgentSession, forget_freeze, remember_freeze
+from ansible_collections.qemu.vm.plugins.module_utils._transport.errors import RuntimeFileError
+from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import SMALL_REPLY_BYTES, QGASession
 from ansible_collections.qemu.vm.plugins.module_utils._transport.qmp import run_state_of
 from ansible_collections.qemu.vm.plugins.module_utils._transport.wait import Deadline
 
@@ -137,10 +139,10 @@ def _thaw_until(qga_address, qmp_address, timeout):
     paused_bound = Deadline(GUARD_PAUSED_SECONDS)
     while not paused_bound.expired:
         try:
-            with QGASession(qga_address, timeout=min(timeout, 10.0)) as qga:
+            with QGASession(qga_address, timeout=min(timeout, 10.0), max_reply=SMALL_REPLY_BYTES) as qga:
                 thaw(qga)
                 if fsfreeze_status(qga) == 'thawed':
-                    _forget_freeze(qga_address)
+                    forget_freeze(qga_address)
                     return True
         except QemuVMError:
             pass
@@ -153,18 +155,6 @@ def _thaw_until(qga_address, qmp_address, timeout):
             running_bound = Deadline(GUARD_THAW_SECONDS)  # counts from when the VM runs again
         time.sleep(0.5)
     return False
-
-
-def _remember_freeze(qga_address):
-    with open(freeze_marker_path(qga_address), 'w') as handle:
-        handle.write(f'{os.getpid()}\n')
-
-
-def _forget_freeze(qga_address):
-    try:
-        os.unlink(freeze_marker_path(qga_address))
-    except FileNotFoundError:
-        pass
 
 
 def thaw_failure(exc, save_error, run_state):
@@ -215,7 +205,7 @@ def quiesced(qga_address, mode, timeout, freeze_timeout, save, warn, qmp=None, t
         warn(f'{taken} taken without quiescing the guest (crash-consistent): {reason}')
 
     try:
-        qga = QGASession(qga_address, timeout=timeout)
+        qga = AgentSession(qga_address, timeout=timeout, max_reply=SMALL_REPLY_BYTES)
         qga.open()
     except QemuVMError as exc:
         cannot_quiesce(f'the guest agent is not usable: {exc}')
@@ -232,8 +222,16 @@ def quiesced(qga_address, mode, timeout, freeze_timeout, save, warn, qmp=None, t
         if state != 'enabled':
             cannot_quiesce(f'the guest agent has guest-fsfreeze-freeze {state}')
             return save(timeout), report
-        guard = FreezeGuard(qga_address, freeze_timeout, timeout, qmp.shown if qmp is not None else None).start()
-        _remember_freeze(qga_address)
+        try:
+            remember_freeze(qga_address)
+        except RuntimeFileError as exc:
+            cannot_quiesce(f'the marker that makes the next session thaw cannot be written: {exc}')
+            return save(timeout), report
+        try:
+            guard = FreezeGuard(qga_address, freeze_timeout, timeout, qmp.shown if qmp is not None else None).start()
+        except BaseException:
+            forget_freeze(qga_address)
+            raise
         frozen_at = None
         save_error = None
         try:
@@ -263,7 +261,7 @@ def quiesced(qga_address, mode, timeout, freeze_timeout, save, warn, qmp=None, t
                 guard.hand_over()
                 raise thaw_failure(exc, save_error, _run_state(qmp)) from exc
             guard.done()
-            _forget_freeze(qga_address)
+            forget_freeze(qga_address)
     finally:
         qga.close()
     return result, report

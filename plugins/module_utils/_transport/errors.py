@@ -6,7 +6,13 @@
 """Errors of the transport's own concerns, in the QemuVMError family (_errors).
 
 The socket, session and command errors every transport shares are the root's; here are
-those of the D-Bus client (_transport.dbus):
+those of the private runtime files (_transport.lock) and the agent sessions' bounds
+(_transport.qga, _transport.sockets):
+
+  RuntimeFileError            a lock or freeze-marker file, or their private directory, is not what we made
+  ReplyTooLargeError (a ConnectionLostError)  a reply (or the sync line) outgrew the session's bound
+
+and those of the D-Bus client (_transport.dbus):
 
   DBusError (a VMStateError)  about the bus a QEMU object uses; names the bus and the object
     +-- DBusBusError          the bus cannot be reached or read (or jeepney is missing)
@@ -18,7 +24,7 @@ No Ansible imports here.
 
 from __future__ import annotations
 
-from ansible_collections.qemu.vm.plugins.module_utils._errors import QemuVMError, VMStateError
+from ansible_collections.qemu.vm.plugins.module_utils._errors import ConnectionLostError, QemuVMError, VMStateError
 
 
 class DBusError(VMStateError):
@@ -53,3 +59,32 @@ class DBusCallError(QemuVMError):
 
     def details(self):
         return {'dbus_error': self.name} if self.name else {}
+
+
+class ReplyTooLargeError(ConnectionLostError):
+    """The peer sent more than this session accepts in one reply; the session is closed."""
+
+    def __init__(self, address, what, limit, why=None):
+        self.what = what
+        self.limit = limit
+        why = f' ({why})' if why else ''
+        super().__init__(address, f'{what} was longer than {limit} bytes, the most this session accepts{why}: '
+                                  'the session was closed')
+
+    def details(self):
+        details = super().details()
+        details['reply_limit'] = self.limit
+        return details
+
+
+class RuntimeFileError(QemuVMError):
+    """A lock or marker file, or the private runtime directory holding them, is a symbolic link, a FIFO,
+    another user's file, or open to other users. Nothing was read or written through it."""
+
+    def __init__(self, path, reason):
+        self.path = path
+        self.reason = reason
+        super().__init__(f'{path}: {reason}')
+
+    def details(self):
+        return {'runtime_path': self.path}

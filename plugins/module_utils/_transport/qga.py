@@ -9,29 +9,48 @@ Every connection starts with the guest-sync-delimited handshake on the raw socke
 a 0xFF byte makes the agent drop any half-parsed request an earlier client left,
 and the agent prefixes its reply with 0xFF, so we can skip stale bytes and stale
 replies up to it. Only then does qemu.qmp read the stream: a 0xFF byte would
-end its session (invalid UTF-8).
+end its session (invalid UTF-8). What the guest sends is bounded: the handshake keeps
+a few KiB at most, and a reply longer than the session's `max_reply` ends the session.
+
+This is transport only: no guest operation happens here. Opening a session that first
+thaws a freeze an interrupted run of ours left is the guest layer's (_guest/session.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import socket
 import time
 
-from ansible_collections.qemu.vm.plugins.module_utils._errors import AgentNotRespondingError, CommandError, ConnectionLostError, QemuTimeoutError, SocketError
-from ansible_collections.qemu.vm.plugins.module_utils._transport.lock import freeze_marker_path
+from ansible_collections.qemu.vm.plugins.module_utils._errors import AgentNotRespondingError, ConnectionLostError, QemuTimeoutError, SocketError
+from ansible_collections.qemu.vm.plugins.module_utils._transport.errors import ReplyTooLargeError
 from ansible_collections.qemu.vm.plugins.module_utils._transport.sockets import (
     ClientSession, Deadline, _describe, classify_command_error, connect_socket, qmp_lib,
 )
 
 SENTINEL = b'\xff'
-#: A 48 MiB guest-file-read reply is ~64 MiB of base64 on one line.
-READ_BUFFER_BYTES = 80 * 1024 * 1024
 #: guest-file-read refuses counts above this.
 MAX_FILE_CHUNK = 48 * 1024 * 1024
+#: What a reply carries besides its base64 payload: the JSON around it, its id.
+REPLY_OVERHEAD = 64 * 1024
+
+
+def reply_bytes_for(chunk):
+    """The longest reply line of a guest-file-read of `chunk` bytes: base64 (4/3) plus the JSON around it."""
+    return (chunk + 2) // 3 * 4 + REPLY_OVERHEAD
+
+
+#: The most a session accepts in one reply, by default: a 48 MiB guest-file-read chunk (64 MiB of
+#: base64; qemu_guest_file's largest chunk_size) is the largest legitimate reply. guest-exec-status
+#: with both streams at the agent's 16 MiB cap is about 43 MiB.
+MAX_REPLY_BYTES = reply_bytes_for(MAX_FILE_CHUNK)
+#: For sessions that only ask small questions (inventory, freeze and thaw, pings): JSON grows
+#: about 25 times once parsed into Python objects, so a hostile guest gets little out of this.
+SMALL_REPLY_BYTES = 1024 * 1024
+#: A guest-sync-delimited reply is 0xFF and {"return": <int64>}: a line longer than this after 0xFF is not one.
+MAX_SYNC_LINE = 4096
 #: The handshake is bounded on its own: libvirt uses 5 s, we allow TCG guests more.
 SYNC_TIMEOUT = 10.0
 #: Freezing flushes the guest's dirty data first, which can take minutes (Proxmox allows 1 h).
@@ -49,7 +68,8 @@ def sync_delimited(sock, timeout, address):
     """Run the guest-sync-delimited handshake on a connected raw socket.
 
     Returns once the agent echoed our id; raises AgentNotRespondingError when it
-    did not within `timeout`.
+    did not within `timeout`. Bytes before a 0xFF are dropped as they come, and a line
+    after one is at most MAX_SYNC_LINE long: what we hold stays small whatever the guest sends.
     """
     sync_id = _rng.randint(-2 ** 63, 2 ** 63 - 1)
     request = json.dumps({'execute': 'guest-sync-delimited', 'arguments': {'id': sync_id}})
@@ -68,6 +88,9 @@ def sync_delimited(sock, timeout, address):
                         return
                     continue
                 pending = pending[start:]
+                if len(pending) > MAX_SYNC_LINE:
+                    raise ReplyTooLargeError(address, "the line after the agent's 0xFF delimiter", MAX_SYNC_LINE,
+                                             'a guest-sync-delimited reply is a few dozen bytes: this is not a guest agent')
             else:
                 pending = b''  # everything before the sentinel is stale
             if deadline.expired:
@@ -95,20 +118,22 @@ class QGASession(ClientSession):
     """A guest-agent session: `with QGASession(path, timeout) as qga: qga.execute(...)`."""
 
     kind = 'QGA'
+    reply_bound_reason = ('the largest legitimate agent reply is a 48 MiB guest-file-read chunk, 64 MiB of base64; '
+                          'sessions that only ask small questions accept 1 MiB')
 
-    def __init__(self, address, timeout=30.0, lock=True, runner=None, sync_timeout=None):
+    def __init__(self, address, timeout=30.0, lock=True, runner=None, sync_timeout=None, max_reply=MAX_REPLY_BYTES):
         super().__init__(address, timeout, lock, runner)
         self.sync_timeout = min(self.timeout, SYNC_TIMEOUT) if sync_timeout is None else sync_timeout
+        #: A longer reply ends the session with ReplyTooLargeError (the reader holds about this much at most).
+        self.max_reply = int(max_reply)
         self._info = None
         self._pending = []
-        #: True when opening this session thawed a freeze an interrupted run of ours left.
-        self.thawed_interrupted_freeze = False
 
     def _open(self, deadline):
         sock = connect_socket(self.address, deadline.remaining())
         try:
             sync_delimited(sock, min(self.sync_timeout, deadline.remaining()), self.shown)
-            client = self._new_client(readbuflen=READ_BUFFER_BYTES)
+            client = self._new_client(readbuflen=self.max_reply)
             client.await_greeting = False  # the agent sends no greeting
             client.negotiate = False
             self.runner.run(client.connect(sock), max(deadline.remaining(), 1.0),
@@ -120,26 +145,6 @@ class QGASession(ClientSession):
             sock.close()
             raise
         self._client = client
-        self._thaw_after_interrupted_freeze()
-
-    def _thaw_after_interrupted_freeze(self):
-        """A quiesced snapshot of ours froze the guest and its thaw is not confirmed (the VM was
-        paused, the host rebooted, the guard gave up): thaw before anything else."""
-        marker = freeze_marker_path(self.address)
-        if not os.path.exists(marker):
-            return
-        try:
-            if self.execute('guest-fsfreeze-status') == 'frozen':
-                self.execute('guest-fsfreeze-thaw')
-                self.thawed_interrupted_freeze = True
-            if self.execute('guest-fsfreeze-status') != 'thawed':
-                return
-        except CommandError:
-            return  # an agent without freeze commands cannot be frozen by us either
-        try:
-            os.unlink(marker)
-        except FileNotFoundError:
-            pass
 
     def close(self):
         for task in self._pending:
@@ -231,7 +236,7 @@ def wait_for_agent(address, timeout, attempt_timeout=5.0, runner=None):
     last_error = None
     while not deadline.expired:
         session = QGASession(address, timeout=max(deadline.remaining(), 0.001), runner=runner,
-                             sync_timeout=min(attempt_timeout, deadline.remaining()))
+                             sync_timeout=min(attempt_timeout, deadline.remaining()), max_reply=SMALL_REPLY_BYTES)
         try:
             session.open()
             session.execute('guest-ping', timeout=max(deadline.remaining(), 1.0))

@@ -34,6 +34,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._errors import (
     SocketPermissionError,
     SocketRefusedError,
 )
+from ansible_collections.qemu.vm.plugins.module_utils._transport.errors import ReplyTooLargeError
 from ansible_collections.qemu.vm.plugins.module_utils._transport.lock import SocketLock
 from ansible_collections.qemu.vm.plugins.module_utils._transport.wait import Deadline
 
@@ -214,6 +215,8 @@ class ClientSession:
     """One locked qemu.qmp client session on a QMP or guest-agent socket."""
 
     kind = 'QMP'
+    #: Said when a reply outgrows the session's bound.
+    reply_bound_reason = "qemu.qmp's default reply size"
 
     def __init__(self, address, timeout=30.0, lock=True, runner=None):
         self.address = parse_address(address)
@@ -280,7 +283,25 @@ class ClientSession:
         except qmp_lib.ExecuteError as exc:
             raise classify_command_error(command, exc.error_class, str(exc))
         except qmp_lib.QMPError as exc:
+            limit = self._reply_limit_exceeded()
+            if limit:
+                raise ReplyTooLargeError(self.shown, f'the reply to {command}', limit, self.reply_bound_reason)
             raise ConnectionLostError(self.shown, f'while waiting for the reply to {command}: {_describe(exc)}')
+
+    def _reply_limit_exceeded(self):
+        """The reader's bound (readbuflen) when the session ended because a reply line outgrew it, else None.
+
+        asyncio's readline() raises ValueError past its limit, having buffered about that much at
+        most; qemu.qmp ends the session, and its disconnect() re-raises what ended it.
+        """
+        client, self._client = self._client, None
+        try:
+            self.runner.run(client.disconnect(), timeout=5)
+        except ValueError as exc:
+            return client.readbuflen if 'limit' in str(exc) else None
+        except Exception:  # pylint: disable=broad-except
+            return None  # another cause: the caller reports the session as lost
+        return None
 
 
 def _refuse_event(_event):

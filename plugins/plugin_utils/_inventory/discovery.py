@@ -16,7 +16,6 @@ VM is still listed with what is known.
 from __future__ import annotations
 
 import asyncio
-import errno
 import glob
 import ipaddress
 import os
@@ -32,9 +31,10 @@ from ansible_collections.qemu.vm.plugins.plugin_utils._inventory.cmdline import 
     parse_cmdline,
 )
 from ansible_collections.qemu.vm.plugins.plugin_utils._inventory.procfs import holds, read_socket_tables, scan_processes
-from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, ParameterError, QemuVMError, SocketError
+from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, ParameterError, QemuVMError
 from ansible_collections.qemu.vm.plugins.module_utils._transport.lock import SocketLock
-from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import QGASession
+from ansible_collections.qemu.vm.plugins.module_utils._guest.session import AgentSession
+from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import SMALL_REPLY_BYTES
 from ansible_collections.qemu.vm.plugins.module_utils._transport.qmp import QMPSession
 from ansible_collections.qemu.vm.plugins.module_utils._transport.sockets import Deadline, Runner, parse_address
 
@@ -237,28 +237,6 @@ def _remaining(deadline):
     return max(deadline.remaining(), 0.001)
 
 
-class _ReaderLock(SocketLock):
-    """The lock tasks of this collection hold on a socket, waited for, never created, never a trap.
-
-    Whatever sits at the lock path (a FIFO, whose open would block until a writer comes; a symlink; a
-    directory) is not waited on: the socket is not asked, and the note names the path.
-    """
-
-    def _open(self):
-        try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise SocketError(self.address, f'the lock file {self.path} is a symbolic link: not used, socket not asked')
-            return None  # no lock file (or not ours to read): nothing to wait for
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            os.close(fd)
-            raise SocketError(self.address, f'the lock file {self.path} is not a regular file '
-                                            f'(mode {stat.filemode(mode)}): not used, socket not asked')
-        return fd
-
-
 class _Probe:
     """One socket asked within one deadline, on an event loop of its own (this thread's)."""
 
@@ -266,7 +244,9 @@ class _Probe:
         self.address = address
         self.deadline = Deadline(timeout)
         self.runner = Runner()
-        self.lock = _ReaderLock(parse_address(address), existing_only=True)
+        # Waited for only while a task holds it, never created; a FIFO, a link or another user's file
+        # at its path is a RuntimeFileError naming it: the socket is not asked (a note says why).
+        self.lock = SocketLock(parse_address(address), existing_only=True)
 
     def take_lock(self):
         self.lock.acquire(_remaining(self.deadline))
@@ -336,8 +316,9 @@ def query_qga(address, timeout):
     try:
         probe.take_lock()
         remaining = _remaining(probe.deadline)
-        with QGASession(address, timeout=remaining, lock=False, runner=probe.runner,
-                        sync_timeout=remaining) as qga:
+        # Small replies only; opening it first thaws a freeze an interrupted quiesced run of ours left.
+        with AgentSession(address, timeout=remaining, lock=False, runner=probe.runner,
+                          sync_timeout=remaining, max_reply=SMALL_REPLY_BYTES) as qga:
             facts['agent_available'] = True
             for key, command in AGENT_FACTS:
                 try:

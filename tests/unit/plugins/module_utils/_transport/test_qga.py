@@ -12,7 +12,8 @@ import time
 import pytest
 
 from ansible_collections.qemu.vm.plugins.module_utils import _errors as errors
-from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import QGASession
+from ansible_collections.qemu.vm.plugins.module_utils._transport.errors import ReplyTooLargeError
+from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import MAX_FILE_CHUNK, MAX_REPLY_BYTES, MAX_SYNC_LINE, SMALL_REPLY_BYTES, QGASession
 
 from harness.fake_peers import FakePeer
 
@@ -208,3 +209,69 @@ def test_request_json_is_one_object_per_command():
     assert got[0]['execute'] == 'guest-file-close'
     assert got[0]['arguments'] == {'handle': 1000}
     assert json.dumps(got[0])
+
+
+def test_default_bound_fits_the_largest_guest_file_read_reply():
+    """48 MiB read (qemu_guest_file's largest chunk_size) in base64, with the JSON around it."""
+    count = MAX_FILE_CHUNK
+    b64_length = (count + 2) // 3 * 4
+    around = json.dumps({'return': {'count': count, 'buf-b64': '', 'eof': False}, 'id': '__qmp#99999'}) + '\n'
+    assert b64_length + len(around) <= MAX_REPLY_BYTES < 80 * 1024 * 1024
+    assert QGASession('/nonexistent.sock').max_reply == MAX_REPLY_BYTES
+
+
+def test_reply_over_the_session_bound_is_a_clear_error_not_memory_growth():
+    payload = 'A' * (3 * 1024 * 1024)
+
+    def agent(conn):
+        conn.answer_sync()
+        serve_commands(conn, {'guest-get-osinfo': {'name': payload}, 'guest-ping': {}})
+
+    with FakePeer(agent) as peer:
+        with QGASession(peer.path, timeout=5, max_reply=SMALL_REPLY_BYTES) as qga:
+            start = time.monotonic()
+            with pytest.raises(errors.ConnectionLostError) as caught:
+                qga.execute('guest-get-osinfo')
+            assert time.monotonic() - start < 4  # at once, not at the timeout
+            with pytest.raises(errors.ConnectionLostError):
+                qga.execute('guest-ping')  # the session is over
+    assert isinstance(caught.value, ReplyTooLargeError)
+    assert 'guest-get-osinfo' in str(caught.value) and str(SMALL_REPLY_BYTES) in str(caught.value)
+    assert caught.value.details()['reply_limit'] == SMALL_REPLY_BYTES
+    # The same reply within a default session is fine.
+    with FakePeer(agent) as peer:
+        with QGASession(peer.path, timeout=5) as qga:
+            assert len(qga.execute('guest-get-osinfo')['name']) == len(payload)
+
+
+def test_endless_line_after_the_sync_delimiter_is_a_clear_error_at_once():
+    release = threading.Event()
+
+    def agent(conn):
+        conn.read_request()
+        conn.send(b'\xff{"return": ' + b'9' * (256 * 1024))  # and never a newline
+        release.wait(30)
+
+    with FakePeer(agent) as peer:
+        try:
+            start = time.monotonic()
+            with pytest.raises(ReplyTooLargeError) as caught:
+                QGASession(peer.path, timeout=20).open()
+            assert time.monotonic() - start < 8  # long before the 10 s sync bound
+        finally:
+            release.set()
+    assert '0xFF' in str(caught.value) and str(MAX_SYNC_LINE) in str(caught.value)
+
+
+def test_stale_bytes_without_delimiter_are_dropped_as_they_come():
+    """Megabytes of junk before the sync reply: skipped (the buffer never holds more than a read)."""
+    def agent(conn):
+        request = conn.read_request()
+        junk = b'{"return": "' + b'x' * (1024 * 1024) + b'"}\n'
+        conn.send(junk * 16)
+        conn.send(b'\xff' + json.dumps({'return': request['arguments']['id']}).encode() + b'\n')
+        serve_commands(conn, {'guest-ping': {}})
+
+    with FakePeer(agent) as peer:
+        with QGASession(peer.path, timeout=20) as qga:
+            assert qga.execute('guest-ping') == {}

@@ -26,7 +26,7 @@ from ansible_collections.qemu.vm.plugins.plugin_utils._inventory.discovery impor
     vms_from_sockets,
 )
 from ansible_collections.qemu.vm.plugins.plugin_utils._inventory.procfs import file_identity
-from ansible_collections.qemu.vm.plugins.module_utils._transport.lock import SocketLock
+from ansible_collections.qemu.vm.plugins.module_utils._transport.lock import SocketLock, open_runtime_dir
 
 ME = os.geteuid()
 
@@ -274,6 +274,7 @@ def test_the_inventory_leaves_no_lock_file_behind():
 def test_whatever_sits_at_the_lock_path_cannot_hang_the_inventory():
     with FakePeer(_good_monitor) as monitor:
         lock_path = SocketLock(monitor.path).path
+        os.close(open_runtime_dir()[0])  # the private directory tasks make
         os.mkfifo(lock_path)  # opening it for reading would wait for a writer forever
         os.chmod(lock_path, 0o600)
         vms = [{'name': None, 'qmp': monitor.path, 'qga': None, 'notes': []}]
@@ -282,13 +283,13 @@ def test_whatever_sits_at_the_lock_path_cannot_hang_the_inventory():
         worker.join(30)
         assert not worker.is_alive(), 'the inventory hung on a FIFO at the lock path'
         assert 'status' not in vms[0]
-        assert vms[0]['notes'] == [f'QMP {monitor.path}: {monitor.path}: the lock file {lock_path} is not a regular '
-                                   'file (mode prw-------): not used, socket not asked']
+        assert vms[0]['notes'] == [f'QMP {monitor.path}: {lock_path}: is a FIFO, not a regular file qemu.vm made; '
+                                   'nothing was read or written through it: remove it']
         os.unlink(lock_path)
         os.symlink('/etc/passwd', lock_path)
         vms = [{'name': None, 'qmp': monitor.path, 'qga': None, 'notes': []}]
         query_all(vms, 2)
-        assert 'is a symbolic link: not used' in vms[0]['notes'][0]
+        assert f'{lock_path}: is a symbolic link' in vms[0]['notes'][0] and 'status' not in vms[0]
         os.unlink(lock_path)
 
 
