@@ -140,7 +140,7 @@ class LocalAgent:
             proc = subprocess.run(argv, input=stdin, capture_output=True, env=self.env, timeout=60, check=False)
         except FileNotFoundError as exc:
             raise CommandError('guest-exec', 'GenericError',
-                               f'Guest agent command failed, error was \'Failed to execute child process “{argv[0]}” '
+                               f'Guest agent command failed, error was \'Failed to execute child process "{argv[0]}" '
                                f'({exc.strerror})\'') from exc
         pid = 4000 + len(self.execs)
         self._exited[pid] = proc
