@@ -46,7 +46,9 @@ description:
     sockets."
   - "Host variables: C(qemu_qmp), C(qemu_qga) (socket addresses), C(qemu_name), C(qemu_uuid), C(qemu_pid)
     (null when the process is not visible), C(qemu_user) (the user QEMU runs as, else the owner of its QMP
-    socket file; null for a TCP monitor of an invisible process), C(qemu_status) (QMP C(query-status), for example C(running),
+    socket file; null for a TCP monitor of an invisible process), C(qemu_run_dir) (the run directory of a VM that
+    M(qemu.vm.qemu_vm) started, found by its layout: C(-pidfile <dir>/qemu.pid) and first QMP monitor C(<dir>/qmp.sock);
+    null for other VMs), C(qemu_status) (QMP C(query-status), for example C(running),
     C(paused), C(suspended); null when QMP did not answer), C(qemu_version), C(qemu_agent_available) (whether
     the agent answered), and when it answered C(qemu_guest_os) (C(guest-get-osinfo) with C(-) in keys
     replaced by C(_), for example C(pretty_name)), C(qemu_guest_hostname) and C(qemu_guest_ips)
@@ -217,6 +219,7 @@ HOST_VARS = (
     ('qemu_status', 'status'),
     ('qemu_version', 'version'),
     ('qemu_agent_available', 'agent_available'),
+    ('qemu_run_dir', 'run_dir'),
 )
 GUEST_VARS = (
     ('qemu_guest_os', 'guest_os'),

@@ -164,7 +164,7 @@ def test_lifecycle_from_a_base_image(new_vm, tmp_path):
     # the inventory lists the VM by its name, with no configuration
     hosts = inventory_hosts(tmp_path)
     assert hosts[args['name']]['qemu_qmp'] == started['qmp'] and hosts[args['name']]['qemu_qga'] == started['qga']
-    assert hosts[args['name']]['qemu_pid'] == pid
+    assert hosts[args['name']]['qemu_pid'] == pid and hosts[args['name']]['qemu_run_dir'] == run_dir
 
     # the collection's modules work on its disks by id, through the returned sockets
     sockets = {'qmp': started['qmp'], 'qga': started['qga']}

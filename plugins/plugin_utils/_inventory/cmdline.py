@@ -20,7 +20,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterEr
 AGENT_PORT_NAME = 'org.qemu.guest_agent.0'
 _TRUE = frozenset(['on', 'yes', 'true', 'y'])
 # Options whose value we read; every other option's value is skipped.
-_WANTED = frozenset(['name', 'uuid', 'qmp', 'qmp-pretty', 'chardev', 'mon', 'device', 'runas', 'run-with'])
+_WANTED = frozenset(['name', 'uuid', 'qmp', 'qmp-pretty', 'chardev', 'mon', 'device', 'runas', 'run-with', 'pidfile'])
 _NIL_UUID = '00000000-0000-0000-0000-000000000000'
 
 
@@ -138,10 +138,11 @@ def parse_cmdline(argv, cwd=None):
     """What a QEMU argv says about its VM.
 
     Returns {'name', 'uuid', 'qmp': [addresses of QMP monitors, in order], 'qga': agent socket or None,
-    'drops_root': whether QEMU is told to switch to another user (-runas USER, -run-with user=USER)}.
+    'drops_root': whether QEMU is told to switch to another user (-runas USER, -run-with user=USER),
+    'pidfile': the -pidfile path or None}.
     Relative socket paths are resolved against `cwd` (QEMU's working directory) when it is known.
     """
-    info = {'name': None, 'uuid': None, 'qmp': [], 'qga': None, 'drops_root': False}
+    info = {'name': None, 'uuid': None, 'qmp': [], 'qga': None, 'drops_root': False, 'pidfile': None}
     chardevs = {}
     monitors = []
     agent_chardev = None
@@ -152,6 +153,8 @@ def parse_cmdline(argv, cwd=None):
             info['name'] = parse_opts(value, implied='guest').get('guest') or None
         elif option == 'uuid':
             info['uuid'] = value.strip().lower() or None
+        elif option == 'pidfile':
+            info['pidfile'] = _resolve(value, cwd) if value else None
         elif option == 'runas':
             info['drops_root'] = info['drops_root'] or bool(value)
         elif option == 'run-with':
@@ -178,6 +181,18 @@ def parse_cmdline(argv, cwd=None):
     if agent_chardev is not None:
         info['qga'] = chardevs.get(agent_chardev)
     return info
+
+
+def qemu_vm_run_dir(info):
+    """The run directory of a VM that qemu.vm.qemu_vm started, else None.
+
+    Its layout says so: the pid file is <run_dir>/qemu.pid and the first QMP monitor <run_dir>/qmp.sock.
+    """
+    pidfile, qmp = info.get('pidfile'), (info.get('qmp') or [None])[0]
+    if not pidfile or not isinstance(qmp, str) or os.path.basename(pidfile) != 'qemu.pid':
+        return None
+    run_dir = os.path.dirname(pidfile)
+    return run_dir if qmp == os.path.join(run_dir, 'qmp.sock') else None
 
 
 def normalize_uuid(text):

@@ -29,6 +29,7 @@ from ansible_collections.qemu.vm.plugins.plugin_utils._inventory.cmdline import 
     has_wildcard,
     normalize_uuid,
     parse_cmdline,
+    qemu_vm_run_dir,
 )
 from ansible_collections.qemu.vm.plugins.plugin_utils._inventory.procfs import holds, read_socket_tables, scan_processes
 from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, ParameterError, QemuVMError
@@ -49,7 +50,7 @@ AGENT_FACTS = (
 
 
 def new_vm(**known):
-    vm = {'name': None, 'uuid': None, 'pid': None, 'uid': None, 'user': None, 'qmp': None, 'qga': None,
+    vm = {'name': None, 'uuid': None, 'pid': None, 'uid': None, 'user': None, 'qmp': None, 'qga': None, 'run_dir': None,
           'status': None, 'version': None, 'agent_available': False, 'guest_os': None, 'guest_hostname': None,
           'guest_ips': None, 'notes': []}
     vm.update(known)
@@ -105,6 +106,9 @@ def vm_from_process(process, tables):
     vm['qmp'] = next((address for address in info['qmp'] if _held(process, address, tables, vm, 'QMP socket')), None)
     if info['qga'] and _held(process, info['qga'], tables, vm, 'agent socket'):
         vm['qga'] = info['qga']
+    run_dir = qemu_vm_run_dir(info)
+    if run_dir and vm['qmp'] == info['qmp'][0]:  # only when the process holds the qmp.sock it names
+        vm['run_dir'] = run_dir
     vm['_info'] = info
     return vm
 
@@ -198,6 +202,8 @@ def vms_from_sockets(entries, processes=(), tables=None, trusted=frozenset([0]),
             if qga and '/' in qga:
                 qga = _checked_agent(qga, process, tables, trusted, vm)
             vm['qga'] = qga or owner.get('qga')
+            if owner.get('run_dir') and qmp == owner.get('qmp'):
+                vm['run_dir'] = owner['run_dir']
             vms.append(vm)
     return vms
 

@@ -9,7 +9,7 @@ from ansible_collections.qemu.vm.plugins.inventory.qemu import InventoryModule, 
 
 FOUND = {'name': 'web1', 'uuid': None, 'pid': 42, 'user': 'qemu', 'qmp': '/run/web1/qmp.sock', 'qga': '/run/web1/qga.sock',
          'status': 'running', 'version': '7.2.0', 'agent_available': True, 'guest_os': {'id': 'debian'},
-         'guest_hostname': 'web1', 'guest_ips': ['10.0.0.5']}
+         'guest_hostname': 'web1', 'guest_ips': ['10.0.0.5'], 'run_dir': '/run/web1'}
 
 
 def test_an_answering_agent_gets_the_qga_connection():
@@ -17,7 +17,7 @@ def test_an_answering_agent_gets_the_qga_connection():
     assert variables == {
         'qemu_qmp': '/run/web1/qmp.sock', 'qemu_qga': '/run/web1/qga.sock', 'qemu_name': 'web1',
         'qemu_uuid': None, 'qemu_pid': 42, 'qemu_user': 'qemu', 'qemu_status': 'running', 'qemu_version': '7.2.0',
-        'qemu_agent_available': True, 'qemu_guest_os': {'id': 'debian'}, 'qemu_guest_hostname': 'web1',
+        'qemu_agent_available': True, 'qemu_run_dir': '/run/web1', 'qemu_guest_os': {'id': 'debian'}, 'qemu_guest_hostname': 'web1',
         'qemu_guest_ips': ['10.0.0.5'], 'ansible_connection': 'qemu.vm.qga', 'ansible_qemu_qga': '/run/web1/qga.sock'}
     assert 'ansible_connection' not in host_variables(FOUND, use_qga_connection=False)
     assert default_groups(FOUND) == ['qemu_running', 'qemu_agent']

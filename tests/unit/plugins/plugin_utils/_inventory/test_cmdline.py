@@ -19,6 +19,7 @@ from ansible_collections.qemu.vm.plugins.plugin_utils._inventory.cmdline import 
     is_qemu_argv,
     normalize_uuid,
     parse_cmdline,
+    qemu_vm_run_dir,
     parse_opts,
     socket_label,
     split_opts,
@@ -78,7 +79,22 @@ def test_harness_style_command_line():
         'qmp': ['/run/vm/qmp.sock', '/run/vm/qmp-harness.sock'],
         'qga': '/run/vm/qga.sock',
         'drops_root': False,
+        'pidfile': None,
     }
+    assert qemu_vm_run_dir(parse_cmdline(argv)) is None
+
+
+def test_the_run_dir_of_a_qemu_vm_started_vm():
+    layout = [QEMU, '-qmp', 'unix:/run/qemu-vm/web1/qmp.sock,server=on,wait=off',
+              '-chardev', 'socket,id=mon1,path=/run/qemu-vm/web1/monitor.sock,server=on,wait=off',
+              '-mon', 'chardev=mon1,mode=control', '-daemonize']
+    assert qemu_vm_run_dir(parse_cmdline(layout + ['-pidfile', '/run/qemu-vm/web1/qemu.pid'])) == '/run/qemu-vm/web1'
+    # relative to QEMU's working directory, as QEMU resolves it
+    assert qemu_vm_run_dir(parse_cmdline(layout + ['-pidfile', 'web1/qemu.pid'], cwd='/run/qemu-vm')) == '/run/qemu-vm/web1'
+    # not the layout: another pid file name, or a pid file beside a monitor elsewhere
+    assert qemu_vm_run_dir(parse_cmdline(layout + ['-pidfile', '/run/qemu-vm/web1/vm.pid'])) is None
+    assert qemu_vm_run_dir(parse_cmdline(layout + ['-pidfile', '/tmp/qemu.pid'])) is None
+    assert qemu_vm_run_dir(parse_cmdline(layout)) is None
 
 
 def test_libvirt_style_command_line():
@@ -108,7 +124,8 @@ def test_relative_paths_resolve_against_qemu_cwd():
     argv = [QEMU, '-qmp', 'unix:qmp.sock,server=on', '-chardev', 'socket,id=g,path=../ga.sock,server=on',
             '-device', 'virtserialport,name=org.qemu.guest_agent.0,chardev=g']
     assert parse_cmdline(argv, cwd='/srv/vms/web1') == {
-        'name': None, 'uuid': None, 'qmp': ['/srv/vms/web1/qmp.sock'], 'qga': '/srv/vms/ga.sock', 'drops_root': False}
+        'name': None, 'uuid': None, 'qmp': ['/srv/vms/web1/qmp.sock'], 'qga': '/srv/vms/ga.sock', 'drops_root': False,
+        'pidfile': None}
 
 
 @pytest.mark.parametrize('options, drops', [
