@@ -4,6 +4,7 @@
   vm            function a started VM with the guest agent answering
   vm_noagent    function a started VM whose guest runs no agent
   vm_factory    function vm_factory(**VM kwargs) -> started VM; all stopped at teardown
+  managed_vm    module   a VM started by the collection's qemu.vm.qemu_vm (harness/managed.py), removed at the end
 
 The session fails if a QEMU started by the harness is still alive at the end. Under pytest-xdist
 (`make system` runs the files on several workers) each worker checks its own QEMUs and the
@@ -20,6 +21,7 @@ if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
 
 from harness.guest import VM, QMPCommandError, ensure_guest, kill_leftover_qemu, running_qemu_pids  # noqa: E402
+from harness.managed import ManagedVM  # noqa: E402
 
 
 @pytest.fixture(scope='session')
@@ -46,6 +48,25 @@ def vm_factory(guest_images, tmp_path):
     yield make
     for machine in reversed(vms):
         machine.stop()
+
+
+@pytest.fixture(scope='module')
+def managed_vm(guest_images, tmp_path_factory):
+    machine = ManagedVM(guest_images, tmp_path_factory.mktemp('mvm'))
+    try:
+        yield machine.start()
+    finally:
+        machine.remove()
+
+
+@pytest.fixture
+def managed_guest(managed_vm):
+    """The module's shared qemu_vm VM, thawed again whatever the test did."""
+    yield managed_vm
+    try:
+        managed_vm.qga('guest-fsfreeze-thaw', timeout=30)
+    except (OSError, QMPCommandError):
+        pass
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) qemu.vm contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""qemu_guest_facts against the real qemu-ga in the tiny guest."""
+"""qemu_guest_facts against the real qemu-ga in the tiny guest (one started by qemu.vm.qemu_vm where it fits)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ def facts(vm, check=False, **extra):
     return result['ansible_facts']['qemu_guest']
 
 
-def test_all_facts_of_a_running_guest(guest):
-    vm = guest
+def test_all_facts_of_a_running_guest(managed_guest):
+    vm = managed_guest
     for check in (False, True):
         g = facts(vm, check=check)
         assert g['gather_subset'] == ALL and g['skipped'] == []
@@ -45,8 +45,8 @@ def test_all_facts_of_a_running_guest(guest):
         assert g['fsfreeze_status'] == 'thawed'
 
 
-def test_gather_subset(guest):
-    vm = guest
+def test_gather_subset(managed_guest):
+    vm = managed_guest
     g = facts(vm, gather_subset=['min'])
     assert g['gather_subset'] == ['agent', 'os', 'hostname', 'fsfreeze']
     assert set(g) == {'agent', 'gather_subset', 'skipped', 'os', 'hostname', 'fsfreeze_status'}
@@ -60,8 +60,8 @@ def test_gather_subset(guest):
     assert bad.failed and 'gather_subset' in bad['msg'] and "'hardware'" in bad['msg'] and 'network' in bad['msg']
 
 
-def test_facts_of_a_frozen_guest(guest):
-    vm = guest
+def test_facts_of_a_frozen_guest(managed_guest):
+    vm = managed_guest
     assert vm.qga('guest-fsfreeze-freeze') == 1
     g = facts(vm)
     assert g['fsfreeze_status'] == 'frozen'
@@ -113,8 +113,8 @@ PLAYBOOK = """
 """
 
 
-def test_facts_in_a_playbook_with_module_defaults(guest):
-    proc = run_playbook(PLAYBOOK, extra_vars={'qga': guest.qga_path, 'qmp': guest.qmp_path})
+def test_facts_in_a_playbook_with_module_defaults(managed_guest):
+    proc = run_playbook(PLAYBOOK, extra_vars={'qga': managed_guest.qga_path, 'qmp': managed_guest.qmp_path})
     assert proc.returncode == 0, proc.stdout
     assert 'ok=3' in proc.stdout and 'changed=0' in proc.stdout
 

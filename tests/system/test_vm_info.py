@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) qemu.vm contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""qemu.vm.qemu_vm_info, run the way users run it."""
+"""qemu.vm.qemu_vm_info, run the way users run it; where a plain VM does, one that qemu.vm.qemu_vm started."""
 
 from __future__ import annotations
 
@@ -62,12 +62,14 @@ def test_qmp_is_required():
     assert result['msg'].startswith('qmp is required')
 
 
-def test_bad_timeout_is_rejected(vm):
+def test_bad_timeout_is_rejected(managed_vm):
+    vm = managed_vm  # started by qemu.vm.qemu_vm
     result = run_module('qemu_vm_info', {'qmp': vm.qmp_path, 'timeout': 0})
     assert result.failed and 'timeout' in result['msg']
 
 
-def test_busy_monitor_waits_within_timeout(vm):
+def test_busy_monitor_waits_within_timeout(managed_vm):
+    vm = managed_vm  # started by qemu.vm.qemu_vm
     holder = subprocess.Popen([sys.executable, '-c', textwrap.dedent('''
         import sys, time
         from ansible_collections.qemu.vm.plugins.module_utils._transport.qmp import QMPSession
@@ -84,7 +86,8 @@ def test_busy_monitor_waits_within_timeout(vm):
     assert result['status'] == 'running'
 
 
-def test_playbook_with_group_module_defaults_and_check_mode(vm):
+def test_playbook_with_group_module_defaults_and_check_mode(managed_vm):
+    vm = managed_vm  # started by qemu.vm.qemu_vm
     playbook = textwrap.dedent('''
         - name: Read the VM through the action group defaults
           hosts: localhost
