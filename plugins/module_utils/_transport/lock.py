@@ -271,10 +271,11 @@ class SocketLock:
                     os.close(fd)
                     raise RuntimeFileError(self.path, f'cannot be locked: {exc.strerror or exc}')
             if deadline.expired:
+                holder = describe_process(lock_holder(os.fstat(fd)))
                 os.close(fd)
                 raise SocketBusyError(
                     self.address,
-                    f'another qemu.vm task held this socket for longer than timeout={timeout:g} s '
+                    f'another qemu.vm task{holder} held this socket for longer than timeout={timeout:g} s '
                     f'(lock file {self.path})')
             time.sleep(min(_POLL_SECONDS, deadline.remaining()))
 
@@ -297,3 +298,48 @@ class SocketLock:
             finally:
                 os.close(fd)  # closing drops the flock
                 os.close(dir_fd)
+
+
+# -- who holds it ---------------------------------------------------------------------
+
+#: /proc/locks lists every lock on the host; read no more than this of it.
+_LOCKS_MAX_BYTES = 4 << 20
+_ANSIBALLZ = 'AnsiballZ_'
+
+
+def lock_holder(st, locks_path='/proc/locks'):
+    """The pid that took the flock on the file `st` describes (os.fstat), or None when it cannot be told.
+
+    /proc/locks names each lock's file as <major>:<minor>:<inode> (hex, hex, decimal) and the pid that
+    took it; waiters are the lines marked '->'.
+    """
+    wanted = f'{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}'
+    try:
+        with open(locks_path, 'rb') as handle:
+            text = handle.read(_LOCKS_MAX_BYTES).decode('ascii', 'replace')
+    except OSError:
+        return None
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == 'FLOCK' and fields[5] == wanted and fields[4].isdigit():
+            return int(fields[4]) or None
+    return None
+
+
+def describe_process(pid, proc_root='/proc'):
+    """' (pid N, qemu_backup)' for a module run (its AnsiballZ file names the module), ' (pid N, comm)'
+    otherwise, '' when pid is None. Only kernel-made files are read, each bounded."""
+    if pid is None:
+        return ''
+    try:
+        with open(os.path.join(proc_root, str(pid), 'cmdline'), 'rb') as handle:
+            argv = handle.read(65536).split(b'\0')
+        with open(os.path.join(proc_root, str(pid), 'comm'), 'rb') as handle:
+            comm = handle.read(64).decode('utf-8', 'replace').strip()
+    except OSError:
+        return f' (pid {pid})'
+    for arg in argv:
+        base = os.path.basename(arg).decode('utf-8', 'replace')
+        if base.startswith(_ANSIBALLZ) and base.endswith('.py'):
+            return f' (pid {pid}, {base[len(_ANSIBALLZ):-3]})'
+    return f' (pid {pid}, {comm})' if comm else f' (pid {pid})'

@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import pwd
 import stat
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -242,6 +244,30 @@ def test_busy_lock_names_its_file(tmp_path, rundir):
     finally:
         holder.release()
     assert holder.path in str(caught.value)
+    assert f'(pid {os.getpid()}, ' in str(caught.value)  # the kernel's lock table names who held it
+
+
+def test_the_holder_of_a_lock_taken_by_another_process_is_told(tmp_path):
+    path = tmp_path / 'held.lock'
+    path.write_bytes(b'')
+    script = tmp_path / 'AnsiballZ_qemu_backup.py'
+    script.write_text('import fcntl, sys, time\n'
+                      'f = open(sys.argv[1]); fcntl.flock(f, fcntl.LOCK_EX); print("held", flush=True); time.sleep(60)\n')
+    proc = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == 'held'
+        pid = lock.lock_holder(os.stat(path))
+        assert pid == proc.pid
+        assert lock.describe_process(pid) == f' (pid {proc.pid}, qemu_backup)'
+    finally:
+        proc.kill()
+        proc.wait()
+    assert lock.lock_holder(os.stat(path)) is None  # let go with the process
+    assert lock.describe_process(None) == ''
+
+
+def test_an_unreadable_lock_table_tells_nobody(tmp_path):
+    assert lock.lock_holder(os.stat(tmp_path), locks_path=str(tmp_path / 'missing')) is None
 
 
 # -- runtime files (the freeze marker is one) ----------------------------------------
