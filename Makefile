@@ -37,7 +37,7 @@ ARTIFACT_DIR := $(CURDIR)/build/artifact
 EE_DIR := $(CURDIR)/build/ee
 
 # Debian packages needed to build the test guest and run real VMs.
-APT_PACKAGES := qemu-system-x86 qemu-utils qemu-guest-agent busybox-static genisoimage \
+APT_PACKAGES := qemu-system-x86 qemu-utils qemu-guest-agent busybox-static genisoimage ovmf \
 	e2fsprogs dbus rsync shellcheck git make python3 python3-venv ca-certificates
 
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)

@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import json
 import os
+import pwd
 import re
 import signal
 import socket
@@ -30,6 +31,8 @@ from harness.guest import qga_command, qmp_command
 
 # Hide /dev/kvm from the module (a private mount namespace binds /dev/null over it): KVM unusable.
 WITHOUT_KVM = ('unshare', '-m', 'sh', '-c', 'mount --bind /dev/null /dev/kvm && exec "$@"', 'sh')
+# Hide the OVMF firmware the same way (an empty tmpfs over its directory): UEFI unavailable.
+WITHOUT_OVMF = ('unshare', '-m', 'sh', '-c', 'mount -t tmpfs none /usr/share/OVMF && exec "$@"', 'sh')
 APPEND = 'console=ttyS0 panic=-1 qemu_vm.acpid=1'  # the guest powers off on the ACPI button
 
 
@@ -282,7 +285,7 @@ def test_bad_input_is_named_and_creates_nothing(new_vm, guest_images, tmp_path, 
     home = os.path.dirname(args['run_dir'])
     _label, overrides, parameter, words = next(case for case in bad_inputs(tmp_path, guest_images) if case[0] == label)
     before = sorted(os.listdir(tmp_path)), sorted(os.listdir(home))
-    result = vm(dict(args, **overrides), prefix=WITHOUT_KVM if label == 'kvm' else ())
+    result = vm(dict(args, **overrides), prefix={'kvm': WITHOUT_KVM, 'uefi': WITHOUT_OVMF}.get(label, ()))
     assert result.failed and result['error_type'] == 'ParameterError', result['output']
     assert result['parameter'] == parameter and words in result['msg'], result['msg']
     assert (sorted(os.listdir(tmp_path)), sorted(os.listdir(home))) == before
@@ -317,3 +320,40 @@ def test_a_task_waits_for_the_vm_lock_and_an_untrusted_run_dir_is_refused(new_vm
     refused = vm(linked)
     assert refused.failed and refused['error_type'] == 'UntrustedPathError' and 'symbolic link' in refused['msg']
     assert os.listdir(victim) == []
+
+
+def guest_has(qga, path):
+    """Whether `path` exists in the guest (qemu.vm.qemu_guest_exec: test -e)."""
+    result = run_module('qemu_guest_exec', {'qga': qga, 'argv': ['test', '-e', path], 'timeout': 60})
+    assert 'Traceback' not in result['output'], result['output']
+    return result['module_rc'] == 0
+
+
+@pytest.fixture
+def qemu_user():
+    """A throwaway system user for QEMU's -runas (removed at teardown)."""
+    name = f'qvmrun{uuid.uuid4().hex[:8]}'
+    subprocess.run(['useradd', '--system', '--user-group', '--no-create-home', '--home-dir', '/nonexistent',
+                    '--shell', '/usr/sbin/nologin', name], check=True, capture_output=True, timeout=60)
+    yield name
+    subprocess.run(['userdel', name], check=False, capture_output=True, timeout=60)
+
+
+def test_uefi_firmware_and_an_unprivileged_qemu(new_vm, qemu_user):
+    args = new_vm(firmware='uefi', user=qemu_user)
+    del args['machine']  # q35, OVMF's usual machine
+    started = ok(vm(args))
+    assert started.changed and started['argv'][started['argv'].index('-runas') + 1] == qemu_user
+    # the guest booted through OVMF: the kernel's EFI stub made /sys/firmware/efi; a BIOS boot has none
+    assert guest_has(started['qga'], '/sys/firmware/efi')
+    with open(f'/proc/{started["pid"]}/status', encoding='ascii') as status:
+        uids = next(line.split()[1:] for line in status if line.startswith('Uid:'))
+    assert set(uids) == {str(pwd.getpwnam(qemu_user).pw_uid)}, uids  # QEMU dropped root, all four uids
+    # its variables store is the VM's own copy, private; the installed template is untouched
+    vars_copies = [name for name in os.listdir(args['run_dir']) if 'vars' in name.lower()]
+    assert len(vars_copies) == 1, os.listdir(args['run_dir'])
+    assert not mode(os.path.join(args['run_dir'], vars_copies[0])) & 0o077
+    assert not ok(vm(args)).changed  # an unprivileged QEMU is still found and matched
+    stopped = ok(vm(args, state='absent', remove_disks=True))
+    assert stopped.changed and stopped['stopped_by'] == 'guest'
+    wait_gone(started['pid'])
