@@ -34,8 +34,11 @@ from ansible_collections.qemu.vm.plugins.module_utils._transport.wait import Dea
 from ansible_collections.qemu.vm.plugins.module_utils._vm.errors import QemuStartError
 
 MAX_CMDLINE_BYTES = 1 << 20
-#: One agent handshake attempt while the guest boots.
-AGENT_ATTEMPT_SECONDS = 3.0
+#: One agent handshake attempt while the guest boots. Long, because the request waits in the channel
+#: until the agent opens its port and is answered at once then; a short attempt that gives up
+#: drops it, and the agent's start is noticed only by the next attempt. QEMU's exit ends an attempt
+#: early (the socket closes).
+AGENT_ATTEMPT_SECONDS = 30.0
 #: After SIGKILL, the kernel takes the process down at once; this only bounds the wait.
 KILL_SECONDS = 10.0
 #: How long qmp.sock may keep us waiting for its greeting (another client holds it) before we use monitor.sock.
