@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import time
 
 from harness.ansible import run_module
@@ -124,6 +125,40 @@ def test_a_job_cancelled_by_another_client_while_we_are_away_is_reported(vm_fact
     # The cleanup guarantees hold: no job, no file, no node and no bitmap of ours is left.
     assert our_jobs(vm) == []
     assert not os.listdir(dest), os.listdir(dest)
+    nodes = vm.qmp('query-named-block-nodes', flat=True)
+    assert [n['node-name'] for n in nodes if n['node-name'].startswith('qemu-vm-')] == []
+    assert [b['name'] for n in nodes for b in n.get('dirty-bitmaps', []) if b.get('name', '').startswith('qemu-vm-')] == []
+
+
+def test_a_job_failing_while_we_are_away_is_reported_with_its_reason(vm_factory, tmp_path):
+    # QEMU's writes past RLIMIT_FSIZE fail with EFBIG: the target becomes unwritable at 8 MiB, some
+    # seconds into the throttled copy, while the module is between two of its short sessions.
+    vm = vm_factory(disks=[{'format': 'qcow2', 'size': '24M', 'read_bps': MIB}], ignore_file_size_signal=True)
+    code, _out, err = vm.guest_exec(['sh', '-c', 'dd if=/dev/urandom of=/dev/vdb bs=1M count=20 conv=fsync'], timeout=120)
+    assert code == 0, err
+    assert max(os.path.getsize(d['path']) for d in vm.disks if d['device'] != 'vdb') < 8 * MIB
+    dest = tmp_path / 'dest'
+    dest.mkdir()
+    resource.prlimit(vm.pid, resource.RLIMIT_FSIZE, (8 * MIB, resource.RLIM_INFINITY))
+    try:
+        run = start_module('qemu_backup', {'qmp': vm.qmp_path, 'qga': vm.qga_path, 'dest': str(dest),
+                                           'devices': ['vdb'], 'quiesce': 'required'})
+        try:
+            wait_for(lambda: any(j['status'] == 'running' for j in our_jobs(vm)), 'the job running')
+            # the module is away (the socket answers someone else) while the job still runs
+            assert qmp_command(vm.qmp_path, 'query-status', timeout=ASK_BOUND)['status'] == 'running'
+            assert any(j['status'] == 'running' for j in our_jobs(vm)), 'the job ended before we could look'
+            result = finish(run)
+        finally:
+            if run.poll() is None:
+                run.kill()
+    finally:
+        resource.prlimit(vm.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    assert result['failed'] and result['error_type'] == 'JobError', result['output']
+    assert 'vdb' in result['msg'] and 'File too large' in result['msg'], result['msg']
+    # qemu_backup's cleanup guarantees: thawed, no job, no file, no node and no bitmap of ours
+    assert vm.qga('guest-fsfreeze-status') == 'thawed'
+    assert our_jobs(vm) == [] and not os.listdir(dest), os.listdir(dest)
     nodes = vm.qmp('query-named-block-nodes', flat=True)
     assert [n['node-name'] for n in nodes if n['node-name'].startswith('qemu-vm-')] == []
     assert [b['name'] for n in nodes for b in n.get('dirty-bitmaps', []) if b.get('name', '').startswith('qemu-vm-')] == []
