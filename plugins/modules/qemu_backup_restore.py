@@ -12,9 +12,10 @@ version_added: 0.2.0
 description:
   - Builds a standalone qcow2 image of one disk (O(device)) as it was at one backup point (O(point)) of a chain
     written by M(qemu.vm.qemu_backup) under O(dest), into O(target), with C(qemu-img convert).
-  - Before converting, checks that every file from the chain's full point up to O(point) exists and matches the
-    size and SHA-256 recorded in the chain's C(manifest.json); a missing or damaged file fails the task and nothing
-    is written.
+  - Checks that every file from the chain's full point up to O(point) exists and matches the size (before
+    converting) and SHA-256 (while C(qemu-img) converts, so the files are read once on the clock; in check mode,
+    before anything) recorded in the chain's C(manifest.json); a missing or damaged file fails the task and
+    O(target) is not touched.
   - The files are stacked in the order the manifest records (full point at the bottom), whatever backing file
     names their headers hold, and are only read.
   - The image is written to a temporary file beside O(target) and renamed to O(target) once complete and checked,
@@ -171,6 +172,7 @@ import os
 
 from ansible_collections.qemu.vm.plugins.module_utils._backup.chain import check_dest, list_chains
 from ansible_collections.qemu.vm.plugins.module_utils._backup.restore import (
+    check_files,
     check_not_in_chain,
     check_space,
     check_target,
@@ -205,7 +207,8 @@ def run(module):
     replaced = os.path.isfile(target)
     check_target_not_in_use(target, params['timeout'])
     check_space(target, space_needed(selection), os.path.getsize(target) if replaced else 0)
-    files = verify_files(selection)
+    # the sha256 of the files: before anything in check mode; during the conversion otherwise
+    files = verify_files(selection) if module.check_mode else check_files(selection)
     # act
     result = dict(changed=True, target=target, replaced=replaced, bytes=0, **selection.describe())
     result['files'] = files

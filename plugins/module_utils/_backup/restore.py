@@ -8,10 +8,12 @@
 * `check_target(target, force)`: the target path, its directory, and an existing target (pure, plus stat);
 * `select(chains, chain, point, device)` -> a Selection: the chain, the point, the device and the files
   from the full point up to `point` (pure: decisions on manifests, ParameterError naming the option);
-* `verify_files(selection)`: every needed file exists with the manifest's size and sha256;
+* `check_files(selection)`: every needed file exists with the manifest's size; `verify_hashes(selection)`:
+  their sha256 (`verify_files` does both: check mode);
 * `source_spec(selection)`: the qemu-img `json:` image that stacks those files in the manifest's order
   (so the restore follows the manifest, whatever backing names the files' headers hold);
-* `convert(selection, target, ...)`: qemu-img convert into a temporary file beside the target, then rename.
+* `convert(selection, target, ...)`: qemu-img convert into a temporary file beside the target while the files'
+  sha256 are checked in a thread, then rename.
   The temporary file is created 0600 (mkstemp) before qemu-img writes into it, which keeps that mode, so the
   restored guest disk is never readable by other users.
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 
 from ansible_collections.qemu.vm.plugins.module_utils._backup.chain import MANIFEST, free_bytes
 from ansible_collections.qemu.vm.plugins.module_utils._backup.errors import BackupCorruptError
@@ -156,8 +159,8 @@ def check_not_in_chain(target: str, chains: list) -> None:
 
 # -- checks on disk -------------------------------------------------------------------
 
-def verify_files(selection: Selection) -> list:
-    """Every needed file exists, has the manifest's size and sha256; returns their paths."""
+def check_files(selection: Selection) -> list:
+    """Every needed file exists and has the manifest's size; returns their paths (cheap: no reading)."""
     for item in selection.files:
         path = item['path']
         if not os.path.isfile(path):
@@ -165,9 +168,23 @@ def verify_files(selection: Selection) -> list:
         size = os.path.getsize(path)
         if item.get('bytes') is not None and size != item['bytes']:
             raise BackupCorruptError(path, 'has {0} bytes, the manifest says {1}'.format(size, item['bytes']))
-        if item.get('sha256') and sha256_file(path) != item['sha256']:
-            raise BackupCorruptError(path, f'does not match its sha256 in {MANIFEST}')
     return [item['path'] for item in selection.files]
+
+
+def verify_hashes(selection: Selection) -> None:
+    """Every needed file matches its sha256 in the manifest."""
+    for item in selection.files:
+        if not os.path.isfile(item['path']):
+            raise BackupCorruptError(item['path'], 'is missing')
+        if item.get('sha256') and sha256_file(item['path']) != item['sha256']:
+            raise BackupCorruptError(item['path'], f'does not match its sha256 in {MANIFEST}')
+
+
+def verify_files(selection: Selection) -> list:
+    """Every needed file exists, has the manifest's size and sha256; returns their paths."""
+    paths = check_files(selection)
+    verify_hashes(selection)
+    return paths
 
 
 def space_needed(selection: Selection) -> int:
@@ -193,6 +210,27 @@ def check_target_not_in_use(target: str, timeout: float) -> None:
 
 # -- the conversion -------------------------------------------------------------------
 
+class _Background:
+    """func(*args) in a thread; result() waits for it and raises what it raised."""
+
+    def __init__(self, func, *args):
+        self._error = None
+
+        def run():
+            try:
+                func(*args)
+            except BaseException as exc:  # pylint: disable=broad-except
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name='qemu-vm-verify', daemon=True)
+        self._thread.start()
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
 def source_spec(selection: Selection) -> str:
     """A qemu-img `json:` image: the point's file, backed by each earlier file, the full one backed by nothing."""
     node = None
@@ -203,13 +241,22 @@ def source_spec(selection: Selection) -> str:
 
 
 def convert(selection: Selection, target: str, timeout: float) -> dict:
-    """qemu-img convert into a temporary file beside `target`, check it, then rename over `target`."""
+    """qemu-img convert into a temporary file beside `target`, check it, then rename over `target`.
+
+    The files' sha256 are checked in a thread while qemu-img reads them (one pass less on the clock:
+    hashing is CPU-bound, the conversion mostly I/O and qemu-img's own thread); `target` is replaced
+    only when every file matched. A mismatch is reported as such, even when qemu-img failed too.
+    """
     fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(target)}.', suffix='.partial',
                                dir=os.path.dirname(target))
     os.close(fd)
+    hashing = _Background(verify_hashes, selection)
     try:
         what = 'converting point {0} of {1} into {2}'.format(selection.point['point'], selection.device, target)
-        run_qemu_img(['convert', '-O', 'qcow2', source_spec(selection), tmp], timeout, what)
+        try:
+            run_qemu_img(['convert', '-O', 'qcow2', source_spec(selection), tmp], timeout, what)
+        finally:
+            hashing.result()  # a corrupt file is the error to report, whatever qemu-img said
         info = image_info(tmp, timeout)
         if info.get('backing-filename') or info.get('virtual-size') != selection.virtual_size:
             raise VMStateError('the converted image is not the standalone {0}-byte disk expected (qemu-img info: '

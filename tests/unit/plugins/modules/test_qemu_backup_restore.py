@@ -164,10 +164,31 @@ def test_each_point_converts_to_the_disk_as_it_was(dest, tmp_path):
 
 def test_a_failed_conversion_leaves_nothing(dest, tmp_path):
     chosen = restore.select(list_chains(str(dest)), None, None, None)
-    os.unlink(chosen.files[0]['path'])
+    with open(chosen.files[0]['path'], 'r+b') as handle:
+        handle.write(bytes(512))  # no longer a qcow2 header
+    chosen.files[0]['sha256'] = None  # no hash to check: qemu-img's own failure is the error
     with pytest.raises(errors.CommandError):
         restore.convert(chosen, str(tmp_path / 'out.qcow2'), 30)
     assert sorted(os.listdir(str(tmp_path))) == ['dest']
+
+
+@pytest.mark.parametrize('damage', ['flipped', 'missing'])
+def test_a_file_damaged_after_the_checks_fails_the_conversion_and_keeps_the_target(dest, tmp_path, damage):
+    chosen = restore.select(list_chains(str(dest)), None, None, None)
+    assert restore.check_files(chosen)  # what the module checks before converting
+    target = tmp_path / 'out.qcow2'
+    target.write_bytes(b'the disk being replaced')
+    path = chosen.files[1]['path']
+    if damage == 'missing':
+        os.unlink(path)
+    else:
+        with open(path, 'r+b') as handle:
+            handle.seek(200000)
+            handle.write(b'\x01')
+    with pytest.raises(BackupCorruptError) as caught:  # checked while qemu-img converts
+        restore.convert(chosen, str(target), 30)
+    assert 'P2.vda.qcow2' in str(caught.value) and ('sha256' in str(caught.value) or 'missing' in str(caught.value))
+    assert target.read_bytes() == b'the disk being replaced' and sorted(os.listdir(str(tmp_path))) == ['dest', 'out.qcow2']
 
 
 def test_the_module_check_mode_diff_and_refusal_of_an_existing_target(dest, tmp_path):
