@@ -123,8 +123,10 @@ def test_links_planted_by_another_user_are_not_followed(user_vm, tmp_path, targe
     assert not os.path.lexists(lock_path_for(user_vm.qga_path))  # let go and removed
 
 
-def plant(path, what):
-    """Something no task of ours makes, where a lock or marker file goes (only root can write there)."""
+def plant(path, what, victim=None):
+    """Something no task of ours makes, where a lock or marker file goes (only root can write there);
+    a symlink points at `victim` (a file standing for /etc/passwd: the real one changes whenever another
+    test adds a user, which would make a check on it depend on what runs beside this test)."""
     if what == 'fifo':
         os.mkfifo(path, 0o600)
     elif what == 'foreign':
@@ -132,18 +134,20 @@ def plant(path, what):
             pass
         os.chown(path, ATTACKER, ATTACKER)
     else:
-        os.symlink('/etc/passwd', path)
+        os.symlink(str(victim), path)
 
 
 @pytest.mark.parametrize('where, what', [('lock', 'fifo'), ('lock', 'foreign'), ('marker', 'fifo'),
                                          ('marker', 'foreign'), ('marker', 'symlink')])
-def test_surprise_in_the_private_directory_fails_clearly_and_takes_nothing(thawed_after, where, what):
+def test_surprise_in_the_private_directory_fails_clearly_and_takes_nothing(thawed_after, tmp_path, where, what):
     """Fails: quiesce=required cannot be met, the error names the path; no snapshot, nothing frozen."""
     vm = thawed_after
     path = lock_path_for(vm.qga_path) if where == 'lock' else freeze_marker_path(vm.qga_path)
     open_runtime_dir()
-    plant(path, what)
-    passwd = fingerprint('/etc/passwd')
+    victim = tmp_path / 'passwd'
+    victim.write_bytes(b'root:x:0:0:root:/root:/bin/bash\n')
+    plant(path, what, victim)
+    passwd = fingerprint(victim)
     try:
         name = f'surprise-{where}-{what}'
         refused = quiesced_snapshot(vm, name)
@@ -155,7 +159,7 @@ def test_surprise_in_the_private_directory_fails_clearly_and_takes_nothing(thawe
     assert expected in refused['msg'], refused['msg']
     assert name not in snapshot_tags(vm)
     assert vm.qga('guest-fsfreeze-status') == 'thawed'
-    assert fingerprint('/etc/passwd') == passwd
+    assert fingerprint(victim) == passwd
 
 
 def test_foreign_marker_fails_an_agent_task_naming_it(thawed_after):
