@@ -170,24 +170,24 @@ def test_parse_request_checks_dest_and_quiesce(tmp_path):
         assert info.value.parameter == 'dest'
     with pytest.raises(ParameterError, match='needs qga'):
         request(tmp_path, quiesce='required')
-    assert request(tmp_path, qga='/x')['quiesce'] == 'preferred'
-    assert request(tmp_path)['quiesce'] == 'off'
-    assert request(tmp_path, max_age='1d')['max_age'] == 86400
+    assert request(tmp_path, qga='/x').quiesce == 'preferred'
+    assert request(tmp_path).quiesce == 'off'
+    assert request(tmp_path, max_age='1d').max_age == 86400
 
 
 def test_decide_continues_a_valid_chain_and_resets_an_invalid_one(tmp_path):
     disks = [disk('vda', bitmaps=[bitmap()]), disk('vdb', size=2048, bitmaps=[bitmap()])]
     current = {'chain': '20261130T000000Z', 'manifest': manifest()}
     result = plan.decide(request(tmp_path), disks, [current], NOW, [])
-    assert (result['mode'], result['chain'], result['parent'], result['chain_reset']) == (
+    assert (result.mode, result.chain, result.parent, result.chain_reset) == (
         'incremental', '20261130T000000Z', '20261130T000000Z', None)
-    assert result['point'] == '20261201T004512Z' and result['bitmap'] == BITMAP
+    assert result.point == '20261201T004512Z' and result.bitmap == BITMAP
     disks[0]['bitmaps'] = [bitmap(inconsistent=True)]
     result = plan.decide(request(tmp_path, keep_chains=1), disks, [current], NOW, ['20261130T000000Z'])
-    assert result['mode'] == 'full' and result['chain'] == result['point'] == '20261201T004512Z'
-    assert 'inconsistent' in result['chain_reset']['reason']
-    assert result['removed_chains'] == ['20261130T000000Z']
-    assert result['stale_bitmaps'] == [BITMAP]
+    assert result.mode == 'full' and result.chain == result.point == '20261201T004512Z'
+    assert 'inconsistent' in result.chain_reset['reason']
+    assert result.removed_chains == ['20261130T000000Z']
+    assert result.stale_bitmaps == [BITMAP]
     after = plan.predicted_chains([current], result)
     assert after == {'20261201T004512Z': ['20261201T004512Z']}
 

@@ -58,7 +58,7 @@ def test_disk_only_request_errors_name_the_option(changes, parameter):
 
 def test_images_need_no_qmp():
     request = snap.parse_request(params(state='restored', images=['/a.qcow2'], qmp=None))
-    assert request['images'] == ['/a.qcow2']
+    assert request.images == ['/a.qcow2']
 
 
 def test_a_disk_only_save_plans_no_state_node():

@@ -284,7 +284,7 @@ def test_request_errors_are_parameter_errors_naming_the_option(changes, paramete
 
 def test_request_for_pruning():
     request = snap.parse_request(request_params(state='pruned', name=None, prefix='bk-', keep=2, max_age='1d'))
-    assert (request['prefix'], request['keep'], request['max_age'], request['name']) == ('bk-', 2, DAY, None)
+    assert (request.prefix, request.keep, request.max_age, request.name) == ('bk-', 2, DAY, None)
 
 
 class JobsQMP:
