@@ -179,7 +179,8 @@ def params(addr='unix:path=/b', id_list=None):
 
 
 def plan_for(current, wanted_params):
-    return module.plan(current, module.wanted_object(wanted_params, current))
+    request = module.parse_request(dict(wanted_params, state='present', check_helpers=True))
+    return module.decide(current, module.wanted_object(request, current))
 
 
 def test_plan_add_and_nothing_to_do():
@@ -204,8 +205,8 @@ def test_plan_in_place_and_recreate():
 
 
 def test_plan_absent():
-    assert module.plan(obj(), None) == ([('object-del', {'id': 'dbus-vmstate0'})], False)
-    assert module.plan(None, None) == ([], False)
+    assert module.decide(obj(), None) == ([('object-del', {'id': 'dbus-vmstate0'})], False)
+    assert module.decide(None, None) == ([], False)
 
 
 @pytest.mark.parametrize('changes, parameter, words', [
