@@ -310,7 +310,7 @@ def parse_request(params: dict) -> SnapshotRequest:
         if state != 'present':
             raise ParameterError('quiesce', 'quiesce is only used with state=present')
         if not params['qga']:
-            raise ParameterError('qga', 'quiesce={0} needs qga, the guest agent socket'.format(quiesce))
+            raise ParameterError('qga', f'quiesce={quiesce} needs qga, the guest agent socket')
     return SnapshotRequest(state, name, params['force'], prefix, keep, max_age, devices, vmstate, ram, images, quiesce)
 
 
