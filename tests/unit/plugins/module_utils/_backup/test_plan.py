@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from ansible_collections.qemu.vm.plugins.module_utils._backup import plan
