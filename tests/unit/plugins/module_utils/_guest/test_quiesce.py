@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-
 from ansible_collections.qemu.vm.plugins.module_utils._errors import JobError, QemuTimeoutError
 from ansible_collections.qemu.vm.plugins.module_utils._guest.quiesce import thaw_failure
 
