@@ -134,7 +134,7 @@ def test_a_job_failing_while_we_are_away_is_reported_with_its_reason(vm_factory,
         run = start_module('qemu_backup', {'qmp': vm.qmp_path, 'qga': vm.qga_path, 'dest': str(dest),
                                            'devices': ['vdb'], 'quiesce': 'required'})
         try:
-            wait_for(lambda: any(j['status'] == 'running' for j in our_jobs(vm)), 'the job running')
+            wait_for(lambda: any(j['status'] == 'running' for j in our_jobs(vm)), 'the job running', timeout=120)
             # the module is away (the socket answers someone else) while the job still runs
             assert qmp_command(vm.qmp_path, 'query-status', timeout=ASK_BOUND)['status'] == 'running'
             assert any(j['status'] == 'running' for j in our_jobs(vm)), 'the job ended before we could look'
