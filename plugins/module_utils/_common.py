@@ -39,8 +39,7 @@ def build_module(argument_spec=None, requires=(), durations=(), **kwargs):
     spec = dict(COMMON_ARGUMENT_SPEC)
     spec.update(argument_spec or {})
     module = AnsibleModule(argument_spec=spec, **kwargs)
-    if QMP_IMPORT_ERROR is not None:
-        module.fail_json(msg=missing_required_lib('qemu.qmp'), exception=QMP_IMPORT_ERROR)
+    require_library(module, 'qemu.qmp', QMP_IMPORT_ERROR)
     for name in ('timeout',) + tuple(durations):
         if module.params.get(name) is not None:
             try:
@@ -58,6 +57,12 @@ def build_module(argument_spec=None, requires=(), durations=(), **kwargs):
             except ValueError as exc:
                 module.fail_json(msg=f'{name}: {exc}')
     return module
+
+
+def require_library(module, name, import_error, reason=None):
+    """Fail the task when the Python library `name` could not be imported (import_error: its traceback)."""
+    if import_error is not None:
+        module.fail_json(msg=missing_required_lib(name, reason=reason), exception=import_error)
 
 
 def qmp_session(module, timeout=None):

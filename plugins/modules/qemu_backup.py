@@ -308,24 +308,24 @@ def ask(qmp, request):
     name = qmp.execute('query-name').get('name')
     vm = vm_identity(name, qmp.execute('query-uuid').get('UUID'))
     every_disk = read_disks(qmp)
-    disks, warnings = select_devices(every_disk, request['devices'])
+    disks, warnings = select_devices(every_disk, request.devices)
     unreadable = []
-    chains = [c for c in list_chains(request['dest'], unreadable) if same_vm(c['manifest'].get('vm'), vm)]
-    warnings += [f'ignored, not a usable chain: {e}' for e in unreadable] + open_dest_warnings(request['dest'])
+    chains = [c for c in list_chains(request.dest, unreadable) if same_vm(c['manifest'].get('vm'), vm)]
+    warnings += [f'ignored, not a usable chain: {e}' for e in unreadable] + open_dest_warnings(request.dest)
     return vm, every_disk, disks, chains, warnings
 
 
 def take_point(module, qmp, request, plan, disks, chain_dir):
     """Copy the disks (freezing around the transaction only); returns (the BackupPoint, files, quiesce report)."""
     params = module.params
-    job = BackupPoint(qmp, chain_dir, plan['point'], plan['mode'], disks, plan['bitmap'], plan['parent'],
+    job = BackupPoint(qmp, chain_dir, plan.point, plan.mode, disks, plan.bitmap, plan.parent,
                       params['job_timeout'], log=module.log)
 
     def start(begin):
-        if request['quiesce'] == 'off':
+        if request.quiesce == 'off':
             begin()
             return {'quiesced': False, 'frozen_ms': 0}
-        _none, report = quiesced(params['qga'], request['quiesce'], params['timeout'], params['freeze_timeout'],
+        _none, report = quiesced(params['qga'], request.quiesce, params['timeout'], params['freeze_timeout'],
                                  lambda bound: begin(), module.warn, qmp=qmp, taken='backup point')
         return report
 
@@ -335,25 +335,26 @@ def take_point(module, qmp, request, plan, disks, chain_dir):
 
 def record(chains, plan, request, vm, disks, files, report, now):
     """Append the point to its chain's manifest (a new manifest for a full point)."""
-    chain_dir = os.path.join(request['dest'], plan['chain'])
-    if plan['mode'] == 'full':
-        manifest = new_manifest(plan['chain'], iso_time(now), vm,
+    chain_dir = os.path.join(request.dest, plan.chain)
+    if plan.mode == 'full':
+        manifest = new_manifest(plan.chain, iso_time(now), vm,
                                 [{'device': d['device'], 'node': d['node'], 'virtual_size': d['virtual_size']}
                                  for d in disks])
     else:
-        manifest = next(c['manifest'] for c in chains if c['chain'] == plan['chain'])
-    manifest['points'].append({'point': plan['point'], 'mode': plan['mode'], 'parent': plan['parent'],
+        manifest = next(c['manifest'] for c in chains if c['chain'] == plan.chain)
+    manifest['points'].append({'point': plan.point, 'mode': plan.mode, 'parent': plan.parent,
                                'time': iso_time(now), 'frozen_ms': report.get('frozen_ms', 0),
                                'quiesced': bool(report.get('quiesced')), 'files': files})
     write_manifest(chain_dir, manifest)
 
 
 def run(module):
+    # parse
     request = parse_request(module.params)
     now = datetime.datetime.now(datetime.timezone.utc)
     # One run per dest: under its lock, whatever of ours no manifest lists is a killed run's.
-    with (nullcontext() if module.check_mode else dest_lock(request['dest'])), qmp_session(module) as qmp:
-        warnings = [] if module.check_mode else drop_stale_targets(qmp, request['dest'])
+    with (nullcontext() if module.check_mode else dest_lock(request.dest)), qmp_session(module) as qmp:
+        warnings = [] if module.check_mode else drop_stale_targets(qmp, request.dest)
         # ask
         vm, every_disk, disks, chains, found = ask(qmp, request)
         warnings += found
@@ -361,17 +362,17 @@ def run(module):
             module.warn(warning)
         newest = chains[-1] if chains else None
         missing = missing_files(newest['dir'], newest['manifest']) if newest else ()
-        leftovers = find_leftovers(request['dest'], chains)
+        leftovers = find_leftovers(request.dest, chains)
         # decide
-        plan = decide(request, disks, chains, now, taken_ids(os.listdir(request['dest']), every_disk), missing,
+        plan = decide(request, disks, chains, now, taken_ids(os.listdir(request.dest), every_disk), missing,
                       leftovers['unrecorded'].get(newest['chain'], ()) if newest else ())
-        needed = check_space(request['dest'], estimate_bytes(disks, plan['mode'], plan['bitmap'], module.warn),
-                             free_bytes(request['dest']))
-        result = dict(changed=True, mode=plan['mode'], chain=plan['chain'], point=plan['point'],
-                      chain_reset=plan['chain_reset'], devices=plan['devices'], files=[], bytes_needed=needed,
+        needed = check_space(request.dest, estimate_bytes(disks, plan.mode, plan.bitmap, module.warn),
+                             free_bytes(request.dest))
+        result = dict(changed=True, mode=plan.mode, chain=plan.chain, point=plan.point,
+                      chain_reset=plan.chain_reset, devices=plan.devices, files=[], bytes_needed=needed,
                       bytes_written=0,
                       frozen_ms=0, quiesced=False, duration_ms=0, mb_per_s=0.0,
-                      removed_chains=plan['removed_chains'], progress=[])
+                      removed_chains=plan.removed_chains, progress=[])
         before = chain_points(chains)
         if module._diff:
             result['diff'] = {'before': {'chains': before}, 'after': {'chains': predicted_chains(chains, plan)}}
@@ -380,14 +381,14 @@ def run(module):
         # act
         for warning in describe_leftovers(leftovers):
             module.warn(warning)
-        clear_leftovers(qmp, request['dest'], leftovers, every_disk)
+        clear_leftovers(qmp, request.dest, leftovers, every_disk)
         qmp.dismiss_stale_jobs()
         watch = Stopwatch()
-        chain_dir = os.path.join(request['dest'], plan['chain'])
-        if plan['mode'] == 'full':
+        chain_dir = os.path.join(request.dest, plan.chain)
+        if plan.mode == 'full':
             make_chain_dir(chain_dir)
         elif keep_chain_private(chain_dir):
-            module.warn(f'chain {plan["chain"]} was open to other users: made it 0700')
+            module.warn(f'chain {plan.chain} was open to other users: made it 0700')
         try:
             job, files, report = take_point(module, qmp, request, plan, disks, chain_dir)
             try:
@@ -396,13 +397,13 @@ def run(module):
                 job.abandon(files)
                 raise
         except BaseException:
-            if plan['mode'] == 'full':
+            if plan.mode == 'full':
                 _remove_empty(chain_dir)
             raise
-        for name in plan['stale_bitmaps']:
+        for name in plan.stale_bitmaps:
             remove_bitmap_where_present(qmp, every_disk, name)
         # Retention under dest's lock: no other run reads or continues a chain while it goes.
-        result['removed_chains'] = remove_chains(chains, plan['removed_chains'], module.warn)
+        result['removed_chains'] = remove_chains(chains, plan.removed_chains, module.warn)
     # report
     written = sum(f['bytes'] for f in files)
     result.update(files=[{'device': f['device'], 'path': os.path.join(chain_dir, f['path']), 'bytes': f['bytes']}

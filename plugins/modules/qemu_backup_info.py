@@ -118,6 +118,8 @@ total_bytes:
   sample: 123456789
 '''
 
+from typing import NamedTuple
+
 from ansible_collections.qemu.vm.plugins.module_utils._backup.chain import (
     check_dest, list_chains, missing_files, same_vm, summary, vm_identity)
 from ansible_collections.qemu.vm.plugins.module_utils._backup.job import read_disks
@@ -132,11 +134,23 @@ ARGUMENT_SPEC = dict(
 )
 
 
-def judge(module, entries):
+class InfoRequest(NamedTuple):
+    dest: str
+    devices: list | None  # checked only with qmp: without the VM they are not used
+    with_vm: bool  # qmp given: judge the chains against the VM
+
+
+def parse_request(params):
+    dest = check_dest(params['dest'])
+    with_vm = bool(params['qmp'])
+    return InfoRequest(dest, check_devices(params['devices']) if with_vm else None, with_vm)
+
+
+def judge(module, request, entries):
     """{chain: (vm_match, current, problem)} against the VM behind qmp."""
     with qmp_session(module) as qmp:
         vm = vm_identity(qmp.execute('query-name').get('name'), qmp.execute('query-uuid').get('UUID'))
-        disks, _warnings = select_devices(read_disks(qmp), check_devices(module.params['devices']))
+        disks, _warnings = select_devices(read_disks(qmp), request.devices)
     ours = [e for e in entries if same_vm(e['manifest'].get('vm'), vm)]
     verdicts = {}
     for entry in entries:
@@ -152,9 +166,13 @@ def judge(module, entries):
 
 
 def run(module):
-    dest = check_dest(module.params['dest'])
-    entries = list_chains(dest)
-    verdicts = judge(module, entries) if module.params['qmp'] else {}
+    # parse
+    request = parse_request(module.params)
+    # ask
+    entries = list_chains(request.dest)
+    # decide: each chain judged against the VM
+    verdicts = judge(module, request, entries) if request.with_vm else {}
+    # report
     chains = []
     for entry in entries:
         item = summary(entry)

@@ -169,6 +169,7 @@ duration_ms:
 '''
 
 import os
+from typing import NamedTuple
 
 from ansible_collections.qemu.vm.plugins.module_utils._backup.chain import check_dest, list_chains
 from ansible_collections.qemu.vm.plugins.module_utils._backup.restore import (
@@ -195,14 +196,30 @@ ARGUMENT_SPEC = dict(
 )
 
 
+class RestoreRequest(NamedTuple):
+    dest: str
+    target: str
+    chain: str | None
+    point: str | None
+    device: str | None
+
+
+def parse_request(params):
+    dest = check_dest(params['dest'])
+    return RestoreRequest(dest, check_target(params['target'], params['force']), params['chain'], params['point'],
+                          params['device'])
+
+
 def run(module):
     params = module.params
     watch = Stopwatch()
+    # parse
+    request = parse_request(params)
+    target = request.target
     # ask: everything is checked before anything is written
-    dest = check_dest(params['dest'])
-    target = check_target(params['target'], params['force'])
-    chains = list_chains(dest)
-    selection = select(chains, params['chain'], params['point'], params['device'])
+    chains = list_chains(request.dest)
+    # decide
+    selection = select(chains, request.chain, request.point, request.device)
     check_not_in_chain(target, chains)
     replaced = os.path.isfile(target)
     check_target_not_in_use(target, params['timeout'])
@@ -214,6 +231,7 @@ def run(module):
     result['files'] = files
     if not module.check_mode:
         result.update(convert(selection, target, params['convert_timeout']))
+    # report
     result['duration_ms'] = watch.ms
     if module._diff:
         result['diff'] = {

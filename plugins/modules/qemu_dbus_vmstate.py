@@ -196,48 +196,55 @@ helpers:
       returned: when RV(helpers[].id) is null
 '''
 
-from ansible.module_utils.basic import missing_required_lib
-
-from ansible_collections.qemu.vm.plugins.module_utils._common import build_module, qmp_session, run_module
+from ansible_collections.qemu.vm.plugins.module_utils._common import build_module, qmp_session, require_library, run_module
 from ansible_collections.qemu.vm.plugins.module_utils._transport.dbus import JEEPNEY_IMPORT_ERROR
 from ansible_collections.qemu.vm.plugins.module_utils._dbus_vmstate.vmstate import DEFAULT_OBJECT_ID, object_types
 from ansible_collections.qemu.vm.plugins.module_utils._dbus_vmstate.object_plan import (
     apply,
-    check_object_params,
     current_object,
-    plan,
+    decide,
+    parse_request,
     read_back,
     read_helpers,
     view,
     wanted_object,
 )
 
+ARGUMENT_SPEC = dict(
+    state=dict(type='str', choices=['present', 'absent'], default='present'),
+    object_id=dict(type='str', default=DEFAULT_OBJECT_ID),
+    addr=dict(type='str'),
+    id_list=dict(type='list', elements='str'),
+    check_helpers=dict(type='bool', default=True),
+)
+REQUIRED_IF = [('state', 'present', ('addr',))]
+
 
 def run(module):
-    params = module.params
-    present = params['state'] == 'present'
-    check_object_params(params)
+    # parse
+    request = parse_request(module.params)
+    present = request.state == 'present'
     with qmp_session(module) as qmp:
         # ask
         types = object_types(qmp)
-        current = current_object(qmp, types, params['object_id'], present, module.warn)
-        wanted = wanted_object(params, current) if present else None
-        helpers = read_helpers(wanted, params['check_helpers'], params['timeout'], module.warn) if present else None
+        current = current_object(qmp, types, request.object_id, present, module.warn)
+        wanted = wanted_object(request, current) if present else None
+        helpers = read_helpers(wanted, request.check_helpers, module.params['timeout'], module.warn) if present else None
         # decide
-        commands, recreated = plan(current, wanted)
+        plan = decide(current, wanted)
         # act
-        if commands and not module.check_mode:
-            apply(qmp, commands, current)
-            after = read_back(qmp, types, params['object_id'], commands, wanted)
+        if plan.commands and not module.check_mode:
+            apply(qmp, plan.commands, current)
+            after = read_back(qmp, types, request.object_id, plan.commands, wanted)
         else:
-            after = wanted if commands else current
+            after = wanted if plan.commands else current
 
     # report
     result = {
-        'changed': bool(commands),
-        'object_id': params['object_id'],
-        'commands': [name for name, _args in commands],
-        'recreated': recreated,
+        'changed': bool(plan.commands),
+        'object_id': request.object_id,
+        'commands': [name for name, _args in plan.commands],
+        'recreated': plan.recreated,
         'state': 'present' if after is not None else 'absent',
     }
     if after is not None:
@@ -251,21 +258,9 @@ def run(module):
 
 
 def main():
-    module = build_module(
-        argument_spec=dict(
-            state=dict(type='str', choices=['present', 'absent'], default='present'),
-            object_id=dict(type='str', default=DEFAULT_OBJECT_ID),
-            addr=dict(type='str'),
-            id_list=dict(type='list', elements='str'),
-            check_helpers=dict(type='bool', default=True),
-        ),
-        requires=('qmp',),
-        supports_check_mode=True,
-        required_if=[('state', 'present', ('addr',))],
-    )
-    if module.params['state'] == 'present' and module.params['check_helpers'] and JEEPNEY_IMPORT_ERROR is not None:
-        module.fail_json(msg=missing_required_lib('jeepney', reason='to read the helpers (check_helpers=true)'),
-                         exception=JEEPNEY_IMPORT_ERROR)
+    module = build_module(ARGUMENT_SPEC, requires=('qmp',), supports_check_mode=True, required_if=REQUIRED_IF)
+    if module.params['state'] == 'present' and module.params['check_helpers']:
+        require_library(module, 'jeepney', JEEPNEY_IMPORT_ERROR, reason='to read the helpers (check_helpers=true)')
     run_module(module, run)
 
 

@@ -56,25 +56,41 @@ version:
   sample: 7.2.19
 '''
 
+from typing import NamedTuple
+
 from ansible_collections.qemu.vm.plugins.module_utils._common import Stopwatch, build_module, qga_session, run_module
 from ansible_collections.qemu.vm.plugins.module_utils._guest.agent import agent_version
 from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import wait_for_agent
 
+ARGUMENT_SPEC = dict()
 #: One handshake attempt; a sync sent while the guest boots may be lost, so retry often.
 ATTEMPT_SECONDS = 3.0
 
 
+class WaitRequest(NamedTuple):
+    qga: str
+    timeout: float
+
+
+def parse_request(params):
+    return WaitRequest(params['qga'], params['timeout'])
+
+
 def run(module):
+    # parse
+    request = parse_request(module.params)
+    # ask
     watch = Stopwatch()
-    wait_for_agent(module.params['qga'], module.params['timeout'], attempt_timeout=ATTEMPT_SECONDS)
+    wait_for_agent(request.qga, request.timeout, attempt_timeout=ATTEMPT_SECONDS)
     elapsed = watch.ms
     with qga_session(module) as qga:
         version = agent_version(qga)
+    # report
     return {'changed': False, 'elapsed_ms': elapsed, 'version': version}
 
 
 def main():
-    module = build_module(requires=('qga',), supports_check_mode=True)
+    module = build_module(ARGUMENT_SPEC, requires=('qga',), supports_check_mode=True)
     run_module(module, run)
 
 

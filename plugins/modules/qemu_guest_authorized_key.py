@@ -117,6 +117,8 @@ removed:
   sample: []
 '''
 
+from typing import NamedTuple
+
 from ansible_collections.qemu.vm.plugins.module_utils._common import build_module, qga_session, run_module
 from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError, VMStateError
 from ansible_collections.qemu.vm.plugins.module_utils._guest.agent import require_command
@@ -129,42 +131,85 @@ from ansible_collections.qemu.vm.plugins.module_utils._guest_admin.ssh_keys impo
     normalize_keys,
 )
 
+ARGUMENT_SPEC = dict(
+    user=dict(type='str', required=True),
+    key=dict(type='raw', required=True, no_log=False),
+    state=dict(type='str', default='present', choices=['present', 'absent']),
+    exclusive=dict(type='bool', default=False),
+)
 COMMANDS = ('guest-ssh-get-authorized-keys', 'guest-ssh-add-authorized-keys', 'guest-ssh-remove-authorized-keys')
 
 
-def run(module):
-    user, state, exclusive = module.params['user'], module.params['state'], module.params['exclusive']
+class KeyRequest(NamedTuple):
+    user: str
+    state: str
+    exclusive: bool
+    keys: list  # PublicKey
+
+
+class KeyPlan(NamedTuple):
+    added: list  # lines
+    removed: list
+    after: list
+
+    @property
+    def changed(self):
+        return bool(self.added or self.removed)
+
+
+def parse_request(params):
+    user, state, exclusive = params['user'], params['state'], params['exclusive']
     if not user or any(c in user for c in ':\n\0'):
         raise ParameterError('user', f'user must be a non-empty user name, got {user!r}')
     if exclusive and state == 'absent':
         raise ParameterError('exclusive', 'exclusive=true only goes with state=present')
-    wanted = normalize_keys(module.params['key'])
+    return KeyRequest(user, state, exclusive, normalize_keys(params['key']))
+
+
+def decide(request, current):
+    """What to add and remove so that the guest's lines `current` hold what the task asks."""
+    added = [key.line for key in keys_to_add(current, request.keys)] if request.state == 'present' else []
+    return KeyPlan(added, keys_to_remove(current, request.keys, request.state, request.exclusive),
+                   final_lines(current, request.keys, request.state, request.exclusive))
+
+
+def act(qga, request, plan):
+    user = request.user
+    if request.state == 'present' and request.exclusive:
+        qga.execute('guest-ssh-add-authorized-keys', {'username': user, 'keys': plan.after, 'reset': True})
+    elif request.state == 'present':
+        qga.execute('guest-ssh-add-authorized-keys', {'username': user, 'keys': plan.added})
+    else:
+        qga.execute('guest-ssh-remove-authorized-keys', {'username': user, 'keys': plan.removed})
+    return get_authorized_keys(qga, user)
+
+
+def run(module):
+    # parse
+    request = parse_request(module.params)
+    user = request.user
     with qga_session(module) as qga:
+        # ask
         for command in COMMANDS:
             require_command(qga, command)
         current = get_authorized_keys(qga, user)
-        added = [key.line for key in keys_to_add(current, wanted)] if state == 'present' else []
-        removed = keys_to_remove(current, wanted, state, exclusive)
-        after = final_lines(current, wanted, state, exclusive)
-        result = {'changed': bool(added or removed), 'user': user, 'keys': after, 'added': added, 'removed': removed}
-        if not result['changed']:
+        # decide
+        plan = decide(request, current)
+        result = {'changed': plan.changed, 'user': user, 'keys': plan.after, 'added': plan.added, 'removed': plan.removed}
+        if not plan.changed:
             return result
         result['diff'] = {
             'before_header': f'{user}: ~/.ssh/authorized_keys',
             'after_header': f'{user}: ~/.ssh/authorized_keys',
             'before': ''.join(line + '\n' for line in current),
-            'after': ''.join(line + '\n' for line in after),
+            'after': ''.join(line + '\n' for line in plan.after),
         }
         if module.check_mode:
             return result
-        if state == 'present' and exclusive:
-            qga.execute('guest-ssh-add-authorized-keys', {'username': user, 'keys': after, 'reset': True})
-        elif state == 'present':
-            qga.execute('guest-ssh-add-authorized-keys', {'username': user, 'keys': added})
-        else:
-            qga.execute('guest-ssh-remove-authorized-keys', {'username': user, 'keys': removed})
-        result['keys'] = get_authorized_keys(qga, user)
-    check_outcome(result['keys'], wanted, state, exclusive)
+        # act
+        result['keys'] = act(qga, request, plan)
+    # report
+    check_outcome(result['keys'], request.keys, request.state, request.exclusive)
     return result
 
 
@@ -184,16 +229,7 @@ def check_outcome(lines, wanted, state, exclusive):
 
 
 def main():
-    module = build_module(
-        argument_spec=dict(
-            user=dict(type='str', required=True),
-            key=dict(type='raw', required=True, no_log=False),
-            state=dict(type='str', default='present', choices=['present', 'absent']),
-            exclusive=dict(type='bool', default=False),
-        ),
-        requires=('qga',),
-        supports_check_mode=True,
-    )
+    module = build_module(ARGUMENT_SPEC, requires=('qga',), supports_check_mode=True)
     run_module(module, run)
 
 

@@ -191,21 +191,64 @@ msg:
 
 import datetime
 import re
+from typing import NamedTuple
 
 from ansible_collections.qemu.vm.plugins.module_utils._common import build_module, qga_session, run_module
 from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError
 from ansible_collections.qemu.vm.plugins.module_utils._guest.errors import ProgramFailedError
 from ansible_collections.qemu.vm.plugins.module_utils._guest.process import GuestExec, command_argv, path_exists
 
+ARGUMENT_SPEC = dict(
+    argv=dict(type='list', elements='str'),
+    cmd=dict(type='str'),
+    stdin=dict(type='str', no_log=True),
+    stdin_add_newline=dict(type='bool', default=True),
+    env=dict(type='dict'),
+    chdir=dict(type='str'),
+    creates=dict(type='str'),
+    removes=dict(type='str'),
+    strip_empty_ends=dict(type='bool', default=True),
+)
+MUTUALLY_EXCLUSIVE = [('argv', 'cmd')]
+REQUIRED_ONE_OF = [('argv', 'cmd')]
+
 _ENV_NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
 
 
-def skip_reason(guest, params):
+class ExecRequest(NamedTuple):
+    argv: list  # what the guest runs (cmd through /bin/sh, chdir applied)
+    shown: object  # argv or cmd as given, for the result
+    env: dict
+    stdin: str | None
+    chdir: str | None
+    creates: str | None
+    removes: str | None
+    strip: bool
+
+
+def parse_request(params):
+    if params['argv'] is not None and not params['argv']:
+        raise ParameterError('argv', 'argv must name a program: it is an empty list')
+    for name in params['env'] or {}:
+        if not _ENV_NAME.match(name):
+            raise ParameterError('env', f'env: {name!r} is not a valid environment variable name')
+    stdin = params['stdin']
+    if stdin is not None and params['stdin_add_newline']:
+        stdin += '\n'
+    return ExecRequest(
+        argv=command_argv(params['argv'], params['cmd'], params['chdir']),
+        shown=params['argv'] if params['argv'] is not None else params['cmd'],
+        env=dict((k, str(v)) for k, v in (params['env'] or {}).items()),
+        stdin=stdin, chdir=params['chdir'], creates=params['creates'], removes=params['removes'],
+        strip=params['strip_empty_ends'])
+
+
+def skip_reason(guest, request, timeout):
     """(msg, stdout) when creates/removes say not to run the command, else None."""
-    creates, removes = params['creates'], params['removes']
-    if creates is not None and path_exists(guest, creates, params['chdir'], params['timeout']):
+    creates, removes = request.creates, request.removes
+    if creates is not None and path_exists(guest, creates, request.chdir, timeout):
         return f'{creates} exists, matching creates option', f'skipped, since {creates} exists'
-    if removes is not None and not path_exists(guest, removes, params['chdir'], params['timeout']):
+    if removes is not None and not path_exists(guest, removes, request.chdir, timeout):
         return (f'{removes} does not exist, matching removes option',
                 f'skipped, since {removes} does not exist')
     return None
@@ -217,23 +260,19 @@ def output(data, strip):
 
 
 def run(module):
-    params = module.params
-    for name in params['env'] or {}:
-        if not _ENV_NAME.match(name):
-            raise ParameterError('env', f'env: {name!r} is not a valid environment variable name')
-    shown = params['argv'] if params['argv'] is not None else params['cmd']
-    result = {'changed': False, 'cmd': shown}
-    if module.check_mode and params['creates'] is None and params['removes'] is None:
+    # parse
+    request = parse_request(module.params)
+    timeout = module.params['timeout']
+    result = {'changed': False, 'cmd': request.shown}
+    if module.check_mode and request.creates is None and request.removes is None:
         result.update(skipped=True, msg='Command would have run if not in check mode')
         return result
-    env = dict((k, str(v)) for k, v in (params['env'] or {}).items())
-    argv = command_argv(params['argv'], params['cmd'], params['chdir'])
-    stdin = params['stdin']
-    if stdin is not None and params['stdin_add_newline']:
-        stdin += '\n'
+    env = request.env
     with qga_session(module) as qga:
         guest = GuestExec(qga)
-        skip = skip_reason(guest, params)
+        # ask
+        skip = skip_reason(guest, request, timeout)
+        # decide
         if skip is not None:
             result.update(msg=skip[0], rc=0, stdout=skip[1], stderr='', stdout_lines=[skip[1]], stderr_lines=[])
             return result
@@ -241,15 +280,16 @@ def run(module):
         if module.check_mode:
             result['msg'] = 'Command would have run if not in check mode'
             return result
+        # act
         if env:  # through guest-exec's own env (never the guest's process arguments), which replaces the agent's
-            env = dict(guest.environment(params['timeout']), **env)
+            env = dict(guest.environment(timeout), **env)
         start = datetime.datetime.now()
-        done = guest.run(argv, params['timeout'], env=env or None, stdin=None if stdin is None else stdin.encode('utf-8'),
-                         shown=shown)
+        stdin = None if request.stdin is None else request.stdin.encode('utf-8')
+        done = guest.run(request.argv, timeout, env=env or None, stdin=stdin, shown=request.shown)
         end = datetime.datetime.now()
-    strip = params['strip_empty_ends']
+    # report
     result.update(
-        rc=done.rc, pid=done.pid, stdout=output(done.stdout, strip), stderr=output(done.stderr, strip),
+        rc=done.rc, pid=done.pid, stdout=output(done.stdout, request.strip), stderr=output(done.stderr, request.strip),
         stdout_truncated=done.stdout_truncated, stderr_truncated=done.stderr_truncated,
         start=str(start), end=str(end), delta=str(end - start))
     result['stdout_lines'] = result['stdout'].splitlines()
@@ -262,25 +302,8 @@ def run(module):
 
 
 def main():
-    module = build_module(
-        argument_spec=dict(
-            argv=dict(type='list', elements='str'),
-            cmd=dict(type='str'),
-            stdin=dict(type='str', no_log=True),
-            stdin_add_newline=dict(type='bool', default=True),
-            env=dict(type='dict'),
-            chdir=dict(type='str'),
-            creates=dict(type='str'),
-            removes=dict(type='str'),
-            strip_empty_ends=dict(type='bool', default=True),
-        ),
-        requires=('qga',),
-        mutually_exclusive=[('argv', 'cmd')],
-        required_one_of=[('argv', 'cmd')],
-        supports_check_mode=True,
-    )
-    if module.params['argv'] is not None and not module.params['argv']:
-        module.fail_json(msg='argv must name a program: it is an empty list')
+    module = build_module(ARGUMENT_SPEC, requires=('qga',), mutually_exclusive=MUTUALLY_EXCLUSIVE,
+                          required_one_of=REQUIRED_ONE_OF, supports_check_mode=True)
     run_module(module, run)
 
 

@@ -202,23 +202,36 @@ ansible_facts:
           sample: thawed
 '''
 
+from typing import NamedTuple
+
 from ansible_collections.qemu.vm.plugins.module_utils._common import build_module, qga_session, run_module
 from ansible_collections.qemu.vm.plugins.module_utils._guest.facts import gather_facts, resolve_gather_subset
 
+ARGUMENT_SPEC = dict(
+    gather_subset=dict(type='list', elements='str', default=['all']),
+)
+
+
+class FactsRequest(NamedTuple):
+    subsets: list
+
+
+def parse_request(params):
+    return FactsRequest(resolve_gather_subset(params['gather_subset']))
+
 
 def run(module):
-    subsets = resolve_gather_subset(module.params['gather_subset'])
+    # parse
+    request = parse_request(module.params)
+    # ask
     with qga_session(module) as qga:
-        facts = gather_facts(qga, subsets)
+        facts = gather_facts(qga, request.subsets)
+    # report
     return {'changed': False, 'ansible_facts': {'qemu_guest': facts}}
 
 
 def main():
-    module = build_module(
-        argument_spec=dict(gather_subset=dict(type='list', elements='str', default=['all'])),
-        requires=('qga',),
-        supports_check_mode=True,
-    )
+    module = build_module(ARGUMENT_SPEC, requires=('qga',), supports_check_mode=True)
     run_module(module, run)
 
 

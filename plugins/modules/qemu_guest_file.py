@@ -311,16 +311,8 @@ from ansible.module_utils.common.text.converters import to_native
 
 from ansible_collections.qemu.vm.plugins.module_utils._common import Stopwatch, build_module, qga_session, run_module
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file.fetch import ensure_fetched, fetch_dest
-from ansible_collections.qemu.vm.plugins.module_utils._guest_file.state import (
-    Desired,
-    check_chunk_size,
-    check_guest_path,
-    check_id,
-    ensure_absent,
-    ensure_present,
-    parse_mode,
-    throughput,
-)
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.request import parse_request
+from ansible_collections.qemu.vm.plugins.module_utils._guest_file.state import Desired, ensure_absent, ensure_present, throughput
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file.errors import LocalFileError, SourceFileError
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file.files import GuestFileSystem
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file.local import Source
@@ -340,103 +332,56 @@ ARGUMENT_SPEC = dict(
     follow=dict(type='bool', default=False),
     max_size=dict(type='bytes'),
 )
+MUTUALLY_EXCLUSIVE = [('content', 'src')]
 
 
-def validate(module):
-    """Input checks the argument spec cannot express; the first problem fails the task."""
-    p = module.params
-    state = p['state']
-    problems = []
-    try:
-        check_guest_path(p['path'])
-    except ValueError as exc:
-        problems.append(str(exc))
-    try:
-        check_chunk_size(p['chunk_size'])
-    except ValueError as exc:
-        problems.append(str(exc))
-    if state == 'present':
-        if p['dest'] is not None:
-            problems.append('dest is only used with state=fetched; state=present writes path in the guest')
-        if p['content'] is None and p['src'] is None:
-            problems.append('state=present needs content or src')
-        try:
-            parse_mode(p['mode'])
-        except ValueError as exc:
-            problems.append(str(exc))
-    else:
-        for name in ('content', 'src'):
-            if p[name] is not None:
-                problems.append(f'{name} is only used with state=present')
-    if state == 'fetched' and not p['dest']:
-        problems.append('state=fetched needs dest, the file to write on the managed host')
-    if p['remote_src'] and p['src'] is not None and not os.path.isabs(p['src']):
-        problems.append('src {0} is relative: with remote_src=true give an absolute path on the managed '
-                        'host'.format(p['src']))
-    if state == 'absent':
-        for name in ('dest', 'mode', 'owner', 'group'):
-            if p[name] is not None:
-                problems.append(f'{name} is not used with state=absent')
-    if p['follow'] and state != 'present':
-        problems.append('follow is only used with state=present')
-    if p['max_size'] is not None and (state != 'fetched' or p['max_size'] < 1):
-        problems.append('max_size is only used with state=fetched, and is at least 1 byte')
-    for name in ('owner', 'group'):
-        try:
-            check_id(p[name], name)
-        except ValueError as exc:
-            problems.append(str(exc))
-    if problems:
-        module.fail_json(msg='; '.join(problems))
+def make_source(request):
+    if request.content is not None:
+        return Source(data=request.content.encode('utf-8'), label='content')
+    return Source(path=request.src)
 
 
-def make_source(module):
-    p = module.params
-    if p['content'] is not None:
-        return Source(data=p['content'].encode('utf-8'), label='content')
-    return Source(path=p['src'])
-
-
-def fetch(module, guest):
-    p = module.params
-    dest = fetch_dest(p['dest'], p['path'])
+def fetch(module, request, guest):
+    dest = fetch_dest(request.dest, request.path)
+    owner, group, mode = request.owner, request.group, request.mode
 
     def finish(temp):  # the task's attributes, on the complete copy before it is renamed over dest
-        module.set_owner_if_different(temp, p['owner'], False)
-        module.set_group_if_different(temp, p['group'], False)
-        module.set_mode_if_different(temp, p['mode'], False)
-    result = ensure_fetched(guest, p['path'], dest, finish, p['max_size'], module.check_mode, module._diff)
-    if p['owner'] is not None or p['group'] is not None or p['mode'] is not None:
+        module.set_owner_if_different(temp, owner, False)
+        module.set_group_if_different(temp, group, False)
+        module.set_mode_if_different(temp, mode, False)
+    result = ensure_fetched(guest, request.path, dest, finish, request.max_size, module.check_mode, module._diff)
+    if owner is not None or group is not None or mode is not None:
         attributes_changed = True  # check mode: dest is not there yet
         if os.path.exists(dest):
-            attributes_changed = module.set_owner_if_different(dest, p['owner'], False)
-            attributes_changed = module.set_group_if_different(dest, p['group'], attributes_changed)
-            attributes_changed = module.set_mode_if_different(dest, p['mode'], attributes_changed)
+            attributes_changed = module.set_owner_if_different(dest, owner, False)
+            attributes_changed = module.set_group_if_different(dest, group, attributes_changed)
+            attributes_changed = module.set_mode_if_different(dest, mode, attributes_changed)
         result['changed'] = result['changed'] or attributes_changed
     return result
 
 
 def run(module):
-    p = module.params
+    # parse
+    request = parse_request(module.params)
     clock = Stopwatch()
-    source = make_source(module) if p['state'] == 'present' else None
+    source = make_source(request) if request.state == 'present' else None
     with qga_session(module) as qga:
-        guest = GuestFileSystem(qga, check_chunk_size(p['chunk_size']))
-        if p['state'] == 'present':
-            desired = Desired(p['path'], parse_mode(p['mode']), p['owner'], p['group'], p['follow'])
+        guest = GuestFileSystem(qga, request.chunk_size)
+        # ask, decide and act: ensure_* read the guest's file, decide, and change it unless in check mode
+        if request.state == 'present':
+            desired = Desired(request.path, request.file_mode, request.owner, request.group, request.follow)
             try:
                 result = ensure_present(guest, source, desired, module.check_mode, module._diff)
             except OSError as exc:
-                raise SourceFileError(p['path'], 'cannot read src {0} on the managed host: {1}'.format(
-                    p['src'], to_native(exc)))
-        elif p['state'] == 'absent':
-            result = ensure_absent(guest, p['path'], module.check_mode, module._diff)
+                raise SourceFileError(request.path, f'cannot read src {request.src} on the managed host: {to_native(exc)}')
+        elif request.state == 'absent':
+            result = ensure_absent(guest, request.path, module.check_mode, module._diff)
         else:
             try:
-                result = fetch(module, guest)
+                result = fetch(module, request, guest)
             except OSError as exc:
-                raise LocalFileError(p['path'], 'cannot write dest {0} on the managed host: {1}'.format(
-                    p['dest'], to_native(exc)))
+                raise LocalFileError(request.path, f'cannot write dest {request.dest} on the managed host: {to_native(exc)}')
+    # report
     for warning in guest.warnings:
         module.warn(warning)
     moved = guest.read_bytes + guest.written_bytes
@@ -447,9 +392,7 @@ def run(module):
 
 
 def main():
-    module = build_module(ARGUMENT_SPEC, requires=('qga',), supports_check_mode=True,
-                          mutually_exclusive=[('content', 'src')])
-    validate(module)
+    module = build_module(ARGUMENT_SPEC, requires=('qga',), supports_check_mode=True, mutually_exclusive=MUTUALLY_EXCLUSIVE)
     run_module(module, run)
 
 

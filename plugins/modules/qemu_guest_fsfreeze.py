@@ -123,6 +123,8 @@ duration_ms:
   sample: 36
 '''
 
+from typing import NamedTuple
+
 from ansible_collections.qemu.vm.plugins.module_utils._common import Stopwatch, build_module, qga_session, run_module
 from ansible_collections.qemu.vm.plugins.module_utils._errors import VMStateError
 from ansible_collections.qemu.vm.plugins.module_utils._guest.freeze import (
@@ -134,58 +136,76 @@ from ansible_collections.qemu.vm.plugins.module_utils._guest.freeze import (
 )
 from ansible_collections.qemu.vm.plugins.module_utils._guest.agent import fsfreeze_status, require_command
 
+ARGUMENT_SPEC = dict(
+    state=dict(type='str', required=True, choices=['frozen', 'thawed']),
+    mountpoints=dict(type='list', elements='str'),
+)
+
+
+class FreezeRequest(NamedTuple):
+    state: str  # frozen or thawed
+    mountpoints: list | None
+
+
+def parse_request(params):
+    return FreezeRequest(params['state'], normalize_mountpoints(params['mountpoints']))
+
+
+def decide(request, before):
+    """Whether to act (True) from the agent's status `before`; VMStateError when freezing cannot work."""
+    if before == request.state:
+        return False
+    if request.state == 'frozen' and before == 'error':
+        raise VMStateError(
+            'guest-fsfreeze-status reports error: an earlier thaw failed in the guest; run '
+            'qemu.vm.qemu_guest_fsfreeze state=thawed and check the guest before freezing again')
+    return True
+
 
 def run(module):
-    state = module.params['state']
-    mountpoints = normalize_mountpoints(module.params['mountpoints'])
+    # parse
+    request = parse_request(module.params)
+    state, mountpoints = request.state, request.mountpoints
     result = {'changed': False, 'mountpoints': mountpoints, 'count': 0, 'duration_ms': 0}
     with qga_session(module) as qga:
+        # ask
         require_command(qga, 'guest-fsfreeze-status')
         before = fsfreeze_status(qga)
         result['status_before'] = result['status'] = before
-        wanted = state
-        if before == wanted:
+        # decide
+        if not decide(request, before):
             return result
         if state == 'frozen':
-            if before == 'error':
-                raise VMStateError(
-                    'guest-fsfreeze-status reports error: an earlier thaw failed in the guest; run '
-                    'qemu.vm.qemu_guest_fsfreeze state=thawed and check the guest before freezing again')
             require_freeze_support(qga, mountpoints)
             if mountpoints:
                 check_mountpoints(qga, mountpoints)
         else:
             require_command(qga, 'guest-fsfreeze-thaw')
         result['changed'] = True
-        result['diff'] = {'before': {'status': before}, 'after': {'status': wanted}}
+        result['diff'] = {'before': {'status': before}, 'after': {'status': state}}
         if module.check_mode:
-            result['status'] = wanted
+            result['status'] = state
             result['count'] = None
             return result
+        # act
         watch = Stopwatch()
         result['count'] = freeze(qga, mountpoints) if state == 'frozen' else thaw(qga)
         result['duration_ms'] = watch.ms
         after = fsfreeze_status(qga)
-        result['status'] = after
-        result['diff']['after'] = {'status': after}
-        if state == 'frozen' and result['count'] == 0 and after == 'thawed':
-            raise VMStateError('the guest agent found no filesystem it can freeze (guest-fsfreeze-freeze '
-                               'froze 0); the guest was not frozen')
-        if after != wanted:
-            raise VMStateError('{0} returned {1}, but guest-fsfreeze-status now reports {2!r}'.format(
-                'guest-fsfreeze-freeze' if state == 'frozen' else 'guest-fsfreeze-thaw', result['count'], after))
+    # report
+    result['status'] = after
+    result['diff']['after'] = {'status': after}
+    if state == 'frozen' and result['count'] == 0 and after == 'thawed':
+        raise VMStateError('the guest agent found no filesystem it can freeze (guest-fsfreeze-freeze '
+                           'froze 0); the guest was not frozen')
+    if after != state:
+        raise VMStateError('{0} returned {1}, but guest-fsfreeze-status now reports {2!r}'.format(
+            'guest-fsfreeze-freeze' if state == 'frozen' else 'guest-fsfreeze-thaw', result['count'], after))
     return result
 
 
 def main():
-    module = build_module(
-        argument_spec=dict(
-            state=dict(type='str', required=True, choices=['frozen', 'thawed']),
-            mountpoints=dict(type='list', elements='str'),
-        ),
-        requires=('qga',),
-        supports_check_mode=True,
-    )
+    module = build_module(ARGUMENT_SPEC, requires=('qga',), supports_check_mode=True)
     run_module(module, run)
 
 

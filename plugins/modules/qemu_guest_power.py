@@ -160,9 +160,14 @@ events:
 
 from ansible_collections.qemu.vm.plugins.module_utils._common import build_module, qga_session, qmp_session, run_module
 from ansible_collections.qemu.vm.plugins.module_utils._guest.power import GuestPower
-from ansible_collections.qemu.vm.plugins.module_utils._guest.power_plan import POWER_STATES
+from ansible_collections.qemu.vm.plugins.module_utils._guest.power_plan import POWER_STATES, decide, parse_request
 from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import wait_for_agent
 
+ARGUMENT_SPEC = dict(
+    state=dict(type='str', required=True, choices=list(POWER_STATES)),
+    wait=dict(type='bool', default=True),
+    force=dict(type='bool', default=False),
+)
 #: One handshake attempt while waiting for the agent to come back.
 ATTEMPT_SECONDS = 3.0
 
@@ -172,40 +177,36 @@ def _wait_for_agent(address, timeout):
 
 
 def run(module):
-    params = module.params
-
-    def act(qmp):
-        power = GuestPower(
-            qmp, lambda: qga_session(module), params['qga'], params['timeout'],
-            force=params['force'], wait=params['wait'], check_mode=module.check_mode,
-            wait_for_agent=_wait_for_agent)
-        outcome = power.ensure(params['state'])
-        for warning in outcome.warnings:
-            module.warn(warning)
-        result = outcome.as_dict()
-        if outcome.changed:
-            result['diff'] = {'before': {'state': outcome.state_before}, 'after': {'state': outcome.state_after}}
-        return result
-
-    if params['qmp']:
-        qmp = qmp_session(module)
+    # parse
+    request = parse_request(module.params)
+    qmp = qmp_session(module) if request.qmp else None
+    if qmp is not None:
         qmp.open()
-        try:
-            return act(qmp)
-        finally:
+    try:
+        power = GuestPower(
+            qmp, lambda: qga_session(module), request.qga, module.params['timeout'],
+            force=request.force, wait=request.wait, check_mode=module.check_mode,
+            wait_for_agent=_wait_for_agent)
+        # ask
+        run_state = power.run_state()
+        # decide
+        plan = decide(request.state, run_state, request.qga is not None)
+        # act
+        outcome = power.carry_out(plan)
+    finally:
+        if qmp is not None:
             qmp.close()
-    return act(None)
+    # report
+    for warning in outcome.warnings:
+        module.warn(warning)
+    result = outcome.as_dict()
+    if outcome.changed:
+        result['diff'] = {'before': {'state': outcome.state_before}, 'after': {'state': outcome.state_after}}
+    return result
 
 
 def main():
-    module = build_module(
-        argument_spec=dict(
-            state=dict(type='str', required=True, choices=list(POWER_STATES)),
-            wait=dict(type='bool', default=True),
-            force=dict(type='bool', default=False),
-        ),
-        supports_check_mode=True,
-    )
+    module = build_module(ARGUMENT_SPEC, supports_check_mode=True)
     run_module(module, run)
 
 

@@ -101,6 +101,7 @@ round_trip_ms:
 '''
 
 import time
+from typing import NamedTuple
 
 from ansible_collections.qemu.vm.plugins.module_utils._common import build_module, qga_session, run_module
 from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, GuestFrozenError
@@ -117,14 +118,47 @@ from ansible_collections.qemu.vm.plugins.module_utils._guest_admin.clock import 
     seconds,
 )
 
+ARGUMENT_SPEC = dict(
+    max_drift=dict(type='float', default=1.0),
+    time=dict(type='str'),
+)
+
+
+class TimeRequest(NamedTuple):
+    max_drift: float  # seconds
+    target: int | None  # ns since the epoch; None: the host's clock
+
+
+def parse_request(params):
+    return TimeRequest(check_max_drift(params['max_drift']), parse_time(params['time']))
+
+
+def set_time(module, qga, before, target):
+    """guest-set-time to the target (the host's clock when None); returns (moment, sent) in ns."""
+    sent = time.time_ns() + before.round_trip_ns // 2  # when the agent will set it, about
+    moment = sent if target is None else target
+    try:
+        qga.execute('guest-set-time', {'time': moment})
+    except GuestFrozenError:
+        raise
+    except CommandError as exc:
+        if not hwclock_failed(exc.desc):
+            raise explain_time_error(exc)
+        module.warn('the guest clock was set, but the agent could not write it to the guest\'s hardware '
+                    f'clock ({exc.desc}): it may be off again after the next guest reboot')
+    return moment, sent
+
 
 def run(module):
-    max_drift = check_max_drift(module.params['max_drift'])
-    target = parse_time(module.params['time'])
+    # parse
+    request = parse_request(module.params)
+    max_drift, target = request.max_drift, request.target
     with qga_session(module) as qga:
+        # ask
         require_command(qga, 'guest-get-time')
         before = read_clock(qga)
         drift = before.drift(target)
+        # decide
         result = {
             'changed': needs_time_set(drift, max_drift),
             'drift_before': seconds(drift),
@@ -140,18 +174,10 @@ def run(module):
         result['diff'] = {'before': {'guest_time': iso8601(before.guest_ns)}, 'after': {'guest_time': iso8601(wanted)}}
         if module.check_mode:
             return result
-        sent = time.time_ns() + before.round_trip_ns // 2  # when the agent will set it, about
-        moment = sent if target is None else target
-        try:
-            qga.execute('guest-set-time', {'time': moment})
-        except GuestFrozenError:
-            raise
-        except CommandError as exc:
-            if not hwclock_failed(exc.desc):
-                raise explain_time_error(exc)
-            module.warn('the guest clock was set, but the agent could not write it to the guest\'s hardware '
-                        f'clock ({exc.desc}): it may be off again after the next guest reboot')
+        # act
+        moment, sent = set_time(module, qga, before, target)
         after = read_clock(qga)
+    # report
     drift_after = after.drift(expected_guest_ns(moment, sent, after.host_ns))
     result['drift_after'] = seconds(drift_after)
     result['guest_time'] = iso8601(after.guest_ns)
@@ -163,14 +189,7 @@ def run(module):
 
 
 def main():
-    module = build_module(
-        argument_spec=dict(
-            max_drift=dict(type='float', default=1.0),
-            time=dict(type='str'),
-        ),
-        requires=('qga',),
-        supports_check_mode=True,
-    )
+    module = build_module(ARGUMENT_SPEC, requires=('qga',), supports_check_mode=True)
     run_module(module, run)
 
 

@@ -128,6 +128,7 @@ verified:
 '''
 
 import base64
+from typing import NamedTuple
 
 from ansible_collections.qemu.vm.plugins.module_utils._common import build_module, qga_session, run_module
 from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandError, GuestFrozenError, ParameterError, VMStateError
@@ -143,28 +144,61 @@ from ansible_collections.qemu.vm.plugins.module_utils._guest_admin.users import 
     read_account_file,
 )
 
+ARGUMENT_SPEC = dict(
+    name=dict(type='str', required=True, aliases=['user']),
+    password=dict(type='str', required=True, no_log=True),
+    crypted=dict(type='bool', default=True),
+    update_password=dict(type='str', default='always', choices=['always', 'on_create']),
+)
+
+
+class UserRequest(NamedTuple):
+    name: str
+    password: str
+    crypted: bool
+    update_password: str
+
+
+def parse_request(params):
+    name, password, crypted = params['name'], params['password'], params['crypted']
+    if not name or any(c in name for c in ':\n\0'):
+        raise ParameterError('name', 'name must be a non-empty user name without ":" or line breaks')
+    check_password(password, crypted)
+    return UserRequest(name, password, crypted, params['update_password'])
+
 
 def read_account(qga, name):
     return parse_account(read_account_file(qga, '/etc/passwd'), read_account_file(qga, '/etc/shadow'), name)
 
 
+def set_password(qga, request):
+    try:
+        qga.execute('guest-set-user-password', {
+            'username': request.name, 'password': base64.b64encode(request.password.encode('utf-8')).decode('ascii'),
+            'crypted': request.crypted})
+    except GuestFrozenError:
+        raise
+    except CommandError as exc:
+        raise explain_password_error(exc)
+
+
 def run(module):
-    name, password = module.params['name'], module.params['password']
-    crypted, update_password = module.params['crypted'], module.params['update_password']
-    if not name or any(c in name for c in ':\n\0'):
-        raise ParameterError('name', 'name must be a non-empty user name without ":" or line breaks')
-    check_password(password, crypted)
+    # parse
+    request = parse_request(module.params)
+    name, password, crypted = request.name, request.password, request.crypted
     if crypted and not looks_like_crypt_hash(password):
         module.warn('password does not look like a crypt hash, but crypted=true sets it as the hash as given; '
                     'use crypted=false for a plain-text password')
     with qga_session(module) as qga:
+        # ask
         require_command(qga, 'guest-set-user-password')
         exists, current = read_account(qga, name)
         if exists is False:
             raise VMStateError(f'name: the guest has no user {name!r} in its /etc/passwd, and the guest agent cannot create '
                                'users; create the account first')
+        # decide
         verify = password_verifier(module.params['timeout'], module.warn)
-        result = {'changed': password_needs_update(current, password, crypted, update_password, verify),
+        result = {'changed': password_needs_update(current, password, crypted, request.update_password, verify),
                   'name': name, 'password_state_before': password_state(current), 'verified': False}
         result['password_state'] = 'set' if result['changed'] else result['password_state_before']
         if current is None:
@@ -176,35 +210,21 @@ def run(module):
                           'after': {'name': name, 'password': 'new (hidden)'}}
         if module.check_mode:
             return result
-        try:
-            qga.execute('guest-set-user-password', {
-                'username': name, 'password': base64.b64encode(password.encode('utf-8')).decode('ascii'),
-                'crypted': crypted})
-        except GuestFrozenError:
-            raise
-        except CommandError as exc:
-            raise explain_password_error(exc)
-        if current is not None:
-            _exists, after = read_account(qga, name)
-            result['password_state'] = password_state(after)
-            result['verified'] = after == password if crypted else verify(password, after) is True
-            if after is not None and (after == current or (crypted and after != password)):
-                raise VMStateError(f'guest-set-user-password reported success, but the hash of {name!r} in the guest\'s '
-                                   '/etc/shadow is not the new one')
+        # act
+        set_password(qga, request)
+        after = read_account(qga, name)[1] if current is not None else None
+    # report
+    if current is not None:
+        result['password_state'] = password_state(after)
+        result['verified'] = after == password if crypted else verify(password, after) is True
+        if after is not None and (after == current or (crypted and after != password)):
+            raise VMStateError(f'guest-set-user-password reported success, but the hash of {name!r} in the guest\'s '
+                               '/etc/shadow is not the new one')
     return result
 
 
 def main():
-    module = build_module(
-        argument_spec=dict(
-            name=dict(type='str', required=True, aliases=['user']),
-            password=dict(type='str', required=True, no_log=True),
-            crypted=dict(type='bool', default=True),
-            update_password=dict(type='str', default='always', choices=['always', 'on_create']),
-        ),
-        requires=('qga',),
-        supports_check_mode=True,
-    )
+    module = build_module(ARGUMENT_SPEC, requires=('qga',), supports_check_mode=True)
     run_module(module, run)
 
 

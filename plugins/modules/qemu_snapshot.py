@@ -418,6 +418,12 @@ ARGUMENT_SPEC = dict(
     ram=dict(type='bool', default=True),
     images=dict(type='list', elements='path'),
 )
+REQUIRED_IF = [
+    ('state', 'present', ('name',)),
+    ('state', 'absent', ('name',)),
+    ('state', 'restored', ('name',)),
+    ('state', 'pruned', ('prefix',)),
+]
 
 
 def preflight(module, qmp, plan):
@@ -434,20 +440,20 @@ def preflight(module, qmp, plan):
     return report
 
 
-def take_snapshot(module, qmp, plan, name, quiesce_report):
+def take_snapshot(module, qmp, plan, request, quiesce_report):
     """The save step: the guest is stopped while QEMU writes its state (not at all with ram=false,
     one QMP transaction); with quiesce, its filesystems are frozen around that (freeze -> save -> thaw,
     see _quiesce)."""
-    params = module.params
+    params, name = module.params, request.name
 
     def save(bound):
-        if not params['ram']:
+        if not request.ram:
             return save_disk_snapshot(qmp, name, plan.devices, bound)
         return save_snapshot(qmp, name, plan.vmstate, plan.devices, bound)
 
-    if params['quiesce'] == 'off':
+    if request.quiesce == 'off':
         return save(params['timeout'])
-    result, report = quiesced(params['qga'], params['quiesce'], params['timeout'], params['freeze_timeout'],
+    result, report = quiesced(params['qga'], request.quiesce, params['timeout'], params['freeze_timeout'],
                               save, module.warn, qmp=qmp)
     quiesce_report.update(report)
     return result
@@ -456,12 +462,12 @@ def take_snapshot(module, qmp, plan, name, quiesce_report):
 def act(module, qmp, plan, request, quiesce_report):
     """Carry out the plan; returns the guest downtime in ms."""
     timeout = module.params['timeout']
-    name = request['name']
+    name = request.name
     downtime = 0
     if plan.action in ('replace', 'delete'):
         delete_snapshot(qmp, name, plan.delete_from, timeout)
     if plan.action in ('save', 'replace'):
-        downtime += take_snapshot(module, qmp, plan, name, quiesce_report)['downtime_ms']
+        downtime += take_snapshot(module, qmp, plan, request, quiesce_report)['downtime_ms']
     if plan.action == 'load':
         downtime += load_snapshot(qmp, name, plan.vmstate, plan.devices, timeout)['downtime_ms']
     for snap in plan.pruned:
@@ -470,14 +476,15 @@ def act(module, qmp, plan, request, quiesce_report):
 
 
 def method(qmp, plan, request):
-    if plan.action in ('save', 'replace') and not request['ram']:
+    if plan.action in ('save', 'replace') and not request.ram:
         return 'transaction'
     return 'job' if uses_jobs(qmp) else 'hmp'
 
 
 def run(module):
+    # parse
     request = parse_request(module.params)
-    if request['images'] is not None:
+    if request.images is not None:
         return restore_offline(module.params, module.check_mode, module._diff, module.warn)
     with qmp_session(module) as qmp:
         # ask
@@ -486,17 +493,17 @@ def run(module):
         # decide
         plan = decide(request, view)
         # a disk-only save is a transaction on the chosen nodes, whatever QEMU's version
-        require_job_selection(qmp, view, request['devices'] if request['ram'] else None, request['vmstate'])
+        require_job_selection(qmp, view, request.devices if request.ram else None, request.vmstate)
         status = qmp.run_state()
-        if request['state'] == 'restored' or plan.changed:
-            check_run_state(status, RUN_STATE_ACTION[request['state']])
+        if request.state == 'restored' or plan.changed:
+            check_run_state(status, RUN_STATE_ACTION[request.state])
         before = view.names(plan.devices)
-        result = dict(changed=plan.changed or request['state'] == 'restored', devices=plan.devices,
+        result = dict(changed=plan.changed or request.state == 'restored', devices=plan.devices,
                       vmstate=plan.vmstate, method=method(qmp, plan, request),
                       duration_ms=0, downtime_ms=0, status=status)
-        if module.params['quiesce'] != 'off':
+        if request.quiesce != 'off':
             result.update(quiesced=False, frozen_ms=0)
-        if plan.action == 'load' or (plan.action in ('save', 'replace') and request['ram']):
+        if plan.action == 'load' or (plan.action in ('save', 'replace') and request.ram):
             preflight(module, qmp, plan)
         # act
         after = predicted_names(before, plan, request) if module.check_mode else list(before)
@@ -511,7 +518,7 @@ def run(module):
             after = view.names(plan.devices)
             result['status'] = qmp.run_state()
     # report
-    if request['state'] == 'pruned':
+    if request.state == 'pruned':
         result['pruned'] = [s['name'] for s in plan.pruned]
         result['kept'] = [s['name'] for s in plan.kept]
     else:
@@ -522,15 +529,7 @@ def run(module):
 
 
 def main():
-    module = build_module(
-        ARGUMENT_SPEC, durations=('freeze_timeout',), supports_check_mode=True,
-        required_if=[
-            ('state', 'present', ('name',)),
-            ('state', 'absent', ('name',)),
-            ('state', 'restored', ('name',)),
-            ('state', 'pruned', ('prefix',)),
-        ],
-    )
+    module = build_module(ARGUMENT_SPEC, durations=('freeze_timeout',), supports_check_mode=True, required_if=REQUIRED_IF)
     run_module(module, run)
 
 

@@ -142,6 +142,8 @@ status:
   sample: running
 '''
 
+from typing import NamedTuple
+
 from ansible_collections.qemu.vm.plugins.module_utils._common import build_module, qmp_session, run_module
 from ansible_collections.qemu.vm.plugins.module_utils._snapshot.plan import choose_devices
 from ansible_collections.qemu.vm.plugins.module_utils._util.params import check_devices
@@ -154,13 +156,26 @@ ARGUMENT_SPEC = dict(
 )
 
 
+class InfoRequest(NamedTuple):
+    name: str | None
+    prefix: str | None
+    devices: list | None
+
+
+def parse_request(params):
+    return InfoRequest(params['name'], params['prefix'], check_devices(params['devices']))
+
+
 def run(module):
-    devices = check_devices(module.params['devices'])
-    name, prefix = module.params['name'], module.params['prefix']
+    # parse
+    request = parse_request(module.params)
+    name, prefix = request.name, request.prefix
     with qmp_session(module) as qmp:
+        # ask
         status = qmp.run_state()
         view = read_view(qmp)
-        scope = choose_devices(view, devices, 'list')
+        scope = choose_devices(view, request.devices, 'list')
+    # report
     snapshots = [s for s in view.summaries(scope)
                  if (name is None or s['name'] == name) and (prefix is None or s['name'].startswith(prefix))]
     return dict(

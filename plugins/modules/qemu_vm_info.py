@@ -134,9 +134,21 @@ agent:
       returned: when RV(agent.available=true)
 '''
 
+from typing import NamedTuple
+
 from ansible_collections.qemu.vm.plugins.module_utils._qemu.block import block_nodes
 from ansible_collections.qemu.vm.plugins.module_utils._common import build_module, qga_session, qmp_session, run_module
 from ansible_collections.qemu.vm.plugins.module_utils._errors import AgentNotRespondingError
+
+ARGUMENT_SPEC = dict()
+
+
+class InfoRequest(NamedTuple):
+    with_agent: bool  # qga given: report the agent too
+
+
+def parse_request(params):
+    return InfoRequest(bool(params['qga']))
 
 
 def vm_facts(qmp):
@@ -170,16 +182,20 @@ def agent_facts(module):
 
 
 def run(module):
+    # parse
+    request = parse_request(module.params)
+    # ask
     with qmp_session(module) as qmp:
         result = vm_facts(qmp)
-    if module.params['qga']:
+    if request.with_agent:
         result['agent'] = agent_facts(module)
+    # report
     result['changed'] = False
     return result
 
 
 def main():
-    module = build_module(requires=('qmp',), supports_check_mode=True)
+    module = build_module(ARGUMENT_SPEC, requires=('qmp',), supports_check_mode=True)
     run_module(module, run)
 
 

@@ -2,7 +2,8 @@
 # Copyright (c) qemu.vm contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """A module run started in the background and killed (SIGKILL) at a moment the test chooses,
-to see what the next run does with what a killed run left behind."""
+to see what the next run does with what a killed run left behind; and `wait_for`, the tests'
+bounded wait for a condition."""
 
 from __future__ import annotations
 
@@ -13,6 +14,17 @@ import subprocess
 import time
 
 from harness.ansible import ad_hoc_command, ansible_env
+
+
+def wait_for(condition, what, timeout=60, interval=0.02):
+    """condition()'s first truthy value; fails the test naming `what` when none comes within `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f'{what}: not within {timeout} s'
+        time.sleep(interval)
 
 
 def start_module(module, args):

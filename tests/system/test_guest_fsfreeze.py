@@ -9,6 +9,7 @@ import re
 import time
 
 from harness.ansible import run_module, run_playbook
+from harness.runs import wait_for
 
 # A writer in the guest that announces each write on the serial console (which is not
 # frozen) before and after appending to /data (which is), so the host can see a write
@@ -25,23 +26,13 @@ def writer_lines(vm):
     return re.findall(r'writer (attempt|done) (\d+)', vm.console_text())
 
 
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, 'timed out waiting for ' + what
-        time.sleep(0.1)
-
-
 def test_freeze_blocks_guest_writes_until_thaw(guest):
     vm = guest
     args = {'qga': vm.qga_path, 'state': 'frozen'}
     # Start the writer before freezing: while frozen the agent runs no guest-exec.
     started = vm.guest_exec(['sh', '-c', f'({WRITER}) </dev/null >/dev/null 2>&1 &'])
     assert started[0] == 0, started
-    wait_for(lambda: ('done', '2') in writer_lines(vm), 30, 'the writer to start writing')
+    wait_for(lambda: ('done', '2') in writer_lines(vm), 'the writer to start writing', timeout=30, interval=0.1)
 
     check = run_module('qemu_guest_fsfreeze', args, check=True, diff=True)
     assert check['changed'] and not check.failed, check['output']
@@ -59,7 +50,7 @@ def test_freeze_blocks_guest_writes_until_thaw(guest):
         if lines and lines[-1][0] == 'attempt':
             return lines[-1][1]
         return None
-    blocked = wait_for(stuck_attempt, 30, 'a write to block')
+    blocked = wait_for(stuck_attempt, 'a write to block', timeout=30, interval=0.1)
     time.sleep(2)
     assert ('done', blocked) not in writer_lines(vm), 'a write completed while the guest was frozen'
 
@@ -78,7 +69,8 @@ def test_freeze_blocks_guest_writes_until_thaw(guest):
     thawed = run_module('qemu_guest_fsfreeze', thaw_args)
     assert thawed['changed'] and not thawed.failed, thawed['output']
     assert (thawed['status_before'], thawed['status'], thawed['count']) == ('frozen', 'thawed', 1)
-    wait_for(lambda: ('done', blocked) in writer_lines(vm), 30, 'the blocked write to complete after thaw')
+    wait_for(lambda: ('done', blocked) in writer_lines(vm), 'the blocked write to complete after thaw', timeout=30,
+             interval=0.1)
     assert freeze_status(vm) == 'thawed'
 
     for check_mode in (True, False):

@@ -17,13 +17,12 @@ import os
 import re
 import resource
 import subprocess
-import time
 
 import pytest
 
 from harness.ansible import run_module
 from harness.guest import VM
-from harness.runs import kill_when, start_module
+from harness.runs import kill_when, start_module, wait_for
 
 MIB = 1024 * 1024
 
@@ -254,16 +253,6 @@ def test_a_failing_disk_cancels_the_grouped_jobs_and_changes_nothing(vm_factory,
     assert (again['mode'], again['chain']) == ('incremental', full['chain']), again['output']
     sizes = dict((f['device'], f['bytes']) for f in again['files'])
     assert sizes['vdb'] > 12 * MIB and sizes['vdc'] > MIB
-
-
-def wait_for(condition, what, timeout=60):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f'{what}: not within {timeout} s'
-        time.sleep(0.02)
 
 
 def start_paused(vm, args):

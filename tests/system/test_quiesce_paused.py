@@ -17,13 +17,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._transport.qmp import QMPS
 from ansible_collections.qemu.vm.plugins.module_utils._guest.quiesce import quiesced
 
 from harness.ansible import run_module
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.2)
+from harness.runs import wait_for
 
 
 def test_vm_paused_inside_the_frozen_window(vm):
@@ -44,8 +38,8 @@ def test_vm_paused_inside_the_frozen_window(vm):
     time.sleep(3)  # the guard is already trying; it must keep waiting while the VM is paused
     vm.qmp('cont')
     # Margins: the guard's agent attempt in flight at `cont` lasts up to 10 s on a loaded machine.
-    wait_for(lambda: vm.qga('guest-fsfreeze-status', timeout=30) == 'thawed', 60, 'the guard never thawed')
-    wait_for(lambda: not os.path.exists(marker), 30, 'the guard left its marker')
+    wait_for(lambda: vm.qga('guest-fsfreeze-status', timeout=30) == 'thawed', 'the guard thawing', interval=0.2)
+    wait_for(lambda: not os.path.exists(marker), 'the guard removing its marker', timeout=30, interval=0.2)
 
 
 def test_next_session_thaws_a_freeze_of_ours_left_frozen(vm):

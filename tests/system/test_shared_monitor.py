@@ -25,7 +25,7 @@ import time
 
 from harness.ansible import run_module
 from harness.guest import qmp_command
-from harness.runs import start_module
+from harness.runs import start_module, wait_for
 
 MIB = 1024 * 1024
 # A bound for one question of the second client: far below the job's length (20 s and more),
@@ -35,16 +35,6 @@ ASK_BOUND = 5.0
 
 def our_jobs(vm):
     return [job for job in vm.qmp('query-jobs') if job['id'].startswith('qemu-vm-')]
-
-
-def wait_for(condition, what, timeout=120):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f'{what}: not within {timeout} s'
-        time.sleep(0.02)
 
 
 def finish(run, timeout=300):
@@ -86,7 +76,7 @@ def test_a_long_backup_leaves_the_monitor_to_other_clients(vm_factory, tmp_path)
     run = start_module('qemu_backup', {'qmp': vm.qmp_path, 'qga': vm.qga_path, 'dest': str(dest), 'devices': ['vdb'],
                                        'quiesce': 'required'})
     try:
-        wait_for(lambda: our_jobs(vm), 'the backup job')
+        wait_for(lambda: our_jobs(vm), 'the backup job', timeout=120)
         answered = ask_while_the_job_runs(vm, run)
         result = finish(run)
     finally:
@@ -112,9 +102,9 @@ def test_a_job_cancelled_by_another_client_while_we_are_away_is_reported(vm_fact
     dest.mkdir()
     run = start_module('qemu_backup', {'qmp': vm.qmp_path, 'dest': str(dest), 'devices': ['vdb']})
     try:
-        job = wait_for(lambda: our_jobs(vm), 'the backup job')[0]
+        job = wait_for(lambda: our_jobs(vm), 'the backup job', timeout=120)[0]
         # Another client (on the module's own socket) cancels it while the module watches from afar.
-        wait_for(lambda: any(j['status'] == 'running' for j in our_jobs(vm)), 'the job running')
+        wait_for(lambda: any(j['status'] == 'running' for j in our_jobs(vm)), 'the job running', timeout=120)
         qmp_command(vm.qmp_path, 'job-cancel', {'id': job['id']}, timeout=ASK_BOUND)
         result = finish(run)
     finally:
@@ -144,7 +134,7 @@ def test_a_job_failing_while_we_are_away_is_reported_with_its_reason(vm_factory,
         run = start_module('qemu_backup', {'qmp': vm.qmp_path, 'qga': vm.qga_path, 'dest': str(dest),
                                            'devices': ['vdb'], 'quiesce': 'required'})
         try:
-            wait_for(lambda: any(j['status'] == 'running' for j in our_jobs(vm)), 'the job running')
+            wait_for(lambda: any(j['status'] == 'running' for j in our_jobs(vm)), 'the job running', timeout=120)
             # the module is away (the socket answers someone else) while the job still runs
             assert qmp_command(vm.qmp_path, 'query-status', timeout=ASK_BOUND)['status'] == 'running'
             assert any(j['status'] == 'running' for j in our_jobs(vm)), 'the job ended before we could look'

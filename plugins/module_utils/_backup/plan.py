@@ -5,13 +5,15 @@
 # This module_utils is PRIVATE to the qemu.vm collection: it can change at any time.
 """What one qemu_backup run does, decided from its parameters, the VM's disks and dest's chains.
 
-Pure: `parse_request` (ParameterError naming the option), `select_devices`, `decide` -> a plan
-dict (mode, chain, point, chain_reset, retention), `check_space` (does the point fit in dest),
+Pure: `parse_request` -> a BackupRequest (ParameterError naming the option), `select_devices`,
+`decide` -> a BackupPlan (mode, chain, point, chain_reset, retention), `check_space` (does the point fit in dest),
 `predicted_chains` for check and diff mode.
 The QMP work is in _backup_job, the layout in _backup_chain. No Ansible imports here.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 from ansible_collections.qemu.vm.plugins.module_utils._backup.chain import (
     BITMAP_PREFIX,
@@ -33,19 +35,45 @@ BITMAP_DRIVERS = ('qcow2',)
 COPY_FILTER = 'copy-before-write'
 
 
-def parse_request(params: dict) -> dict:
+class BackupRequest(NamedTuple):
+    """qemu_backup's options, checked without the VM."""
+
+    dest: str
+    mode: str
+    devices: list | None
+    quiesce: str
+    keep_chains: int | None
+    max_age: int | None
+
+
+class BackupPlan(NamedTuple):
+    """What one qemu_backup run does."""
+
+    mode: str
+    chain: str
+    point: str
+    parent: str | None
+    bitmap: str
+    chain_reset: dict | None
+    devices: list
+    removed_chains: list
+    #: bitmaps of chains no longer written into: every older chain once a new one starts
+    stale_bitmaps: list
+
+
+def parse_request(params: dict) -> BackupRequest:
     """The module's options checked without the VM; raises ParameterError naming the bad one."""
     quiesce = params.get('quiesce') or ('preferred' if params.get('qga') else 'off')
     if quiesce != 'off' and not params.get('qga'):
         raise ParameterError('qga', f'quiesce={quiesce} needs qga, the guest agent socket')
-    return {
-        'dest': check_dest(params.get('dest')),
-        'mode': params.get('mode') or 'auto',
-        'devices': check_devices(params.get('devices')),
-        'quiesce': quiesce,
-        'keep_chains': check_keep_chains(params.get('keep_chains')),
-        'max_age': parse_age(params['max_age']) if params.get('max_age') else None,
-    }
+    return BackupRequest(
+        dest=check_dest(params.get('dest')),
+        mode=params.get('mode') or 'auto',
+        devices=check_devices(params.get('devices')),
+        quiesce=quiesce,
+        keep_chains=check_keep_chains(params.get('keep_chains')),
+        max_age=parse_age(params['max_age']) if params.get('max_age') else None,
+    )
 
 
 def select_devices(disks: list, wanted):
@@ -103,7 +131,7 @@ def judge_chain(entry, disks: list, missing=(), unrecorded=()):
                          dict((d['device'], d['bitmaps']) for d in disks), vm_disk_map(disks), missing, unrecorded)
 
 
-def decide(request: dict, disks: list, chains: list, now, taken, missing=(), unrecorded=()) -> dict:
+def decide(request: BackupRequest, disks: list, chains: list, now, taken, missing=(), unrecorded=()) -> BackupPlan:
     """The plan of this run.
 
     chains: this VM's chains in dest, oldest first; the newest is the only one written into.
@@ -112,7 +140,7 @@ def decide(request: dict, disks: list, chains: list, now, taken, missing=(), unr
     """
     current = chains[-1] if chains else None
     problem = judge_chain(current, disks, missing, unrecorded)
-    mode, reset = choose_mode(request['mode'], problem)
+    mode, reset = choose_mode(request.mode, problem)
     if mode == 'incremental':
         manifest = current['manifest']
         point = next_point(manifest, now)
@@ -123,20 +151,19 @@ def decide(request: dict, disks: list, chains: list, now, taken, missing=(), unr
         parent = None
     future = list(chains) + ([] if mode == 'incremental' else [{'chain': chain, 'manifest': {
         'created': now.strftime('%Y-%m-%dT%H:%M:%SZ'), 'points': []}}])
-    drop = retention(future, chain, now, request['keep_chains'], request['max_age'])
+    drop = retention(future, chain, now, request.keep_chains, request.max_age)
     older = [c['chain'] for c in chains if c['chain'] != chain]
-    return {
-        'mode': mode,
-        'chain': chain,
-        'point': point,
-        'parent': parent,
-        'bitmap': bitmap_name(chain),
-        'chain_reset': reset,
-        'devices': [d['device'] for d in disks],
-        'removed_chains': drop,
-        # bitmaps of chains no longer written into: every older chain once a new one starts
-        'stale_bitmaps': [bitmap_name(c) for c in (older if mode == 'full' else drop)],
-    }
+    return BackupPlan(
+        mode=mode,
+        chain=chain,
+        point=point,
+        parent=parent,
+        bitmap=bitmap_name(chain),
+        chain_reset=reset,
+        devices=[d['device'] for d in disks],
+        removed_chains=drop,
+        stale_bitmaps=[bitmap_name(c) for c in (older if mode == 'full' else drop)],
+    )
 
 
 def check_space(dest: str, needed: dict, free: int) -> int:
@@ -155,12 +182,12 @@ def _mib(size: int) -> str:
     return f'{size / 1048576.0:.1f}'
 
 
-def predicted_chains(chains: list, plan: dict) -> dict:
+def predicted_chains(chains: list, plan: BackupPlan) -> dict:
     """{chain: [point ids]} after the plan runs (for check mode's diff)."""
     after = dict((c['chain'], [p['point'] for p in c['manifest']['points']]) for c in chains)
-    for name in plan['removed_chains']:
+    for name in plan.removed_chains:
         after.pop(name, None)
-    after.setdefault(plan['chain'], []).append(plan['point'])
+    after.setdefault(plan.chain, []).append(plan.point)
     return after
 
 

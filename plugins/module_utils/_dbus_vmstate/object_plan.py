@@ -5,11 +5,11 @@
 # This module_utils is PRIVATE to the qemu.vm collection: it can change at any time.
 """Managing the VM's dbus-vmstate object: the decisions and actions of qemu_dbus_vmstate.
 
-* `check_object_params`: the parameters, checked without the VM (ParameterError);
+* `parse_request` -> ObjectRequest: the parameters, checked without the VM (ParameterError);
 * `current_object`: which of the VM's dbus-vmstate objects (_dbus_vmstate.find_objects)
   the task is about, refusing what QEMU would not allow;
 * `read_helpers`: the helpers on the bus, judged as _dbus_vmstate does before a snapshot;
-* `plan` (pure): the QMP commands that turn the current object into the wanted one;
+* `decide` (pure) -> ObjectPlan: the QMP commands that turn the current object into the wanted one;
 * `apply`: run them, putting the old object back when a re-creation fails half-way;
   `read_back` checks that QEMU now reports the wanted object.
 
@@ -19,7 +19,7 @@ No Ansible imports here.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from ansible_collections.qemu.vm.plugins.module_utils._dbus_vmstate.errors import DBusVMStateError
 from ansible_collections.qemu.vm.plugins.module_utils._transport.dbus import JEEPNEY_IMPORT_ERROR
@@ -45,6 +45,30 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # QEMU's id_wellformed().
 _QOM_ID = re.compile(r'^[A-Za-z][A-Za-z0-9_.-]*$')
+
+
+class ObjectRequest(NamedTuple):
+    """qemu_dbus_vmstate's options, checked without the VM."""
+
+    state: str
+    object_id: str
+    addr: str | None
+    id_list: list | None
+    check_helpers: bool
+
+
+class ObjectPlan(NamedTuple):
+    """The QMP commands, as (name, arguments), and whether they re-create the object."""
+
+    commands: list
+    recreated: bool
+
+
+def parse_request(params: dict) -> ObjectRequest:
+    """The module's options as an ObjectRequest; ParameterError naming the bad one."""
+    check_object_params(params)
+    return ObjectRequest(params['state'], params['object_id'], params['addr'], params['id_list'],
+                         params['check_helpers'])
 
 
 def check_object_params(params: dict) -> None:
@@ -94,12 +118,12 @@ def view(obj: dict | None) -> dict:
     return {'state': 'present', 'object_id': obj['id'], 'addr': obj['addr'], 'id_list': list(obj['id_list'])}
 
 
-def wanted_object(params: dict, current: dict | None) -> dict:
+def wanted_object(request: ObjectRequest, current: dict | None) -> dict:
     """The object state=present asks for; without id_list, the current id-list is kept."""
-    ids = params['id_list']
+    ids = request.id_list
     if ids is None:
         ids = current['id_list'] if current is not None else []
-    return {'id': params['object_id'], 'type': OBJECT_TYPE, 'addr': params['addr'], 'id_list': list(ids)}
+    return {'id': request.object_id, 'type': OBJECT_TYPE, 'addr': request.addr, 'id_list': list(ids)}
 
 
 def add_arguments(obj: dict) -> dict:
@@ -110,19 +134,19 @@ def add_arguments(obj: dict) -> dict:
     return args
 
 
-def plan(current: dict | None, wanted: dict | None) -> tuple:
-    """(QMP commands as (name, arguments), recreated) that turn `current` into `wanted`."""
+def decide(current: dict | None, wanted: dict | None) -> ObjectPlan:
+    """The ObjectPlan that turns `current` into `wanted`."""
     if wanted is None:
-        return ([('object-del', {'id': current['id']})] if current is not None else []), False
+        return ObjectPlan([('object-del', {'id': current['id']})] if current is not None else [], False)
     if current is None:
-        return [('object-add', add_arguments(wanted))], False
+        return ObjectPlan([('object-add', add_arguments(wanted))], False)
     same_ids = set(current['id_list']) == set(wanted['id_list'])
     if current['addr'] != wanted['addr'] or (current['id_list'] and not wanted['id_list']):
-        return [('object-del', {'id': current['id']}), ('object-add', add_arguments(wanted))], True
+        return ObjectPlan([('object-del', {'id': current['id']}), ('object-add', add_arguments(wanted))], True)
     if not same_ids:
-        return [('qom-set', {'path': '/objects/{0}'.format(current['id']), 'property': 'id-list',
-                             'value': format_id_list(wanted['id_list'])})], False
-    return [], False
+        return ObjectPlan([('qom-set', {'path': '/objects/{0}'.format(current['id']), 'property': 'id-list',
+                                        'value': format_id_list(wanted['id_list'])})], False)
+    return ObjectPlan([], False)
 
 
 def apply(qmp: QMPSession, commands: list, current: dict | None) -> None:

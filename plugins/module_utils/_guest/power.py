@@ -3,7 +3,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 #
 # This module_utils is PRIVATE to the qemu.vm collection: it can change at any time.
-"""Guest power transitions: decide (plan_power), ask the agent, confirm through QMP or the agent.
+"""Guest power transitions: carry out a PowerPlan (power_plan.decide), ask the agent, confirm
+through QMP or the agent. No Ansible imports: qemu_guest_power runs the steps.
 
 How each outcome is confirmed:
   - poweroff / suspend to disk: the SHUTDOWN event, then QEMU's run state `shutdown`, or the
@@ -13,8 +14,6 @@ How each outcome is confirmed:
     event. The agent never falls silent reliably across a reboot: virtio-serial hands bytes sent
     meanwhile to the next agent, which answers them.
   - suspend to RAM: the SUSPEND event or run state `suspended`; wake-up: WAKEUP or `running`.
-
-No Ansible imports: the module qemu_guest_power is a thin wrapper around what is here.
 """
 
 from __future__ import annotations
@@ -43,7 +42,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._guest.power_plan import (
     TRANSITIONS,
     PowerResult,
     check_power_request,
-    plan_power,
+    decide,
 )
 from ansible_collections.qemu.vm.plugins.module_utils._guest.session import AgentSession
 from ansible_collections.qemu.vm.plugins.module_utils._transport.qga import SMALL_REPLY_BYTES
@@ -85,9 +84,6 @@ class GuestPower:
         self.result = PowerResult()
         self._started = None
 
-    def qemu_state(self):
-        return self.qmp.run_state()
-
     def _elapsed_ms(self):
         return int(round((time.monotonic() - self._started) * 1000)) if self._started else 0
 
@@ -95,14 +91,19 @@ class GuestPower:
         if self._started is None:
             self._started = time.monotonic()
 
-    # -- entry point ----------------------------------------------------------------------
-
     def ensure(self, state):
+        """check, ask, decide and act in one call (the module runs the steps itself)."""
         check_power_request(state, self.force, self.qmp is not None, self.qga_address is not None)
+        return self.carry_out(decide(state, self.run_state(), self.qga_address is not None))
+
+    def run_state(self):  # QEMU's, None without QMP
+        return self.qmp.run_state() if self.qmp is not None else None
+
+    def carry_out(self, plan):
+        """Act on a PowerPlan (power_plan.decide); returns the PowerResult."""
+        state, run_state, action = plan
         res = self.result
-        run_state = self.qemu_state() if self.qmp is not None else None
         res.state_before = run_state
-        action = plan_power(state, run_state, self.qga_address is not None)
         if action == 'none':
             res.state_after = run_state
         elif action == 'probe':
@@ -136,17 +137,17 @@ class GuestPower:
         with self.qmp.events('WAKEUP', 'RESET', 'SHUTDOWN') as watcher:
             self.qmp.execute('system_wakeup')
             if not self.wait:
-                res.state_after = self.qemu_state()
+                res.state_after = self.run_state()
                 res.duration_ms = self._elapsed_ms()
                 return
 
             def woken():
                 if _wait_slice(watcher, ('WAKEUP',), SLICE_SECONDS) is not None:
                     return 'WAKEUP event'
-                return 'query-status' if self.qemu_state() == 'running' else None
+                return 'query-status' if self.run_state() == 'running' else None
             res.confirmed_by = wait_until(
                 woken, Deadline(self.timeout), 'waking the guest (system_wakeup)', interval=0,
-                hint=lambda: f'QEMU still reports run state {self.qemu_state()!r}')
+                hint=lambda: f'QEMU still reports run state {self.run_state()!r}')
             res.events = _event_names(watcher.seen)
         if self.qga_address is not None:
             self._wait_for_agent(self.qga_address, self.timeout)
@@ -240,7 +241,7 @@ class GuestPower:
 
     def _state_or_exited(self):
         try:
-            return self.qemu_state()
+            return self.run_state()
         except ConnectionLostError:
             return 'exited'
 
@@ -282,7 +283,7 @@ class GuestPower:
                     return '{0} event'.format(event.get('event'))
             pending.check()
             try:
-                last['status'] = self.qemu_state()
+                last['status'] = self.run_state()
             except ConnectionLostError:
                 if state in DOWN_STATES:
                     return 'QEMU exited'
@@ -359,7 +360,7 @@ class GuestPower:
             def powered_down():
                 if _wait_slice(watcher, ('SHUTDOWN',), SLICE_SECONDS) is not None:
                     return 'SHUTDOWN event'
-                return 'query-status shutdown' if self.qemu_state() == 'shutdown' else None
+                return 'query-status shutdown' if self.run_state() == 'shutdown' else None
             try:
                 self.qmp.execute('system_powerdown')
                 how = _poll_quietly(powered_down, Deadline(self.timeout))

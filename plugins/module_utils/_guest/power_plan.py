@@ -4,12 +4,15 @@
 #
 # This module_utils is PRIVATE to the qemu.vm collection: it can change at any time.
 """Guest power decisions, without I/O: which states exist, how each is reached and
-recognised, what a request needs, and what to do from QEMU's run state (plan_power).
+recognised, what a request needs (parse_request -> PowerRequest), and what to do from QEMU's
+run state (plan_power, or decide -> PowerPlan).
 
 power.py carries the plans out.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError, VMStateError
 
@@ -89,6 +92,36 @@ def check_power_request(state, force, has_qmp, has_qga):
         raise ParameterError('qga', f'qga is required for state={state}: the guest is asked through its agent')
     if state == 'running' and not has_qmp and not has_qga:
         raise ParameterError('qmp', 'state=running needs qmp (to wake a suspended guest) or qga (to see that it runs)')
+
+
+class PowerRequest(NamedTuple):
+    """qemu_guest_power's options, checked without the VM."""
+
+    state: str
+    force: bool
+    wait: bool
+    qmp: str | None
+    qga: str | None
+
+
+class PowerPlan(NamedTuple):
+    """`action` (see plan_power) to bring the guest from `run_state` to `state`."""
+
+    state: str
+    run_state: str | None
+    action: str
+
+
+def parse_request(params: dict) -> PowerRequest:
+    """The module's options; ParameterError naming the option when they cannot be carried out."""
+    request = PowerRequest(params['state'], params['force'], params['wait'], params.get('qmp'), params.get('qga'))
+    check_power_request(request.state, request.force, request.qmp is not None, request.qga is not None)
+    return request
+
+
+def decide(state, run_state, has_qga) -> PowerPlan:
+    """The PowerPlan for `state` from QEMU's `run_state` (None without QMP)."""
+    return PowerPlan(state, run_state, plan_power(state, run_state, has_qga))
 
 
 def plan_power(state, run_state, has_qga):

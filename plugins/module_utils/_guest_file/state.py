@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 #
 # This module_utils is PRIVATE to the qemu.vm collection: it can change at any time.
-"""Files in the guest: input checks and the decisions of qemu_guest_file (present, absent).
+"""Files in the guest: input checks (ParameterError) and the decisions of qemu_guest_file (present, absent).
 
 The bytes move through the shared transfer layer (transfer, also under the qemu.vm.qga
 connection plugin); the guest side's tools are in files; state=fetched is in fetch. A file
@@ -19,6 +19,7 @@ from __future__ import annotations
 import posixpath
 import re
 
+from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError
 from ansible_collections.qemu.vm.plugins.module_utils._guest.agent import command_unavailable
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file.errors import (
     GuestDanglingLinkError,
@@ -46,19 +47,19 @@ DIFF_MAX_BYTES = 104448
 def check_guest_path(path, name='path'):
     """Absolute POSIX (/x) or Windows (C:\\x) path, no NUL byte."""
     if not path or '\0' in path:
-        raise ValueError(f'{name} must be a non-empty path without NUL bytes')
+        raise ParameterError(name, f'{name} must be a non-empty path without NUL bytes')
     if not (path.startswith('/') or re.match(r'^[A-Za-z]:[\\/]', path) or path.startswith('\\\\')):
-        raise ValueError(f'{name} must be an absolute path in the guest, got {path!r}')
+        raise ParameterError(name, f'{name} must be an absolute path in the guest, got {path!r}')
     if path.endswith('/') and path != '/':
-        raise ValueError(f'{name} must name a file, not a directory: {path!r} ends with /')
+        raise ParameterError(name, f'{name} must name a file, not a directory: {path!r} ends with /')
 
 
 def check_chunk_size(value):
     if value is None:
         return DEFAULT_CHUNK
     if not MIN_CHUNK <= value <= MAX_CHUNK:
-        raise ValueError(f'chunk_size must be between {MIN_CHUNK} bytes and {MAX_CHUNK} bytes (48 MiB, the largest '
-                         f'guest-file-read the agent accepts), got {value}')
+        raise ParameterError('chunk_size', f'chunk_size must be between {MIN_CHUNK} bytes and {MAX_CHUNK} bytes (48 MiB, the largest '
+                                           f'guest-file-read the agent accepts), got {value}')
     return value
 
 
@@ -67,17 +68,17 @@ def parse_mode(value):
     if value is None:
         return None
     if isinstance(value, bool):
-        raise ValueError(f'mode must be an octal number such as 0644, got {value!r}')
+        raise ParameterError('mode', f'mode must be an octal number such as 0644, got {value!r}')
     if isinstance(value, int):
         mode = value
     else:
         text = str(value).strip()
         if not re.match(r'^0?[0-7]{1,4}$', text):
-            raise ValueError('mode must be an octal number such as 0644 or 0755 (symbolic modes like u+rw '
-                             f'are not supported for guest files), got {value!r}')
+            raise ParameterError('mode', 'mode must be an octal number such as 0644 or 0755 (symbolic modes like u+rw '
+                                         f'are not supported for guest files), got {value!r}')
         mode = int(text, 8)
     if not 0 <= mode <= 0o7777:
-        raise ValueError(f'mode {value!r} is out of range (0000-7777 octal)')
+        raise ParameterError('mode', f'mode {value!r} is out of range (0000-7777 octal)')
     return mode
 
 
@@ -86,7 +87,7 @@ def check_id(value, name):
         return None
     text = str(value)
     if not text or ':' in text or text.strip() != text:
-        raise ValueError(f'{name} must be a user/group name or a numeric id, got {value!r}')
+        raise ParameterError(name, f'{name} must be a user/group name or a numeric id, got {value!r}')
     return text
 
 

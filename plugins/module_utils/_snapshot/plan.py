@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError, VMStateError
 from ansible_collections.qemu.vm.plugins.module_utils._util.params import check_devices, parse_age
@@ -259,80 +259,98 @@ def plan_pruned(view: SnapshotView, prefix: str, keep: int | None, max_age: int 
 
 # -- the request, the decision and its check --------------------------------------------
 
-def parse_request(params: dict) -> dict:
-    """qemu_snapshot's parameters, checked without the VM, as a request dict."""
-    state = params['state']
-    request = dict(state=state, name=None, force=params['force'], prefix=None, keep=None, max_age=None,
-                   devices=check_devices(params['devices']), vmstate=params['vmstate'], ram=params.get('ram', True),
-                   images=params.get('images'))
-    _check_disk_only(request, params)
+class SnapshotRequest(NamedTuple):
+    """qemu_snapshot's parameters, checked without the VM."""
+
+    state: str
+    name: str | None
+    force: bool
+    prefix: str | None
+    keep: int | None
+    max_age: int | None
+    devices: list | None
+    vmstate: str | None
+    ram: bool
+    images: list | None
+    quiesce: str
+
+
+def parse_request(params: dict) -> SnapshotRequest:
+    """qemu_snapshot's parameters, checked without the VM; raises ParameterError naming the bad one."""
+    state, vmstate = params['state'], params['vmstate']
+    ram, images = params.get('ram', True), params.get('images')
+    devices = check_devices(params['devices'])
+    _check_disk_only(state, ram, vmstate, devices, images, params)
+    name = prefix = keep = max_age = None
     if state == 'pruned':
         if params['name'] is not None:
             raise ParameterError('name', 'name is not used with state=pruned: give prefix (and keep and/or max_age)')
-        request['prefix'] = check_prefix(params['prefix'])
+        prefix = check_prefix(params['prefix'])
         if params['keep'] is None and params['max_age'] is None:
             raise ParameterError('keep', 'state=pruned needs keep, max_age or both')
         if params['keep'] is not None and params['keep'] < 0:
             raise ParameterError('keep', 'keep must be 0 or more, got {0}'.format(params['keep']))
-        request['keep'] = params['keep']
+        keep = params['keep']
         if params['max_age'] is not None:
-            request['max_age'] = parse_age(params['max_age'])
+            max_age = parse_age(params['max_age'])
     else:
-        request['name'] = check_tag(params['name'])
+        name = check_tag(params['name'])
         for option in ('prefix', 'keep', 'max_age'):
             if params[option] is not None:
                 raise ParameterError(option, f'{option} is only used with state=pruned')
-    if request['force'] and state != 'present':
+    if params['force'] and state != 'present':
         raise ParameterError('force', 'force is only used with state=present')
-    if request['vmstate'] is not None:
+    if vmstate is not None:
         if state in ('absent', 'pruned'):
             raise ParameterError('vmstate', 'vmstate is only used with state=present or state=restored')
-        if not request['vmstate']:
+        if not vmstate:
             raise ParameterError('vmstate', 'vmstate must be a node name; omit it for the default')
-    if params['quiesce'] != 'off':
+    quiesce = params.get('quiesce') or 'off'
+    if quiesce != 'off':
         if state != 'present':
             raise ParameterError('quiesce', 'quiesce is only used with state=present')
         if not params['qga']:
-            raise ParameterError('qga', 'quiesce={0} needs qga, the guest agent socket'.format(params['quiesce']))
-    return request
+            raise ParameterError('qga', f'quiesce={quiesce} needs qga, the guest agent socket')
+    return SnapshotRequest(state, name, params['force'], prefix, keep, max_age, devices, vmstate, ram, images, quiesce)
 
 
-def _check_disk_only(request: dict, params: dict) -> None:
+def _check_disk_only(state: str, ram: bool, vmstate: str | None, devices: list | None, images: list | None,
+                     params: dict) -> None:
     """ram=false (save without RAM state) and images (offline revert) combine with little else."""
-    if not request['ram']:
-        if request['state'] != 'present':
+    if not ram:
+        if state != 'present':
             raise ParameterError('ram', 'ram=false is only used with state=present (it takes a disk-only snapshot)')
-        if request['vmstate'] is not None:
+        if vmstate is not None:
             raise ParameterError('vmstate', 'vmstate is not used with ram=false: a disk-only snapshot stores no RAM '
                                             'state')
-    if request['images'] is not None:
-        if request['state'] != 'restored':
+    if images is not None:
+        if state != 'restored':
             raise ParameterError('images', 'images is only used with state=restored (an offline revert of the '
                                            'images of a VM that is not running)')
-        for option in ('devices', 'vmstate'):
-            if request[option] is not None:
+        for option, value in (('devices', devices), ('vmstate', vmstate)):
+            if value is not None:
                 raise ParameterError(option, f'{option} is not used with images: the images are the disks')
     elif not params.get('qmp'):
         raise ParameterError('qmp', 'qmp is required: the path of the VM\'s QMP monitor socket (or host:port); only '
                                     'state=restored with images works without a running VM')
 
 
-def decide(request: dict, view: SnapshotView) -> Plan:
+def decide(request: SnapshotRequest, view: SnapshotView) -> Plan:
     """The Plan for a parse_request() request on `view`."""
-    state = request['state']
+    state = request.state
     if state == 'present':
-        return plan_present(view, request['name'], request['devices'], request['vmstate'], request['force'],
-                            request['ram'])
+        return plan_present(view, request.name, request.devices, request.vmstate, request.force,
+                            request.ram)
     if state == 'absent':
-        return plan_absent(view, request['name'], request['devices'])
+        return plan_absent(view, request.name, request.devices)
     if state == 'restored':
-        return plan_restored(view, request['name'], request['devices'], request['vmstate'])
-    return plan_pruned(view, request['prefix'], request['keep'], request['max_age'], request['devices'])
+        return plan_restored(view, request.name, request.devices, request.vmstate)
+    return plan_pruned(view, request.prefix, request.keep, request.max_age, request.devices)
 
 
-def verify(view: SnapshotView, plan: Plan, request: dict) -> None:
+def verify(view: SnapshotView, plan: Plan, request: SnapshotRequest) -> None:
     """Re-read after acting: what QEMU said it did must be what the images show."""
-    name = request['name']
+    name = request.name
     if plan.action in ('save', 'replace'):
         missing = [d for d in plan.devices if view.record(name, d) is None]
         if missing:
@@ -344,22 +362,22 @@ def verify(view: SnapshotView, plan: Plan, request: dict) -> None:
             raise VMStateError(f'QEMU reported snapshots {left} deleted, but they are still there')
 
 
-def predicted_names(before: list, plan: Plan, request: dict) -> list:
+def predicted_names(before: list, plan: Plan, request: SnapshotRequest) -> list:
     """The snapshot names after `plan` (check mode: without acting)."""
     if plan.action in ('save', 'replace'):
-        return [n for n in before if n != request['name']] + [request['name']]
+        return [n for n in before if n != request.name] + [request.name]
     if plan.action == 'delete':
-        return [n for n in before if n != request['name']]
+        return [n for n in before if n != request.name]
     if plan.action == 'prune':
         gone = set(s['name'] for s in plan.pruned)
         return [n for n in before if n not in gone]
     return list(before)
 
 
-def report_snapshot(view: SnapshotView, plan: Plan, request: dict, check_mode: bool) -> dict | None:
+def report_snapshot(view: SnapshotView, plan: Plan, request: SnapshotRequest, check_mode: bool) -> dict | None:
     """The `snapshot` result: what the snapshot is after the task (would be, in check mode)."""
     if plan.action == 'delete' or (plan.action == 'replace' and check_mode):
         return plan.snapshot
     if plan.action == 'save' and check_mode:
         return None
-    return view.summary(request['name'], plan.devices)
+    return view.summary(request.name, plan.devices)

@@ -1,30 +1,25 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) qemu.vm contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""_backup.job's targets with the real qemu-img (QEMU itself is a recording stand-in here; the real
-backup jobs run in tests/system/test_qemu_backup.py)."""
+"""_backup.job: its targets and size estimates with the real qemu-img, the QMP a point sends
+(QEMU itself is a recording stand-in here; the real backup jobs run in tests/system/test_qemu_backup.py)."""
 
 from __future__ import annotations
 
 import os
 import stat
+import subprocess
 
 import pytest
 
 from ansible_collections.qemu.vm.plugins.module_utils._backup import job
 
-
-class RecordingQMP:
-    def __init__(self):
-        self.calls = []
-
-    def execute(self, command, arguments=None):
-        self.calls.append((command, arguments))
-        return {}
+from . import helpers
+from .helpers import BITMAP, RecordingQMP, bitmap
 
 
 def disk(device):
-    return {'device': device, 'node': 'n-' + device, 'virtual_size': 1 << 20}
+    return helpers.disk(device, size=1 << 20)
 
 
 @pytest.mark.parametrize('mode', ['full', 'incremental'])
@@ -59,3 +54,41 @@ def test_an_existing_target_is_refused_and_left_alone(tmp_path):
     with open(existing) as handle:
         assert handle.read() == 'another run'
     assert point.qmp.calls == []
+
+
+def test_an_incremental_needs_its_dirty_bytes_and_qcow2_metadata():
+    disks = [helpers.disk('vda', size=64 << 20, bitmaps=[bitmap(count=4 << 20), bitmap(name='qemu-vm-other', count=1)])]
+    needed = job.estimate_bytes(disks, 'incremental', BITMAP, warn=None)
+    assert needed == {'vda': job.incremental_bytes(4 << 20)}
+    assert (4 << 20) < needed['vda'] < (6 << 20)
+
+
+def test_a_full_point_needs_what_qemu_img_measures_for_the_whole_backing_chain(tmp_path):
+    base, top = str(tmp_path / 'base.qcow2'), str(tmp_path / 'top.qcow2')
+    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', base, '64M'], check=True)
+    subprocess.run(['qemu-io', '-c', 'write -P 1 0 3M', base], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', top], check=True)
+    subprocess.run(['qemu-io', '-c', 'write -P 2 8M 2M', top], check=True, stdout=subprocess.DEVNULL)
+    warnings = []
+    vda = dict(helpers.disk('vda', size=64 << 20), file=top)
+    broken = dict(helpers.disk('vdb'), file=str(tmp_path / 'gone.qcow2'))
+    needed = job.estimate_bytes([vda, broken], 'full', BITMAP, warnings.append)
+    assert (5 << 20) <= needed['vda'] < (6 << 20)  # both layers' data, once
+    assert needed['vdb'] == 0 and 'not checked for disk vdb' in warnings[0]
+
+
+@pytest.mark.parametrize('mode', ['full', 'incremental'])
+def test_every_point_starts_all_jobs_in_one_grouped_transaction(tmp_path, mode):
+    qmp = RecordingQMP()
+    point = job.BackupPoint(qmp, str(tmp_path), 'P', mode, [helpers.disk('vda'), helpers.disk('vdb')], BITMAP, parent='O')
+    if mode == 'full':
+        point.add_bitmaps()
+    point.begin()
+    commands = [c for c, _a in qmp.calls]
+    assert commands == (['block-dirty-bitmap-add'] * 2 if mode == 'full' else []) + ['transaction']
+    arguments = qmp.calls[-1][1]
+    assert arguments['properties'] == {'completion-mode': 'grouped'}
+    assert [a['type'] for a in arguments['actions']] == ['blockdev-backup'] * 2
+    for action in arguments['actions']:
+        assert (action['data']['sync'], action['data']['bitmap'], action['data']['bitmap-mode']) == \
+            (mode, BITMAP, 'on-success')

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) qemu.vm contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The pure decisions of the dbus-vmstate preflight and of qemu_dbus_vmstate, and a bus that hangs."""
+"""_dbus_vmstate.vmstate, the pure decisions of the dbus-vmstate preflight, and a bus that hangs."""
 
 from __future__ import annotations
 
@@ -11,14 +11,9 @@ import time
 
 import pytest
 
-from ansible_collections.qemu.vm.plugins.module_utils._transport import dbus as bus
 from ansible_collections.qemu.vm.plugins.module_utils._transport.errors import DBusBusError
 from ansible_collections.qemu.vm.plugins.module_utils._dbus_vmstate import vmstate as dv
-from ansible_collections.qemu.vm.plugins.module_utils._dbus_vmstate import object_plan as module
-from ansible_collections.qemu.vm.plugins.module_utils._errors import (
-    ParameterError,
-    QemuTimeoutError,
-)
+from ansible_collections.qemu.vm.plugins.module_utils._errors import QemuTimeoutError
 
 
 def helper(name, helper_id, error=None):
@@ -31,8 +26,6 @@ def helper(name, helper_id, error=None):
 def kinds(problems):
     return [(p['problem'], p['id'], p['helpers']) for p in problems]
 
-
-# -- Ids ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize('text, ids', [('', []), ('a', ['a']), ('a,b', ['a', 'b'])])
 def test_id_list_round_trip(text, ids):
@@ -49,8 +42,6 @@ def test_id_limits_are_in_bytes():
     assert 'comma' in dv.id_list_entry_error('a,b')
     assert dv.id_list_entry_error('net0') is None
 
-
-# -- problems -------------------------------------------------------------------------------
 
 def test_clean_bus_has_no_problems():
     helpers = [helper(':1.3', 'net0'), helper(':1.4', 'tpm0')]
@@ -108,18 +99,6 @@ def test_included_follows_qemu():
     assert [h['included'] for h in dv.mark_included(helpers, ['a'])] == [True, False, False, False]
 
 
-# -- addresses and a bus that does not answer ------------------------------------------------------
-
-def test_addresses():
-    assert bus.bus_socket_addresses('unix:path=/run/b,guid=00') == ['/run/b']
-    assert bus.bus_socket_addresses('unix:abstract=/tmp/x') == ['\0/tmp/x']
-    assert bus.bus_socket_addresses('tcp:host=h,port=1;unix:path=/p') == ['/p']
-    with pytest.raises(DBusBusError, match='only unix:path'):
-        bus.bus_socket_addresses('tcp:host=h,port=1')
-    with pytest.raises(DBusBusError, match='cannot be parsed'):
-        bus.bus_socket_addresses('nonsense')
-
-
 class SilentBus:
     """Accepts, authenticates, then never answers (a wedged dbus-daemon)."""
 
@@ -166,58 +145,3 @@ def test_silent_bus_times_out(tmp_path):
 def test_nobody_listening(tmp_path):
     with pytest.raises(DBusBusError, match='cannot connect'):
         dv.list_helpers('unix:path={0}'.format(tmp_path / 'none'), 1.0)
-
-
-# -- the module's plan --------------------------------------------------------------------------
-
-def obj(addr='unix:path=/b', ids=()):
-    return {'id': 'dbus-vmstate0', 'type': 'dbus-vmstate', 'addr': addr, 'id_list': list(ids)}
-
-
-def params(addr='unix:path=/b', id_list=None):
-    return {'object_id': 'dbus-vmstate0', 'addr': addr, 'id_list': id_list}
-
-
-def plan_for(current, wanted_params):
-    return module.plan(current, module.wanted_object(wanted_params, current))
-
-
-def test_plan_add_and_nothing_to_do():
-    assert plan_for(None, params(id_list=['a'])) == ([('object-add', {
-        'qom-type': 'dbus-vmstate', 'id': 'dbus-vmstate0', 'addr': 'unix:path=/b', 'id-list': 'a'})], False)
-    assert plan_for(None, params()) == ([('object-add', {
-        'qom-type': 'dbus-vmstate', 'id': 'dbus-vmstate0', 'addr': 'unix:path=/b'})], False)
-    assert plan_for(obj(ids=['a', 'b']), params(id_list=['b', 'a'])) == ([], False)
-    assert plan_for(obj(ids=['a']), params()) == ([], False)
-    assert plan_for(obj(), params(id_list=[])) == ([], False)
-
-
-def test_plan_in_place_and_recreate():
-    assert plan_for(obj(ids=['a']), params(id_list=['a', 'c'])) == ([('qom-set', {
-        'path': '/objects/dbus-vmstate0', 'property': 'id-list', 'value': 'a,c'})], False)
-    commands, recreated = plan_for(obj(ids=['a']), params(addr='unix:path=/other'))
-    assert [c[0] for c in commands] == ['object-del', 'object-add'] and recreated
-    assert commands[1][1]['id-list'] == 'a' and commands[1][1]['addr'] == 'unix:path=/other'
-    commands, recreated = plan_for(obj(ids=['a']), params(id_list=[]))
-    assert [c[0] for c in commands] == ['object-del', 'object-add'] and recreated
-    assert 'id-list' not in commands[1][1]
-
-
-def test_plan_absent():
-    assert module.plan(obj(), None) == ([('object-del', {'id': 'dbus-vmstate0'})], False)
-    assert module.plan(None, None) == ([], False)
-
-
-@pytest.mark.parametrize('changes, parameter, words', [
-    (dict(object_id='0bad'), 'object_id', 'not a valid QEMU object id'),
-    (dict(addr=''), 'addr', 'D-Bus address'),
-    (dict(id_list=['a,b']), 'id_list', 'contains a comma'),
-    (dict(id_list=['x' * 256]), 'id_list', 'is 256 bytes long'),
-    (dict(id_list=['a', 'a']), 'id_list', "names 'a' twice"),
-])
-def test_parameters_are_checked_before_the_vm(changes, parameter, words):
-    wanted = dict(params(), state='present', **changes)
-    with pytest.raises(ParameterError) as caught:
-        module.check_object_params(wanted)
-    assert caught.value.parameter == parameter and words in str(caught.value)
-    module.check_object_params(dict(params(), state='absent', addr=None))

@@ -82,3 +82,14 @@ def test_check_mode_reads_bounded_and_writes_nothing(tmp_path, out):
     with pytest.raises(GuestFileTooLargeError):
         fetched('/dev/zero', out / 'x', check_mode=True)
     assert os.listdir(str(out)) == []
+
+
+def test_stale_fetch_temps_of_dead_runs_are_removed(tmp_path):
+    dest = tmp_path / 'app.log'
+    dead = tmp_path / '.app.log.999999999.abc.qemu-vm.tmp'  # no such pid
+    mine = tmp_path / f'.app.log.{os.getpid()}.def.qemu-vm.tmp'  # a run in progress
+    other = tmp_path / '.other.log.999999999.abc.qemu-vm.tmp'
+    for path in (dead, mine, other):
+        path.write_bytes(b'partial')
+    assert gff.remove_stale_temps(str(dest)) == [str(dead)]
+    assert not dead.exists() and mine.exists() and other.exists()

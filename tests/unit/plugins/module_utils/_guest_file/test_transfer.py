@@ -27,7 +27,6 @@ from ansible_collections.qemu.vm.plugins.module_utils._guest_file.errors import 
     LocalFileError,
     LocalNoSpaceError,
 )
-from ansible_collections.qemu.vm.plugins.module_utils._guest_file.local import fetched_mode
 from ansible_collections.qemu.vm.plugins.module_utils._errors import CommandDisabledError, CommandError
 from ansible_collections.qemu.vm.plugins.module_utils._transport.sockets import classify_command_error
 
@@ -137,9 +136,6 @@ def test_blocked_file_commands_name_the_rpc_and_the_options():
     message = str(info.value)
     assert message.startswith('guest-file-open is blocked by the guest agent configuration')
     assert '--allow-rpcs' in message and '--block-rpcs' in message
-
-
-# -- bounded reads, on this machine's files (harness.local_guest) ------------------------------------
 
 
 def leftovers(directory):
@@ -267,13 +263,3 @@ def test_the_fetched_file_is_private_until_it_gets_its_mode_and_is_renamed(tmp_p
     assert seen and all(name.startswith('.qemu-vm-') and perms == 0o600 for name, perms in seen), seen
     assert leftovers(out) == ['copy'] and (out / 'copy').stat().st_mode & 0o777 == mode
     assert (out / 'copy').read_bytes() == data.read_bytes()
-
-
-def test_fetched_mode_is_the_guest_mode_minus_the_umask():
-    old = os.umask(0o027)
-    try:
-        assert fetched_mode(0o4755) == 0o750
-        assert fetched_mode(0o600) == 0o600
-        assert fetched_mode(None) == 0o600
-    finally:
-        os.umask(old)

@@ -1,8 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) qemu.vm contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Disk-only snapshots: request checks, the plan, the QMP transaction, and the offline revert
-(real qemu-img on files made here; no VM)."""
+"""_snapshot.offline: the offline revert of disk-only snapshots (real qemu-img on files made here;
+no VM)."""
 
 from __future__ import annotations
 
@@ -13,90 +13,10 @@ import pytest
 from ansible_collections.qemu.vm.plugins.module_utils import _errors as errors
 from ansible_collections.qemu.vm.plugins.module_utils._qemu import qemu_img
 from ansible_collections.qemu.vm.plugins.module_utils._qemu.errors import ImageInUseError
-from ansible_collections.qemu.vm.plugins.module_utils._snapshot import jobs as snapshot_actions
 from ansible_collections.qemu.vm.plugins.module_utils._snapshot import offline
-from ansible_collections.qemu.vm.plugins.module_utils._snapshot import plan as snap
-from ansible_collections.qemu.vm.plugins.module_utils._snapshot import view as snapview
 
+from .helpers import params
 
-def params(**changes):
-    base = dict(state='present', name='n', force=False, prefix=None, keep=None, max_age=None, devices=None,
-                vmstate=None, quiesce='off', qga=None, qmp='/run/qmp.sock', ram=True, images=None, timeout=30.0)
-    base.update(changes)
-    return base
-
-
-def node(name):
-    return {'node_name': name, 'driver': 'qcow2', 'file': f'/img/{name}.qcow2', 'read_only': False,
-            'device': 'vd-' + name, 'top': True, 'backing_file': None, 'virtual_size': 1, 'can_snapshot': True,
-            'snapshots': []}
-
-
-def record(name, state):
-    return snapview.snapshot_record({'id': '1', 'name': name, 'vm-state-size': state, 'date-sec': 1700000000,
-                                     'date-nsec': 0, 'vm-clock-sec': 1, 'vm-clock-nsec': 0})
-
-
-def view(state=0):
-    return snapview.SnapshotView([node('disk0'), node('disk1')],
-                                 {'disk0': [record('s', state)], 'disk1': [record('s', 0)]})
-
-
-@pytest.mark.parametrize('changes, parameter', [
-    (dict(state='absent', ram=False), 'ram'),
-    (dict(ram=False, vmstate='disk0'), 'vmstate'),
-    (dict(images=['/a.qcow2']), 'images'),
-    (dict(state='restored', images=['/a.qcow2'], devices=['disk0']), 'devices'),
-    (dict(state='restored', images=['/a.qcow2'], vmstate='disk0'), 'vmstate'),
-    (dict(qmp=None), 'qmp'),
-])
-def test_disk_only_request_errors_name_the_option(changes, parameter):
-    with pytest.raises(errors.ParameterError) as caught:
-        snap.parse_request(params(**changes))
-    assert caught.value.parameter == parameter and parameter in str(caught.value)
-
-
-def test_images_need_no_qmp():
-    request = snap.parse_request(params(state='restored', images=['/a.qcow2'], qmp=None))
-    assert request['images'] == ['/a.qcow2']
-
-
-def test_a_disk_only_save_plans_no_state_node():
-    plan = snap.plan_present(view(), 'new', None, None, False, ram=False)
-    assert (plan.action, plan.devices, plan.vmstate) == ('save', ['disk0', 'disk1'], None)
-
-
-def test_ram_is_reported_per_snapshot():
-    assert view(state=1000).summary('s', ['disk0', 'disk1'])['ram'] is True
-    assert view(state=0).summary('s', ['disk0', 'disk1'])['ram'] is False
-
-
-def test_loading_a_disk_only_snapshot_names_the_images_and_the_way_out():
-    with pytest.raises(errors.VMStateError) as caught:
-        snap.plan_restored(view(), 's', None, None)
-    text = str(caught.value)
-    assert 'no RAM state' in text and '/img/disk0.qcow2' in text and '/img/disk1.qcow2' in text and 'images' in text
-
-
-class TransactionQMP:
-    def __init__(self):
-        self.sent = []
-
-    def execute(self, command, arguments=None, timeout=None):
-        self.sent.append((command, arguments))
-        return {}
-
-
-def test_the_disk_only_save_is_one_transaction():
-    qmp = TransactionQMP()
-    assert snapshot_actions.save_disk_snapshot(qmp, 'tag', ['disk0', 'disk1'], 5) == {
-        'method': 'transaction', 'downtime_ms': 0}
-    assert qmp.sent == [('transaction', {'actions': [
-        {'type': 'blockdev-snapshot-internal-sync', 'data': {'device': 'disk0', 'name': 'tag'}},
-        {'type': 'blockdev-snapshot-internal-sync', 'data': {'device': 'disk1', 'name': 'tag'}}]})]
-
-
-# -- offline revert with the real qemu-img ------------------------------------------------
 
 def make_image(path, fmt='qcow2', snapshot=None):
     subprocess.run(['qemu-img', 'create', '-q', '-f', fmt, str(path), '1M'], check=True)

@@ -1,32 +1,25 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) qemu.vm contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The pure decisions of qemu_snapshot: input checks, device choice, idempotency, retention."""
+"""_snapshot.plan, the pure decisions of qemu_snapshot: the request, device choice, idempotency,
+retention, and disk-only snapshots."""
 
 from __future__ import annotations
 
 import pytest
 
 from ansible_collections.qemu.vm.plugins.module_utils import _errors as errors
-from ansible_collections.qemu.vm.plugins.module_utils._snapshot import jobs as snapshot_actions
 from ansible_collections.qemu.vm.plugins.module_utils._snapshot import plan as snap
 from ansible_collections.qemu.vm.plugins.module_utils._snapshot import view as snapview
-from ansible_collections.qemu.vm.plugins.module_utils._transport.wait import wait_until
 
-DAY = 86400
-NOW = 1700000000
+from . import helpers
+from .helpers import DAY, NOW, raw_snapshot
 
 
 def node(name, driver='qcow2', read_only=False, top=True, device=None):
     return {'node_name': name, 'driver': driver, 'file': '/img/{0}'.format(name.replace('-file', '')), 'read_only': read_only,
             'device': device or ('vd-' + name if top else None), 'top': top, 'backing_file': None,
             'virtual_size': 1, 'can_snapshot': driver == 'qcow2' and not read_only, 'snapshots': []}
-
-
-def raw_snapshot(name, age_days, snapshot_id, state=0):
-    date = NOW - int(age_days * DAY)
-    return {'id': str(snapshot_id), 'name': name, 'vm-state-size': state, 'date-sec': date, 'date-nsec': 0,
-            'vm-clock-sec': 1, 'vm-clock-nsec': 250000000}
 
 
 def view_of(nodes, tables):
@@ -43,8 +36,6 @@ def two_disks(names_ages, only_disk0=()):
     return view_of([node('disk0'), node('disk1'), node('disk0-file', 'file', top=False)],
                    {'disk0': d0, 'disk1': d1})
 
-
-# -- input ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize('tag', ['a', 'with space', '\u00e9t\u00e9 \u96ea', 'x' * 255, '\u00e9' * 127])
 def test_good_tags(tag):
@@ -67,13 +58,6 @@ def test_prefix_is_required(prefix):
         snap.check_prefix(prefix)
     assert 'prefix is required' in str(caught.value)
 
-
-def test_iso_date_is_utc():
-    assert snapview.iso_utc(0) == '1970-01-01T00:00:00Z'
-    assert snapview.snapshot_record(raw_snapshot('a', 0, 1))['vm_clock'] == 1.25
-
-
-# -- devices ----------------------------------------------------------------------------
 
 def test_default_devices_are_the_writable_top_nodes():
     view = view_of([node('disk0'), node('disk0-file', 'file', top=False), node('cdrom', 'raw', read_only=True),
@@ -123,8 +107,6 @@ def test_vmstate_must_be_one_of_the_devices():
         snap.plan_present(view, 'a', ['disk0'], 'disk1', False)
     assert "vmstate: node 'disk1' must be one of the snapshot devices ['disk0']" == str(caught.value)
 
-
-# -- present / absent / restored ------------------------------------------------------------
 
 def test_present_is_unchanged_when_every_device_has_it():
     plan = snap.plan_present(two_disks([('a', 1)]), 'a', None, None, False)
@@ -185,8 +167,6 @@ def test_run_states(status, action, ok):
         assert status in str(caught.value)
 
 
-# -- retention --------------------------------------------------------------------------
-
 RETAINED = [('manual', 40), ('bk-1', 30), ('bk-2', 20), ('bk-3', 10), ('other-bk-4', 5), ('bk-5', 2), ('bk-6', 0.5)]
 
 
@@ -227,34 +207,6 @@ def test_same_second_snapshots_are_ordered_by_id():
     assert prune(keep=1, view=view) == (['bk-a'], ['bk-b'])
 
 
-# -- reading, and the request --------------------------------------------------------------
-
-class CountingQMP:
-    """Answers the two block queries of a one-disk VM and counts what it was sent."""
-
-    def __init__(self):
-        self.sent = []
-
-    def execute(self, command, arguments=None):
-        self.sent.append(command)
-        if command == 'query-block':
-            return [{'device': '', 'qdev': '/machine/peripheral/vda/virtio-backend',
-                     'inserted': {'node-name': 'disk0'}}]
-        assert command == 'query-named-block-nodes' and arguments == {'flat': True}
-        return [{'node-name': 'disk0', 'drv': 'qcow2', 'file': '/img/disk0', 'ro': False,
-                 'image': {'virtual-size': 1, 'snapshots': [raw_snapshot('bk-1', 1, 1, state=10)]}},
-                {'node-name': 'disk0-file', 'drv': 'file', 'file': '/img/disk0', 'ro': False, 'image': {}}]
-
-
-def test_read_view_asks_each_block_query_once():
-    qmp = CountingQMP()
-    view = snapview.read_view(qmp)
-    assert sorted(qmp.sent) == ['query-block', 'query-named-block-nodes']
-    assert view.default_scope() == ['disk0'] and view.by_name['disk0']['device'] == 'vda'
-    assert view.summary('bk-1', ['disk0'])['vmstate'] == 'disk0'
-    assert view.by_name['disk0']['snapshots'] == ['bk-1']
-
-
 def request_params(**changes):
     params = dict(state='present', name='n', force=False, prefix=None, keep=None, max_age=None, devices=None,
                   vmstate=None, quiesce='off', qga=None, qmp='/run/qmp.sock', ram=True, images=None)
@@ -284,48 +236,37 @@ def test_request_errors_are_parameter_errors_naming_the_option(changes, paramete
 
 def test_request_for_pruning():
     request = snap.parse_request(request_params(state='pruned', name=None, prefix='bk-', keep=2, max_age='1d'))
-    assert (request['prefix'], request['keep'], request['max_age'], request['name']) == ('bk-', 2, DAY, None)
+    assert (request.prefix, request.keep, request.max_age, request.name) == ('bk-', 2, DAY, None)
 
 
-class JobsQMP:
-    """query-jobs answers: a snapshot job of ours that concludes after `running_for` queries."""
+# -- disk-only snapshots ------------------------------------------------------------------
 
-    def __init__(self, running_for):
-        self.running_for = running_for
-        self.queries = 0
-        self.dismissed = False
-
-    def has_command(self, name):
-        return name == 'query-jobs'
-
-    def execute(self, command, arguments=None):
-        assert command == 'query-jobs'
-        self.queries += 1
-        status = 'running' if self.queries <= self.running_for else 'concluded'
-        return [{'id': snapshot_actions.SNAPSHOT_JOB_PREFIX + 'save-1', 'status': status},
-                {'id': 'someone-else', 'status': 'running'}]
-
-    def dismiss_stale_jobs(self):
-        self.dismissed = True
-        return ['dismissed']
-
-    @staticmethod
-    def watch(probe, deadline, what, hint=None):
-        # QMPSession.watch asks through fresh sessions; here every answer comes from execute().
-        return wait_until(probe, deadline, what, hint=hint, interval=0.01)
+@pytest.mark.parametrize('changes, parameter', [
+    (dict(state='absent', ram=False), 'ram'),
+    (dict(ram=False, vmstate='disk0'), 'vmstate'),
+    (dict(images=['/a.qcow2']), 'images'),
+    (dict(state='restored', images=['/a.qcow2'], devices=['disk0']), 'devices'),
+    (dict(state='restored', images=['/a.qcow2'], vmstate='disk0'), 'vmstate'),
+    (dict(qmp=None), 'qmp'),
+])
+def test_disk_only_request_errors_name_the_option(changes, parameter):
+    with pytest.raises(errors.ParameterError) as caught:
+        snap.parse_request(helpers.params(**changes))
+    assert caught.value.parameter == parameter and parameter in str(caught.value)
 
 
-def test_earlier_jobs_are_waited_for_then_dismissed():
-    qmp = JobsQMP(running_for=2)
-    assert snapshot_actions.settle_earlier_jobs(qmp, 10) == ['dismissed']
-    assert qmp.queries == 3 and qmp.dismissed
-    qmp = JobsQMP(running_for=0)
-    assert snapshot_actions.settle_earlier_jobs(qmp, 10, dismiss=False) == [] and not qmp.dismissed
+def test_images_need_no_qmp():
+    request = snap.parse_request(helpers.params(state='restored', images=['/a.qcow2'], qmp=None))
+    assert request.images == ['/a.qcow2']
 
 
-def test_an_earlier_job_that_does_not_conclude_is_named():
+def test_a_disk_only_save_plans_no_state_node():
+    plan = snap.plan_present(helpers.view(), 'new', None, None, False, ram=False)
+    assert (plan.action, plan.devices, plan.vmstate) == ('save', ['disk0', 'disk1'], None)
+
+
+def test_loading_a_disk_only_snapshot_names_the_images_and_the_way_out():
     with pytest.raises(errors.VMStateError) as caught:
-        snapshot_actions.settle_earlier_jobs(JobsQMP(running_for=10 ** 6), 0.3)
-    assert 'snapshot job qemu-vm-snapshot-save-1 started by an earlier run' in str(caught.value)
-    assert 'is still running after 0.3 s' in str(caught.value)
-    assert isinstance(caught.value.__cause__, errors.QemuTimeoutError)
+        snap.plan_restored(helpers.view(), 's', None, None)
+    text = str(caught.value)
+    assert 'no RAM state' in text and '/img/disk0.qcow2' in text and '/img/disk1.qcow2' in text and 'images' in text
