@@ -20,11 +20,14 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
+import sysconfig
 import tempfile
 import time
 import uuid
 
-SSHD = '/usr/sbin/sshd'
+SSHD_PROGRAM = '/usr/sbin/sshd'
+SYSTEM_PYTHON = '/usr/bin/python3'
 
 
 def _free_port():
@@ -44,7 +47,8 @@ def keygen(path, comment='qemu.vm-test'):
 class SSHD:
     """One sshd instance (a "hypervisor") on 127.0.0.1."""
 
-    def __init__(self, workdir, authorized_key):
+    def __init__(self, workdir, authorized_key, extra_config=()):
+        self.extra_config = list(extra_config)
         self.workdir = str(workdir)
         os.makedirs(self.workdir, mode=0o700, exist_ok=True)
         self.host_key = os.path.join(self.workdir, 'host_key')
@@ -72,19 +76,19 @@ class SSHD:
                 'PermitRootLogin prohibit-password',
                 'AllowUsers root',
                 'UsePAM no',
+                'StrictModes no',  # its files sit under /tmp, which is world-writable
                 'MaxSessions 64',
                 'MaxStartups 64',
                 'LogLevel VERBOSE',
                 'Subsystem sftp internal-sftp',
-                '',
-            ]))
+            ] + self.extra_config + ['']))
 
     def start(self, timeout=30):
         os.makedirs('/run/sshd', mode=0o755, exist_ok=True)  # sshd's privilege separation directory
         self.port = _free_port()
         self._write_config()
         with open(self.log, 'wb') as log:
-            self.proc = subprocess.Popen([SSHD, '-D', '-e', '-f', self.config], stdin=subprocess.DEVNULL,
+            self.proc = subprocess.Popen([SSHD_PROGRAM, '-D', '-e', '-f', self.config], stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.monotonic() + timeout
         while b'Server listening on' not in self._log_text():
@@ -153,9 +157,15 @@ class ControllerUser:
             for server in servers:
                 handle.write(server.known_hosts_line() + '\n')
 
+    def ansible_argv(self, tool, *args):
+        """argv running the Ansible command `tool` as this user can: the test venv's Python lives under
+        root's home, closed to others, so Debian's python3 (the same 3.11) runs the venv's packages."""
+        return [SYSTEM_PYTHON, os.path.join(os.path.dirname(sys.executable), tool)] + list(args)
+
     def env(self, base):
-        """`base` (an ansible_env()) for this user: their HOME, no runtime dir of root's."""
-        env = dict(base, HOME=self.home, USER=self.name, LOGNAME=self.name)
+        """`base` (an ansible_env()) for this user: their HOME, the venv's packages, no runtime dir of root's."""
+        env = dict(base, HOME=self.home, USER=self.name, LOGNAME=self.name, ANSIBLE_PYTHON_INTERPRETER=SYSTEM_PYTHON,
+                   PYTHONPATH=sysconfig.get_paths()['purelib'])
         for name in ('XDG_RUNTIME_DIR', 'SSH_AUTH_SOCK', 'TMPDIR'):
             env.pop(name, None)
         return env
