@@ -170,11 +170,11 @@ class ControllerUser:
             env.pop(name, None)
         return env
 
-    def run(self, argv, env, timeout=600, **kwargs):
-        """Run argv as this user in their home; CompletedProcess with text output (stderr into stdout)."""
+    def run(self, argv, env, timeout=600, merge_output=True):
+        """Run argv as this user in their home; CompletedProcess with text output (stderr into stdout when merged)."""
         return subprocess.run(argv, user=self.uid, group=self.gid, extra_groups=[], env=env, cwd=self.home,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
-                              check=False, **kwargs)
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT if merge_output else subprocess.PIPE,
+                              text=True, timeout=timeout, check=False)
 
     def control_sockets(self):
         """Their ssh master connections' control sockets (qemu.vm keeps them in ~/.cache/qemu-vm/ssh)."""
