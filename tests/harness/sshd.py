@@ -177,9 +177,11 @@ class ControllerUser:
                               text=True, timeout=timeout, check=False)
 
     def control_sockets(self):
-        """Their ssh master connections' control sockets (qemu.vm keeps them in ~/.cache/qemu-vm/ssh)."""
+        """Their ssh master connections' control sockets (qemu.vm keeps them in ~/.cache/qemu-vm/ssh,
+        Ansible's ssh connection in ~/.ansible/cp)."""
         found = []
-        for root in (os.path.join(self.home, '.cache', 'qemu-vm', 'ssh'), f'/run/user/{self.uid}/qemu-vm/ssh'):
+        for root in (os.path.join(self.home, '.cache', 'qemu-vm', 'ssh'), f'/run/user/{self.uid}/qemu-vm/ssh',
+                     os.path.join(self.home, '.ansible', 'cp')):
             if os.path.isdir(root):
                 found.extend(os.path.join(root, name) for name in sorted(os.listdir(root)))
         return found
@@ -191,6 +193,14 @@ class ControllerUser:
         deadline = time.monotonic() + 30
         while self._processes() and time.monotonic() < deadline:
             time.sleep(0.1)  # the masters exit once asked
+        for pid in self._processes():  # started by the tests as this user: none may outlive them
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 30
+        while self._processes() and time.monotonic() < deadline:
+            time.sleep(0.1)
         shutil.rmtree(self.base, ignore_errors=True)
         subprocess.run(['userdel', self.name], check=True, capture_output=True, timeout=60)
 

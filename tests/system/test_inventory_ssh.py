@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import tempfile
 
 import pytest
@@ -136,3 +137,54 @@ def test_strict_fails_on_an_unreachable_hypervisor(vms, hypervisors, controller)
     assert proc.returncode != 0
     said = ' '.join(proc.stderr.split())
     assert f'hypervisor 127.0.0.1 cannot be scanned: root@127.0.0.1:{port}' in said, proc.stderr
+
+
+BACKUP_PLAY = '''
+- name: Back up the VMs of every hypervisor, each through its own
+  hosts: qemu_agent
+  gather_facts: false
+  tasks:
+    - name: Back up the VM on its hypervisor
+      ansible.builtin.include_role:
+        name: qemu.vm.backup
+        apply:
+          delegate_to: "{{ qemu_hypervisor }}"
+      vars:
+        backup_method: external
+        backup_dest: "{{ backup_root }}/{{ qemu_hypervisor }}"
+        backup_vms:
+          - name: "{{ qemu_name }}"
+            qmp: "{{ qemu_qmp }}"
+            qga: "{{ qemu_qga }}"
+'''
+
+
+def test_one_play_backs_up_the_vms_of_both_hypervisors(vms, hypervisors, controller):
+    """Modules delegated to each VM's qemu_hypervisor (Ansible's own ssh connection to that sshd)."""
+    base, (alpha, beta) = vms
+    path = write_config(controller, 'backup', config(base, hypervisors, controller, _closed_port()))
+    # The hypervisors as inventory hosts; the modules there run with the test venv's Python (qemu.qmp).
+    lines = ['[hypervisors]'] + [
+        f'hv{index + 1} ansible_host=127.0.0.1 ansible_port={server.port} ansible_user=root '
+        f'ansible_ssh_private_key_file={controller.key} ansible_python_interpreter={sys.executable}'
+        for index, server in enumerate(hypervisors)]
+    static = controller.write(os.path.join(controller.home, 'hypervisors.ini'), '\n'.join(lines) + '\n', mode=0o644)
+    play = controller.write(os.path.join(controller.home, 'backup.yml'), BACKUP_PLAY, mode=0o644)
+    backup_root = tempfile.mkdtemp(prefix='qvmbackup')  # root's, on the "hypervisors"
+    try:
+        extra = json.dumps({'backup_root': backup_root})
+        proc = controller.run(controller.ansible_argv('ansible-playbook', '-i', path, '-i', static, play, '-e', extra,
+                                                      '--limit', 'alpha@hv1,beta@hv2'),
+                              controller.env(ansible_env()), timeout=900)
+        assert proc.returncode == 0, proc.stdout
+        assert 'Traceback' not in proc.stdout
+        assert 'alpha@hv1 -> hv1' in proc.stdout and 'beta@hv2 -> hv2' in proc.stdout
+        for hypervisor, vm in (('hv1', alpha), ('hv2', beta)):
+            written = [name for _root, _dirs, files in os.walk(os.path.join(backup_root, hypervisor, vm.name))
+                       for name in files if name.endswith('.qcow2')]
+            assert written, f'no backup of {vm.name} through {hypervisor}'
+        assert sorted(os.listdir(backup_root)) == ['hv1', 'hv2']
+        assert os.listdir(os.path.join(backup_root, 'hv1')) == ['alpha']
+        assert os.listdir(os.path.join(backup_root, 'hv2')) == ['beta']
+    finally:
+        shutil.rmtree(backup_root, ignore_errors=True)
