@@ -77,7 +77,7 @@ description:
     relay, which waits for the per-socket lock of that host as this plugin does here. A host that cannot be
     reached (or refuses the login, or whose host key is unknown, or that has no C(python3)) is a warning naming it,
     and the VMs of the others are listed; with O(strict=true) it fails the inventory instead."
-  - "Each VM of O(hypervisors) gets C(qemu_hypervisor) (the entry's O(hypervisors[].name): the inventory host to
+  - "Each VM of O(hypervisors) gets C(qemu_hypervisor) (the entry's C(name): the inventory host to
     delegate modules to) and belongs to the group C(qemu_hypervisor_<name>) (characters other than letters, digits
     and C(_) replaced by C(_)). With O(use_qga_connection), a VM of a remote hypervisor also gets the variables
     that reach its agent through that host: C(ansible_qemu_host), and C(ansible_qemu_host_user),

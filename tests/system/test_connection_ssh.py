@@ -14,6 +14,7 @@ hypervisor, a missing socket there, the connection dropped in the middle of a fe
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -101,7 +102,7 @@ def test_playbook_in_the_guest_over_ssh(python_vm, hypervisor, controller, pipel
     guest_dir = '/tmp/ssh-play-{0}'.format('on' if pipelining else 'off')
     inventory = write_inventory(controller, f'play-{pipelining}', host_vars(python_vm, hypervisor, controller))
     playbook = controller.write(os.path.join(work, 'play.yml'), PLAY, mode=0o644)
-    extra = '{{"blob": "{0}", "fetched": "{1}", "guest_dir": "{2}"}}'.format(blob, fetched, guest_dir)
+    extra = json.dumps({'blob': blob, 'fetched': fetched, 'guest_dir': guest_dir})
     proc = as_controller(controller, controller.ansible_argv('ansible-playbook', '-i', inventory, playbook, '-e', extra),
                          env={'ANSIBLE_PIPELINING': str(pipelining)})
     assert proc.returncode == 0, proc.stdout
