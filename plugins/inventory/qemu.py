@@ -62,13 +62,10 @@ description:
     C(ansible_qemu_qga) (its agent socket), so tasks reach the guest with no SSH.
   - "Default groups: C(qemu_running) and C(qemu_paused) (by C(qemu_status)), and C(qemu_agent) (VMs whose agent
     answered)."
-  - "Remote hypervisors: the process scan only sees this host. To list VMs of another host, give their sockets
-    in O(sockets) as C(host:port): either QEMU listens on TCP (C(-qmp tcp:0.0.0.0:4444,server=on,wait=off);
-    QMP and the agent have no authentication, so only on a trusted network), or better, forward the remote unix
-    sockets to local ones with SSH (C(ssh -N -L /run/vms-hv1/web1-qmp.sock:/run/vms/web1/qmp.sock
-    -L /run/vms-hv1/web1-qga.sock:/run/vms/web1/qga.sock hv1)) and match the local ends with a glob. The tunnel
-    must stay open while the play runs: the C(qemu.vm.qga) connection uses C(ansible_qemu_qga) from the
-    controller."
+  - "Remote hypervisors without SSH: the process scan only sees this host, and O(hypervisors) (below) needs SSH
+    and C(python3) there. Otherwise give the sockets of another host in O(sockets) as C(host:port): QEMU listening
+    on TCP (C(-qmp tcp:0.0.0.0:4444,server=on,wait=off); QMP and the agent have no authentication, so only on a
+    trusted network)."
   - "Other hypervisors: with O(hypervisors), it scans each listed host over SSH, in parallel, with the system's
     OpenSSH client (C(~/.ssh/config) and host key checking as configured there, C(BatchMode=yes), one shared master
     connection per host). Each host needs only sshd and C(python3): the scan and a small relay per socket are sent
@@ -214,11 +211,14 @@ compose:
   ansible_host: inventory_hostname ~ '.vms.example.com'
 
 ---
-# vms.qemu.yml: VMs on another hypervisor, through SSH-forwarded sockets, cached for an hour
+# vms.qemu.yml: VMs whose sockets follow a pattern, on this host and another, cached for an hour
 plugin: qemu.vm.qemu
+hypervisors:
+  - localhost
+  - root@hv1.example.com
 sockets:
-  - qmp: /run/vms-hv1/*-qmp.sock
-    qga: '/run/vms-hv1/{0}-qga.sock'
+  - qmp: /run/vms/*-qmp.sock
+    qga: '/run/vms/{0}-qga.sock'
 cache: true
 cache_plugin: ansible.builtin.jsonfile
 cache_connection: ~/.cache/qemu-vm-inventory

@@ -18,6 +18,7 @@ import json
 import os
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -144,8 +145,8 @@ NO_MASTER = '-o ControlPath=none'
 
 def test_unreachable_hypervisor(python_vm, hypervisor, controller):
     port = _closed_port()
-    inventory = write_inventory(controller, 'closed', host_vars(python_vm, hypervisor, controller,
-                                                                 ansible_qemu_host_port=str(port)))
+    variables = host_vars(python_vm, hypervisor, controller, ansible_qemu_host_port=str(port))
+    inventory = write_inventory(controller, 'closed', variables)
     out = _unreachable(ping(controller, inventory))
     assert f'root@127.0.0.1:{port}' in out and 'cannot reach it over SSH' in out and 'Connection refused' in out
 
@@ -270,3 +271,53 @@ def test_connection_dropped_in_the_middle_of_a_fetch(python_vm, hypervisor, cont
     assert 'UNREACHABLE!' in out and f'root@127.0.0.1:{hypervisor.port}:{python_vm.qga_path}' in out, out
     assert 'Traceback' not in out
     assert sorted(os.listdir(work)) == ['play.yml'], 'a partial file was left behind'
+
+
+PUT_PLAY = '''
+- hosts: guest
+  gather_facts: false
+  tasks:
+    - name: Copy a big file in
+      ansible.builtin.copy:
+        src: "{src}"
+        dest: /tmp/put-dropped.bin
+        mode: '0644'
+'''
+
+
+def test_connection_dropped_in_the_middle_of_a_put(python_vm, hypervisor, controller):
+    """The relay killed once the file has begun to stream into the guest: unreachable, and no file at the
+    copy's destination in the guest (the module that moves it into place never ran)."""
+    work = controller.mkdir(os.path.join(controller.home, 'put-dropped'))
+    src = controller.write(os.path.join(work, 'big.bin'), '', mode=0o644)
+    with open(src, 'wb') as handle:
+        handle.write(os.urandom(32 * MIB))
+    play = controller.write(os.path.join(work, 'play.yml'), PUT_PLAY.format(src=src), mode=0o644)
+    inventory = write_inventory(controller, 'put-dropped', host_vars(python_vm, hypervisor, controller))
+    proc = subprocess.Popen(controller.ansible_argv('ansible-playbook', '-vvv', '-i', inventory, play),
+                            user=controller.uid, group=controller.gid, extra_groups=[],
+                            env=controller.env(ansible_env()), cwd=controller.home,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    watchdog = threading.Timer(300, proc.kill)  # the bound on reading its output
+    watchdog.start()
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            if line.startswith('PUT ') or ' PUT ' in line:
+                relays = _relays_of(hypervisor)
+                assert relays, 'no relay is running for the put'
+                for pid in relays:
+                    os.kill(pid, 9)
+                break
+        seen.append(proc.communicate(timeout=300)[0])
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    out = ''.join(seen)
+    assert proc.returncode != 0, out
+    assert 'UNREACHABLE!' in out and f'root@127.0.0.1:{hypervisor.port}:{python_vm.qga_path}' in out, out
+    code, listed, _err = python_vm.guest_exec(['sh', '-c', 'ls /tmp/put-dropped.bin 2>&1; true'], timeout=60)
+    assert code == 0 and b'No such file' in listed, listed

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import select
-import socket
 
 from ansible_collections.qemu.vm.plugins.module_utils._errors import QemuVMError
 from ansible_collections.qemu.vm.plugins.module_utils._guest.session import FROZEN_SUFFIX
