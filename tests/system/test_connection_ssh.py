@@ -321,3 +321,21 @@ def test_connection_dropped_in_the_middle_of_a_put(python_vm, hypervisor, contro
     assert 'UNREACHABLE!' in out and f'root@127.0.0.1:{hypervisor.port}:{python_vm.qga_path}' in out, out
     code, listed, _err = python_vm.guest_exec(['sh', '-c', 'ls /tmp/put-dropped.bin 2>&1; true'], timeout=60)
     assert code == 0 and b'No such file' in listed, listed
+
+
+def test_the_connection_waits_for_the_lock_modules_take_on_the_hypervisor(python_vm, hypervisor, controller):
+    """The relay takes the per-socket lock of the SSH user on the hypervisor (root's, as a module run there as
+    root): while this test holds it, the connection waits for it, up to its timeout, then says who holds it."""
+    from ansible_collections.qemu.vm.plugins.module_utils._transport.lock import SocketLock
+    lock = SocketLock(python_vm.qga_path)
+    lock.acquire(10)
+    try:
+        variables = host_vars(python_vm, hypervisor, controller, ansible_qemu_qga_timeout='2')
+        inventory = write_inventory(controller, 'locked', variables)
+        out = _unreachable(ping(controller, inventory))
+    finally:
+        lock.release()
+    assert 'another qemu.vm task' in out and 'held this socket for longer than timeout=' in out, out
+    assert f'root@127.0.0.1:{hypervisor.port}:{python_vm.qga_path}' in out
+    proc = ping(controller, inventory)  # once it is free, the same inventory works
+    assert proc.returncode == 0 and '"ping": "pong"' in proc.stdout, proc.stdout
