@@ -63,6 +63,8 @@ options:
         reply. File transfers get one more second per MiB moved.
       - It does not bound how long a command runs; use the task keyword C(timeout) for that (the command
         is then killed in the guest).
+      - Over SSH (O(qemu_host)), connecting to the hypervisor gets this bound too (C(ConnectTimeout)), before the
+        one on the lock and the socket there.
     type: float
     default: 30
     vars:

@@ -166,7 +166,8 @@ options:
         hold while they use a socket. Sockets are asked in parallel (up to 64 at a time, 8 per remote
         hypervisor), so one VM that does not answer adds at most this much to the whole run.
       - With O(hypervisors), each host's scan over SSH is bounded by it too (connecting included); its sockets
-        are asked after that scan, each within its own bound.
+        are asked after that scan, each through its own SSH session, whose connection gets this bound too before
+        the socket's (plus a few seconds for the relay to start).
     type: float
     default: 3
   use_qga_connection:

@@ -41,6 +41,9 @@ DEFAULT_SSH_ARGS = '-o ControlMaster=auto -o ControlPersist=60s'
 RELAY = 'ansible_collections.qemu.vm.plugins.plugin_utils._remote.relay'
 #: The relay's first line is a small JSON object.
 MAX_HEADER = 64 * 1024
+#: What the relay's start may take beyond the SSH connection (bounded by ConnectTimeout) and its own bound:
+#: a python3 start and the import of the bundled code on a loaded host.
+RELAY_START_SECONDS = 5.0
 #: How long a closed session's ssh process may take to exit before it is killed.
 EXIT_SECONDS = 5.0
 #: Socket errors the relay may report, rebuilt here under the host's name.
@@ -143,8 +146,11 @@ class RelayConnector:
         self._sock = None
 
     def connect(self, timeout):
+        """A socket connected through the relay. The relay waits up to `timeout` for the lock and the socket
+        there, after the SSH connection (up to `timeout` too, ConnectTimeout) and its own start: so its answer,
+        "busy" included, is awaited that long, and a relay that says nothing is given up on after that."""
         self.close()
-        deadline = Deadline(timeout)
+        deadline = Deadline(2 * timeout + RELAY_START_SECONDS)
         command = remote_command(RELAY, 'relay', {'address': self.address, 'lock': self.lock, 'timeout': timeout},
                                  self.host.python)
         ours, theirs = socket.socketpair()
@@ -179,8 +185,9 @@ class RelayConnector:
             try:
                 seen = sock.recv(MAX_HEADER, socket.MSG_PEEK)
             except socket.timeout:
-                raise HypervisorError(self.host.shown, f'the relay to {self.address} did not start within '
-                                                       f'{deadline.seconds:g} s (timeout)')
+                raise HypervisorError(self.host.shown, f'the relay to {self.address} did not answer within '
+                                                       f'{deadline.seconds:g} s (the SSH connection, then the lock and '
+                                                       'the socket there, are each bounded by timeout)')
             end = seen.find(b'\n')
             if end >= 0:
                 line = sock.recv(end + 1)
