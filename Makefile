@@ -36,9 +36,11 @@ DOCS_DIR := $(CURDIR)/build/docs
 ARTIFACT_DIR := $(CURDIR)/build/artifact
 EE_DIR := $(CURDIR)/build/ee
 
-# Debian packages needed to build the test guest and run real VMs.
+# Debian packages needed to build the test guest and run real VMs (openssh-server: the SSH tests
+# start their own sshd instances; the system sshd is not used).
 APT_PACKAGES := qemu-system-x86 qemu-utils qemu-guest-agent busybox-static genisoimage ovmf \
-	e2fsprogs dbus rsync shellcheck git make python3 python3-venv ca-certificates
+	e2fsprogs dbus rsync shellcheck git make python3 python3-venv ca-certificates \
+	openssh-client openssh-server
 
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 

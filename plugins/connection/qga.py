@@ -27,12 +27,21 @@ description:
   - Become works through Ansible's become plugins (C(su), C(sudo) where the guest has it) without a tty.
     The agent runs as root, so neither asks for a password; password prompts are not supported.
   - The host running this plugin must be able to open the agent socket (the hypervisor, or a controller
-    with access to it). A task takes the collection's per-socket lock and connects at its first command or
+    with access to it), or, with O(qemu_host), reach the hypervisor with SSH. A task takes the collection's per-socket lock and connects at its first command or
     transfer, keeps that one session for the task's other commands and transfers (every new connection
     waits up to 0.1 s for qemu-ga to notice it), and lets go at the end of the task, so C(qemu.vm) modules
     delegated to the hypervisor can use the same socket between tasks. A command still running after
     2 seconds is polled on a fresh connection every half second, so other clients of the socket get their
     turn while it runs.
+  - "Over SSH (O(qemu_host)): O(qga) is a path on the hypervisor, reached through the system's OpenSSH client.
+    Each session runs a small relay on the hypervisor with its C(python3) (shipped in the command line; nothing
+    is installed and nothing stays running): it takes the per-socket lock there, the lock C(qemu.vm) modules
+    running there take, connects to the socket and moves bytes until the session ends. C(ssh) reads
+    C(~/.ssh/config) and checks host keys as configured there (an unknown key is refused: add it to
+    C(known_hosts) first), never prompts (C(BatchMode=yes)), and by default shares one master connection
+    across tasks (C(ControlPersist)), with its control socket in a private directory of the user
+    (C(/run/qemu-vm/ssh) for root). Errors name the hypervisor: unreachable, authentication refused, unknown
+    host key, no C(python3), the socket missing or not permitted there, the connection lost."
 author:
   - qemu.vm maintainers (@qemu-vm)
 extends_documentation_fragment:
@@ -54,12 +63,61 @@ options:
         reply. File transfers get one more second per MiB moved.
       - It does not bound how long a command runs; use the task keyword C(timeout) for that (the command
         is then killed in the guest).
+      - Over SSH (O(qemu_host)), connecting to the hypervisor gets this bound too (C(ConnectTimeout)), before the
+        one on the lock and the socket there.
     type: float
     default: 30
     vars:
       - name: ansible_qemu_qga_timeout
     env:
       - name: ANSIBLE_QEMU_QGA_TIMEOUT
+  qemu_host:
+    description:
+      - The hypervisor on which O(qga) is, reached with SSH; by default the socket is on the controller.
+      - A host name or address as C(ssh) takes it (a C(Host) alias of C(~/.ssh/config) works).
+    type: str
+    version_added: 0.3.0
+    vars:
+      - name: ansible_qemu_host
+    env:
+      - name: ANSIBLE_QEMU_HOST
+  qemu_host_user:
+    description: The user to log in as on O(qemu_host); by default C(ssh)'s (C(~/.ssh/config), else the local user).
+    type: str
+    version_added: 0.3.0
+    vars:
+      - name: ansible_qemu_host_user
+    env:
+      - name: ANSIBLE_QEMU_HOST_USER
+  qemu_host_port:
+    description: The SSH port of O(qemu_host); by default C(ssh)'s.
+    type: int
+    version_added: 0.3.0
+    vars:
+      - name: ansible_qemu_host_port
+    env:
+      - name: ANSIBLE_QEMU_HOST_PORT
+  qemu_host_private_key_file:
+    description: The private key to log in to O(qemu_host) with (C(ssh -i)); a key with a passphrase must be in an C(ssh-agent).
+    type: path
+    version_added: 0.3.0
+    vars:
+      - name: ansible_qemu_host_private_key_file
+    env:
+      - name: ANSIBLE_QEMU_HOST_PRIVATE_KEY_FILE
+  qemu_host_ssh_args:
+    description:
+      - Arguments given to C(ssh) before the ones the plugin sets (C(ControlPath) unless given here, C(BatchMode=yes),
+        C(ConnectTimeout) from O(timeout), and the port, user and key above).
+      - The default shares one SSH connection across tasks for 60 seconds after the last one, as Ansible's C(ssh)
+        connection does.
+    type: str
+    default: -o ControlMaster=auto -o ControlPersist=60s
+    version_added: 0.3.0
+    vars:
+      - name: ansible_qemu_host_ssh_args
+    env:
+      - name: ANSIBLE_QEMU_HOST_SSH_ARGS
 requirements:
   - The C(qemu.qmp) Python library where the plugin runs (the controller).
 notes:
@@ -90,6 +148,17 @@ EXAMPLES = r'''
         src: app.conf
         dest: /etc/app.conf
         mode: '0644'
+
+# The same guest from a laptop or a bastion: the socket is on the hypervisor hv1, reached with SSH.
+# inventory.yml
+# all:
+#   hosts:
+#     web1:
+#       ansible_connection: qemu.vm.qga
+#       ansible_qemu_host: hv1.example.com
+#       ansible_qemu_host_user: root
+#       ansible_qemu_qga: /run/qemu/web1/qga.sock
+#       ansible_python_interpreter: /usr/bin/python3
 '''
 
 import contextlib
@@ -110,6 +179,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._guest_file.transfer impor
 from ansible_collections.qemu.vm.plugins.module_utils._transport.sockets import QMP_IMPORT_ERROR, Deadline, parse_address
 from ansible_collections.qemu.vm.plugins.module_utils._transport.wait import wait_until
 from ansible_collections.qemu.vm.plugins.plugin_utils._errors import connection_error
+from ansible_collections.qemu.vm.plugins.plugin_utils._remote.ssh import RelayConnector, SSHHost
 
 display = Display()
 
@@ -137,6 +207,7 @@ class Connection(ConnectionBase):
     def __init__(self, play_context, new_stdin, *args, **kwargs):
         super().__init__(play_context, new_stdin, *args, **kwargs)
         self._address = None
+        self._hypervisor = None
         self._held_session = None
 
     def _connect(self):
@@ -152,13 +223,30 @@ class Connection(ConnectionBase):
                 self._address = parse_address(address)
             except ValueError as exc:
                 raise AnsibleConnectionFailure(f'qemu.vm.qga: ansible_qemu_qga {address!r}: {exc}')
-            display.vvv(f'QGA CONNECTION via {address}', host=self._play_context.remote_addr)
+            self._hypervisor = self._ssh_host()
+            via = f'{self._hypervisor.shown}:{address} over SSH' if self._hypervisor else address
+            display.vvv(f'QGA CONNECTION via {via}', host=self._play_context.remote_addr)
             self._connected = True
         return self
 
+    def _ssh_host(self):
+        """The hypervisor to reach over SSH (qemu_host), or None for a socket on this host."""
+        host = self.get_option('qemu_host')
+        if not host:
+            return None
+        port = self.get_option('qemu_host_port')
+        if port is not None and not 0 < port < 65536:
+            raise AnsibleConnectionFailure(f'qemu.vm.qga: ansible_qemu_host_port {port} is not a port number')
+        return SSHHost(host, user=self.get_option('qemu_host_user'), port=port,
+                       private_key_file=self.get_option('qemu_host_private_key_file'),
+                       ssh_args=self.get_option('qemu_host_ssh_args') or '')
+
     def _session(self):
         # Opening it first thaws a freeze an interrupted quiesced run of ours left.
-        return AgentSession(self.get_option('qga'), timeout=float(self.get_option('timeout')))
+        if not self._connected:
+            self._connect()
+        connector = RelayConnector(self._hypervisor, self.get_option('qga')) if self._hypervisor else None
+        return AgentSession(self.get_option('qga'), timeout=float(self.get_option('timeout')), connector=connector)
 
     @contextlib.contextmanager
     def _held(self):
@@ -274,6 +362,7 @@ class Connection(ConnectionBase):
         self._let_go()
         self._connected = False
         self._address = None
+        self._hypervisor = None
 
 
 class _Forever(Deadline):

@@ -35,6 +35,9 @@ notes:
     (C(/run/qemu-vm) for root) is not what qemu.vm makes there: a symbolic link, a FIFO, another user's file, a
     directory open to others. Nothing was read or written through it; the message says what to remove.
     Details: C(runtime_path)."
+  - "V(HypervisorError): raised by the C(qemu.vm.qga) connection and the C(qemu.vm.qemu) inventory only, never
+    by a module: a hypervisor reached over SSH cannot be used (unreachable, authentication refused, unknown host
+    key, no C(python3) there, the SSH connection failed). Details: C(hypervisor)."
   - "V(ReplyTooLargeError): QEMU or the guest agent sent a reply longer than the session accepts (64 MiB and the
     JSON around it for agent sessions, the largest C(guest-file-read) chunk; 1 MiB where only small answers are
     expected); the session was closed. Details: C(socket), C(reply_limit) (bytes)."

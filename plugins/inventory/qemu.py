@@ -62,14 +62,29 @@ description:
     C(ansible_qemu_qga) (its agent socket), so tasks reach the guest with no SSH.
   - "Default groups: C(qemu_running) and C(qemu_paused) (by C(qemu_status)), and C(qemu_agent) (VMs whose agent
     answered)."
-  - "Remote hypervisors: the process scan only sees this host. To list VMs of another host, give their sockets
-    in O(sockets) as C(host:port): either QEMU listens on TCP (C(-qmp tcp:0.0.0.0:4444,server=on,wait=off);
-    QMP and the agent have no authentication, so only on a trusted network), or better, forward the remote unix
-    sockets to local ones with SSH (C(ssh -N -L /run/vms-hv1/web1-qmp.sock:/run/vms/web1/qmp.sock
-    -L /run/vms-hv1/web1-qga.sock:/run/vms/web1/qga.sock hv1)) and match the local ends with a glob. The tunnel
-    must stay open while the play runs: the C(qemu.vm.qga) connection uses C(ansible_qemu_qga) from the
-    controller."
-  - "What it cannot do: see processes of other hosts, or of other PID namespaces (containers) or users when
+  - "Remote hypervisors without SSH: the process scan only sees this host, and O(hypervisors) (below) needs SSH
+    and C(python3) there. Otherwise give the sockets of another host in O(sockets) as C(host:port): QEMU listening
+    on TCP (C(-qmp tcp:0.0.0.0:4444,server=on,wait=off); QMP and the agent have no authentication, so only on a
+    trusted network)."
+  - "Other hypervisors: with O(hypervisors), it scans each listed host over SSH, in parallel, with the system's
+    OpenSSH client (C(~/.ssh/config) and host key checking as configured there, C(BatchMode=yes), one shared master
+    connection per host). Each host needs only sshd and C(python3): the scan and a small relay per socket are sent
+    in the command line and nothing stays running. The scan runs there as the SSH user, with the same rules as here
+    (whom it trusts is decided there: root, the SSH user, O(owners)), and each socket is asked from here through the
+    relay, which waits for the per-socket lock of that host as this plugin does here. A host that cannot be
+    reached (or refuses the login, or whose host key is unknown, or that has no C(python3)) is a warning naming it,
+    and the VMs of the others are listed; with O(strict=true) it fails the inventory instead."
+  - "Each VM of O(hypervisors) gets C(qemu_hypervisor) (the entry's C(name): the inventory host to
+    delegate modules to) and belongs to the group C(qemu_hypervisor_<name>) (characters other than letters, digits
+    and C(_) replaced by C(_)). With O(use_qga_connection), a VM of a remote hypervisor also gets the variables
+    that reach its agent through that host: C(ansible_qemu_host), and C(ansible_qemu_host_user),
+    C(ansible_qemu_host_port), C(ansible_qemu_host_private_key_file), C(ansible_qemu_host_ssh_args) when the
+    entry sets them."
+  - "Host names with O(hypervisors): each hypervisor's VMs are named by the rule above, on their own. A name that
+    VMs of two or more hypervisors get is given to none of them: each becomes C(NAME@HYPERVISOR) (the
+    hypervisor's name), so adding a hypervisor can rename VMs of the others; give VMs names unique across hosts
+    to keep them stable."
+  - "What it cannot do: see processes of other hosts (without O(hypervisors)), or of other PID namespaces (containers) or users when
     C(/proc) is mounted with C(hidepid); read command lines given through C(-readconfig) files or passed file
     descriptors (libvirt's C(fd=) monitors); ask a monitor that another client keeps open (libvirt holds its
     VMs' monitors, so its VMs are listed with C(qemu_status=null): use community.libvirt's inventory for them);
@@ -130,11 +145,29 @@ options:
     elements: str
     default: []
     version_added: 0.2.0
+  hypervisors:
+    description:
+      - The hosts whose VMs to list, each scanned over SSH (see the description); V(localhost) is this host's own
+        scan. When empty, only this host is scanned. O(sockets) and O(owners) apply on every hypervisor.
+      - Each entry is a string C([user@]host[:port]) or a mapping with the keys C(host) (required, a host name or
+        address as C(ssh) takes it, a C(Host) alias of C(~/.ssh/config) works), C(user) (the SSH user, by default
+        C(ssh)'s; the scan runs as this user there), C(port), C(private_key_file) (C(ssh -i)), C(ssh_args)
+        (arguments given to C(ssh) before the ones the plugin sets, as the C(qemu.vm.qga) connection's
+        C(qemu_host_ssh_args); by default C(-o ControlMaster=auto -o ControlPersist=60s), one shared connection
+        per host) and C(name) (the hypervisor's name in C(qemu_hypervisor), in its group name and in
+        C(NAME@HYPERVISOR) host names; by default its C(host); names must be unique).
+    type: list
+    elements: raw
+    default: []
+    version_added: 0.3.0
   timeout:
     description:
       - Seconds each socket may take, including waiting for the per-socket lock that tasks of this collection
-        hold while they use a socket. Sockets are asked in parallel (up to 64 at a time), so one VM that does not
-        answer adds at most this much to the whole run.
+        hold while they use a socket. Sockets are asked in parallel (up to 64 at a time, 8 per remote
+        hypervisor), so one VM that does not answer adds at most this much to the whole run.
+      - With O(hypervisors), each host's scan over SSH is bounded by it too (connecting included); its sockets
+        are asked after that scan, each through its own SSH session, whose connection gets this bound too before
+        the socket's (plus a few seconds for the relay to start).
     type: float
     default: 3
   use_qga_connection:
@@ -179,15 +212,31 @@ compose:
   ansible_host: inventory_hostname ~ '.vms.example.com'
 
 ---
-# vms.qemu.yml: VMs on another hypervisor, through SSH-forwarded sockets, cached for an hour
+# vms.qemu.yml: VMs whose sockets follow a pattern, on this host and another, cached for an hour
 plugin: qemu.vm.qemu
+hypervisors:
+  - localhost
+  - root@hv1.example.com
 sockets:
-  - qmp: /run/vms-hv1/*-qmp.sock
-    qga: '/run/vms-hv1/{0}-qga.sock'
+  - qmp: /run/vms/*-qmp.sock
+    qga: '/run/vms/{0}-qga.sock'
 cache: true
 cache_plugin: ansible.builtin.jsonfile
 cache_connection: ~/.cache/qemu-vm-inventory
 cache_timeout: 3600
+
+---
+# vms.qemu.yml: the VMs of this host and of two others, over SSH
+plugin: qemu.vm.qemu
+hypervisors:
+  - localhost
+  - root@hv1.example.com
+  - host: 192.0.2.17
+    name: hv2            # qemu_hypervisor, the group qemu_hypervisor_hv2
+    user: root
+    port: 2222
+    private_key_file: ~/.ssh/hypervisors
+timeout: 5
 '''
 
 from ansible.errors import AnsibleError, AnsibleParserError
@@ -201,9 +250,10 @@ try:
 except ImportError:
     from ansible.utils.unsafe_proxy import wrap_var
 
-from ansible_collections.qemu.vm.plugins.plugin_utils._inventory.cmdline import assign_host_names, describe_conflict
+from ansible_collections.qemu.vm.plugins.plugin_utils._inventory.cmdline import describe_conflict
 from ansible_collections.qemu.vm.plugins.module_utils._errors import QemuVMError
 from ansible_collections.qemu.vm.plugins.plugin_utils._inventory.discovery import discover
+from ansible_collections.qemu.vm.plugins.plugin_utils._inventory.hypervisors import host_names, parse_hypervisors, scan_all
 from ansible_collections.qemu.vm.plugins.module_utils._transport.sockets import QMP_IMPORT_ERROR
 
 display = Display()
@@ -220,6 +270,14 @@ HOST_VARS = (
     ('qemu_version', 'version'),
     ('qemu_agent_available', 'agent_available'),
     ('qemu_run_dir', 'run_dir'),
+)
+#: Connection variable -> key of a `hypervisors` entry, for VMs of a remote hypervisor.
+SSH_VARS = (
+    ('ansible_qemu_host', 'host'),
+    ('ansible_qemu_host_user', 'user'),
+    ('ansible_qemu_host_port', 'port'),
+    ('ansible_qemu_host_private_key_file', 'private_key_file'),
+    ('ansible_qemu_host_ssh_args', 'ssh_args'),
 )
 GUEST_VARS = (
     ('qemu_guest_os', 'guest_os'),
@@ -248,6 +306,9 @@ def host_variables(vm, use_qga_connection):
         if use_qga_connection and vm.get('qga'):
             variables['ansible_connection'] = 'qemu.vm.qga'
             variables['ansible_qemu_qga'] = vm['qga']
+            variables.update((var, vm['ssh'][key]) for var, key in SSH_VARS if vm.get('ssh') and vm['ssh'].get(key))
+    if vm.get('hypervisor'):
+        variables['qemu_hypervisor'] = vm['hypervisor']
     return variables
 
 
@@ -284,10 +345,17 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         if timeout is None or timeout <= 0:
             raise AnsibleParserError('qemu.vm.qemu: timeout must be a positive number of seconds')
         try:
-            vms, warnings = discover(self.get_option('sockets'), timeout, owners=self.get_option('owners'))
+            hypervisors = parse_hypervisors(self.get_option('hypervisors'))
+            if hypervisors:
+                vms, warnings, errors = scan_all(hypervisors, self.get_option('sockets'), timeout, self.get_option('owners'))
+            else:
+                vms, warnings = discover(self.get_option('sockets'), timeout, owners=self.get_option('owners'))
+                errors = []
         except QemuVMError as exc:
             raise AnsibleParserError(f'qemu.vm.qemu: {exc}')
-        for warning in warnings:
+        if errors and self.get_option('strict'):
+            raise AnsibleParserError('qemu.vm.qemu: ' + '; '.join(errors))
+        for warning in errors + warnings:
             display.warning(f'qemu.vm.qemu: {warning}')
         for vm in vms:
             for note in vm.pop('notes', ()):
@@ -295,7 +363,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         return vms
 
     def _populate(self, vms):
-        names, conflicts = assign_host_names(vms)
+        names, conflicts = host_names(vms)
         for base, indices in conflicts:
             display.warning('qemu.vm.qemu: ' + describe_conflict(base, [vms[i] for i in indices], [names[i] for i in indices]))
         strict = self.get_option('strict')
@@ -304,7 +372,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             self.inventory.add_host(name)
             for key, value in host_variables(vm, use_qga).items():
                 self.inventory.set_variable(name, key, wrap_var(value) if wrap_var else value)
-            for group in default_groups(vm):
+            groups = default_groups(vm)
+            if vm.get('hypervisor'):
+                groups.append(self._sanitize_group_name('qemu_hypervisor_' + vm['hypervisor']))
+            for group in groups:
                 self.inventory.add_group(group)
                 self.inventory.add_child(group, name)
             hostvars = self.inventory.get_host(name).get_vars()

@@ -40,7 +40,9 @@ LAYERS = {
     'module_utils/_vm': QEMU | {'module_utils/_guest'},
     # The agent session they open is _guest.session's: it thaws first a freeze an interrupted run left.
     'module_utils/_common': GUEST,
-    'plugin_utils/_inventory': GUEST,
+    'plugin_utils/_inventory': GUEST | {'plugin_utils/_remote'},
+    # Reaching hypervisors over SSH: the relay it ships there takes the lock and reads the freeze marker.
+    'plugin_utils/_remote': GUEST,
     # The plugins' adapter maps the errors of what the qga connection uses.
     'plugin_utils/_errors': GUEST | {'module_utils/_guest_file'},
 }

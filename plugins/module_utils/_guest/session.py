@@ -54,9 +54,13 @@ def freeze_remembered(address):
 def thaw_interrupted_freeze(qga):
     """Thaw when the marker says a freeze of ours was never confirmed thawed; True when it thawed one.
 
-    The marker is removed once guest-fsfreeze-status says 'thawed'; it stays otherwise.
+    The marker is removed once guest-fsfreeze-status says 'thawed'; it stays otherwise. Through a
+    connector (the socket is on another host, so is its marker) the connector says whether the marker
+    is there; it is left for that host's next local session, which finds the guest thawed and removes it.
     """
-    if not freeze_remembered(qga.address):
+    connector = getattr(qga, 'connector', None)
+    remote = connector is not None
+    if not (connector.freeze_remembered if remote else freeze_remembered(qga.address)):
         return False
     thawed = False
     try:
@@ -67,7 +71,8 @@ def thaw_interrupted_freeze(qga):
             return thawed
     except CommandError:
         return thawed  # an agent without freeze commands cannot be frozen by us either
-    forget_freeze(qga.address)
+    if not remote:
+        forget_freeze(qga.address)
     return thawed
 
 

@@ -27,7 +27,7 @@ import time
 from ansible_collections.qemu.vm.plugins.module_utils._errors import AgentNotRespondingError, ConnectionLostError, QemuTimeoutError, SocketError
 from ansible_collections.qemu.vm.plugins.module_utils._transport.errors import ReplyTooLargeError
 from ansible_collections.qemu.vm.plugins.module_utils._transport.sockets import (
-    ClientSession, Deadline, _describe, classify_command_error, connect_socket, qmp_lib,
+    ClientSession, Deadline, _describe, classify_command_error, qmp_lib,
 )
 
 SENTINEL = b'\xff'
@@ -121,8 +121,9 @@ class QGASession(ClientSession):
     reply_bound_reason = ('the largest legitimate agent reply is a 48 MiB guest-file-read chunk, 64 MiB of base64; '
                           'sessions that only ask small questions accept 1 MiB')
 
-    def __init__(self, address, timeout=30.0, lock=True, runner=None, sync_timeout=None, max_reply=MAX_REPLY_BYTES):
-        super().__init__(address, timeout, lock, runner)
+    def __init__(self, address, timeout=30.0, lock=True, runner=None, sync_timeout=None, max_reply=MAX_REPLY_BYTES,
+                 connector=None):
+        super().__init__(address, timeout, lock, runner, connector)
         self.sync_timeout = min(self.timeout, SYNC_TIMEOUT) if sync_timeout is None else sync_timeout
         #: A longer reply ends the session with ReplyTooLargeError (the reader holds about this much at most).
         self.max_reply = int(max_reply)
@@ -130,7 +131,7 @@ class QGASession(ClientSession):
         self._pending = []
 
     def _open(self, deadline):
-        sock = connect_socket(self.address, deadline.remaining())
+        sock = self.connect(deadline)
         try:
             sync_delimited(sock, min(self.sync_timeout, deadline.remaining()), self.shown)
             client = self._new_client(readbuflen=self.max_reply)

@@ -19,7 +19,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._errors import (
     SocketBusyError,
     SocketError,
 )
-from ansible_collections.qemu.vm.plugins.module_utils._transport.sockets import ClientSession, Deadline, _describe, connect_socket, qmp_lib
+from ansible_collections.qemu.vm.plugins.module_utils._transport.sockets import ClientSession, Deadline, _describe, qmp_lib
 from ansible_collections.qemu.vm.plugins.module_utils._transport.wait import wait_until
 
 #: Every job this collection starts has an id with this prefix, so a later run
@@ -39,13 +39,13 @@ class QMPSession(ClientSession):
 
     kind = 'QMP'
 
-    def __init__(self, address, timeout=30.0, lock=True, runner=None):
-        super().__init__(address, timeout, lock, runner)
+    def __init__(self, address, timeout=30.0, lock=True, runner=None, connector=None):
+        super().__init__(address, timeout, lock, runner, connector)
         self._commands = None
         self._stale_jobs_dismissed = False
 
     def _open(self, deadline):
-        sock = connect_socket(self.address, deadline.remaining())
+        sock = self.connect(deadline)
         client = self._new_client()
         try:
             self.runner.run(

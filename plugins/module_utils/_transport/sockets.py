@@ -218,11 +218,14 @@ class ClientSession:
     #: Said when a reply outgrows the session's bound.
     reply_bound_reason = "qemu.qmp's default reply size"
 
-    def __init__(self, address, timeout=30.0, lock=True, runner=None):
+    def __init__(self, address, timeout=30.0, lock=True, runner=None, connector=None):
         self.address = parse_address(address)
-        self.shown = format_address(self.address)
+        #: Reaches the socket another way (through SSH on its host, see `connect`), and names it so.
+        self.connector = connector
+        self.shown = connector.shown if connector is not None else format_address(self.address)
         self.timeout = float(timeout)
-        self._lock = SocketLock(self.address) if lock else None
+        # A connector takes the socket's lock where the socket is.
+        self._lock = SocketLock(self.address) if lock and connector is None else None
         self._runner = runner
         self._client = None
 
@@ -253,6 +256,12 @@ class ClientSession:
     def _open(self, deadline):
         raise NotImplementedError
 
+    def connect(self, deadline):
+        """A connected stream socket to the peer: the socket itself, or the connector's byte stream to it."""
+        if self.connector is not None:
+            return self.connector.connect(max(deadline.remaining(), 0.001))
+        return connect_socket(self.address, deadline.remaining())
+
     def _new_client(self, **attributes):
         def make():
             client = _Client('qemu.vm', **attributes)
@@ -269,6 +278,8 @@ class ClientSession:
                 self.runner.run(client.disconnect(), timeout=5)
             except Exception:  # pylint: disable=broad-except
                 pass  # disconnect() re-raises whatever ended the session; it is over either way
+        if self.connector is not None:
+            self.connector.close()
         if self._lock is not None:
             self._lock.release()
 

@@ -18,9 +18,11 @@ from __future__ import annotations
 import asyncio
 import glob
 import ipaddress
+import json
 import os
 import pwd
 import stat
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -244,21 +246,28 @@ def _remaining(deadline):
 
 
 class _Probe:
-    """One socket asked within one deadline, on an event loop of its own (this thread's)."""
+    """One socket asked within one deadline, on an event loop of its own (this thread's).
 
-    def __init__(self, address, timeout):
+    With `connect` (a function of the address giving a connector, see _transport.sockets.ClientSession),
+    the socket is on another host: the connector waits for the lock there, as below.
+    """
+
+    def __init__(self, address, timeout, connect=None):
         self.address = address
         self.deadline = Deadline(timeout)
         self.runner = Runner()
+        self.connector = connect(address) if connect is not None else None
         # Waited for only while a task holds it, never created; a FIFO, a link or another user's file
         # at its path is a RuntimeFileError naming it: the socket is not asked (a note says why).
-        self.lock = SocketLock(parse_address(address), existing_only=True)
+        self.lock = SocketLock(parse_address(address), existing_only=True) if connect is None else None
 
     def take_lock(self):
-        self.lock.acquire(_remaining(self.deadline))
+        if self.lock is not None:
+            self.lock.acquire(_remaining(self.deadline))
 
     def close(self):
-        self.lock.release()
+        if self.lock is not None:
+            self.lock.release()
         loop = self.runner.loop
         try:
             pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
@@ -270,13 +279,14 @@ class _Probe:
             loop.close()
 
 
-def query_qmp(address, timeout):
+def query_qmp(address, timeout, connect=None):
     """Run state, version, name and UUID from a QMP monitor; {'notes': [why not]} when it fails."""
     facts = {'notes': []}
-    probe = _Probe(address, timeout)
+    probe = _Probe(address, timeout, connect)
     try:
         probe.take_lock()
-        with QMPSession(address, timeout=_remaining(probe.deadline), lock=False, runner=probe.runner) as qmp:
+        with QMPSession(address, timeout=_remaining(probe.deadline), lock=False, runner=probe.runner,
+                        connector=probe.connector) as qmp:
             facts['version'] = qmp.version_string
             facts['status'] = qmp.execute('query-status', timeout=_remaining(probe.deadline))['status']
             name = qmp.execute('query-name', timeout=_remaining(probe.deadline)).get('name')
@@ -315,16 +325,16 @@ def _fact_value(key, reply):
     return guest_ips(reply)
 
 
-def query_qga(address, timeout):
+def query_qga(address, timeout, connect=None):
     """Whether the agent answers, and the guest's OS, host name and addresses when it does."""
     facts = {'notes': [], 'agent_available': False}
-    probe = _Probe(address, timeout)
+    probe = _Probe(address, timeout, connect)
     try:
         probe.take_lock()
         remaining = _remaining(probe.deadline)
         # Small replies only; opening it first thaws a freeze an interrupted quiesced run of ours left.
         with AgentSession(address, timeout=remaining, lock=False, runner=probe.runner,
-                          sync_timeout=remaining, max_reply=SMALL_REPLY_BYTES) as qga:
+                          sync_timeout=remaining, max_reply=SMALL_REPLY_BYTES, connector=probe.connector) as qga:
             facts['agent_available'] = True
             for key, command in AGENT_FACTS:
                 try:
@@ -338,8 +348,11 @@ def query_qga(address, timeout):
     return facts
 
 
-def query_all(vms, timeout, workers=MAX_WORKERS):
-    """Ask every VM's QMP monitor and agent in parallel; update `vms` in place and return it."""
+def query_all(vms, timeout, workers=MAX_WORKERS, connect=None):
+    """Ask every VM's QMP monitor and agent in parallel; update `vms` in place and return it.
+
+    With `connect`, the sockets are on another host (see _Probe).
+    """
     jobs = []
     for vm in vms:
         if vm.get('qmp'):
@@ -353,7 +366,7 @@ def query_all(vms, timeout, workers=MAX_WORKERS):
         def run(job):
             vm, query, address = job
             try:
-                facts = query(address, timeout)
+                facts = query(address, timeout, connect)
             except Exception as exc:  # pylint: disable=broad-except
                 # One VM's surprise (an address we cannot parse, a library error we did not
                 # expect) must not cost the inventory the other VMs.
@@ -375,6 +388,19 @@ def query_all(vms, timeout, workers=MAX_WORKERS):
 
 def discover(sockets=None, timeout=3.0, owners=(), proc_root='/proc', tables=None):
     """(VMs, warnings): the VMs of the `sockets` option, or of every trusted QEMU process when it is empty, queried."""
+    vms, warnings = find(sockets, timeout, owners, proc_root, tables)
+    return query_all(vms, timeout), warnings
+
+
+def find_as_json(sockets=None, timeout=3.0, owners=()):
+    """find() on a hypervisor (plugin_utils/_remote ships this there): its result as JSON on stdout."""
+    vms, warnings = find(sockets, timeout, owners)
+    sys.stdout.write(json.dumps({'vms': vms, 'warnings': warnings}))
+    return 0
+
+
+def find(sockets=None, timeout=3.0, owners=(), proc_root='/proc', tables=None):
+    """(VMs, warnings): the VMs of the `sockets` option, or of every trusted QEMU process, not asked yet."""
     trusted = trusted_uids(owners)
     warnings = []
     processes = scan_processes(proc_root, trusted)
@@ -389,4 +415,4 @@ def discover(sockets=None, timeout=3.0, owners=(), proc_root='/proc', tables=Non
     for vm in vms:
         vm.pop('_info', None)
     drop_shared_sockets(vms, warnings)
-    return query_all(vms, timeout), warnings
+    return vms, warnings

@@ -23,6 +23,20 @@ def test_an_answering_agent_gets_the_qga_connection():
     assert default_groups(FOUND) == ['qemu_running', 'qemu_agent']
 
 
+def test_a_vm_of_a_remote_hypervisor_is_reached_through_it():
+    vm = dict(FOUND, hypervisor='hv2', ssh={'host': '192.0.2.7', 'user': 'root', 'port': 2222, 'private_key_file': None,
+                                            'ssh_args': None, 'name': 'hv2'})
+    variables = host_variables(vm, use_qga_connection=True)
+    assert variables['qemu_hypervisor'] == 'hv2'
+    assert variables['ansible_qemu_host'] == '192.0.2.7'
+    assert variables['ansible_qemu_host_user'] == 'root' and variables['ansible_qemu_host_port'] == 2222
+    assert 'ansible_qemu_host_private_key_file' not in variables and 'ansible_qemu_host_ssh_args' not in variables
+    without = host_variables(vm, use_qga_connection=False)
+    assert without['qemu_hypervisor'] == 'hv2' and not any(key.startswith('ansible_') for key in without)
+    local = host_variables(dict(FOUND, hypervisor='localhost', ssh=None), use_qga_connection=True)
+    assert local['qemu_hypervisor'] == 'localhost' and 'ansible_qemu_host' not in local
+
+
 def test_a_vm_without_answers_keeps_what_is_known():
     vm = dict(FOUND, status=None, version=None, agent_available=False)
     variables = host_variables(vm, use_qga_connection=True)
