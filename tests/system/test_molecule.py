@@ -21,6 +21,7 @@ import subprocess
 import time
 
 import pytest
+import yaml
 
 from harness.ansible import BIN, REPO, ansible_env
 from harness.guest import qga_command
@@ -107,10 +108,19 @@ class Scenario:
         assert 'Traceback' not in proc.stdout, proc.stdout
         return proc
 
+    def playbook(self, name):
+        """Run one of the scenario's playbooks as molecule does (its inventory and environment), without molecule."""
+        env = dict(self.env(), MOLECULE_FILE=os.path.join(self.ephemeral, 'molecule.yml'),
+                   MOLECULE_INSTANCE_CONFIG=os.path.join(self.ephemeral, 'instance_config.yml'))
+        cmd = [os.path.join(BIN, 'ansible-playbook'), '-i', os.path.join(self.ephemeral, 'inventory'),
+               os.path.join(self.role, 'molecule', 'default', name)]
+        return subprocess.run(cmd, cwd=self.role, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              timeout=600, check=False)
+
     def instances(self):
+        """Molecule's instance config, written by the create: {instance: its agent socket}."""
         with open(os.path.join(self.ephemeral, 'instance_config.yml')) as handle:
-            text = handle.read()
-        return {match[0]: match[1] for match in re.findall(r'^  instance: (\S+)\n(?:  .*\n)*?  qga: (\S+)$', text, re.M)}
+            return {entry['instance']: entry['qga'] for entry in yaml.safe_load(handle)}
 
     def leftovers(self):
         """What a destroy must not leave: QEMU processes, and the VM directory (sockets, overlays, run directories)."""
@@ -148,6 +158,12 @@ def test_second_converge_is_idempotent(scenario, guest_images):
         assert created.returncode == 0, created.stdout
         overlay = os.path.join(scenario.ephemeral, 'qemu-vm', 'example-guest.qcow2')
         assert os.path.isfile(overlay) and oct(os.stat(overlay).st_mode & 0o777) == '0o600'
+        instances = scenario.instances()
+        # the create is idempotent: run again, it changes nothing (molecule itself skips a second create)
+        again = scenario.playbook('create.yml')
+        assert again.returncode == 0, again.stdout
+        assert re.search(r'localhost\s*: ok=\d+\s+changed=0\s', again.stdout), again.stdout
+        assert scenario.instances() == instances and len(qemu_pids(scenario.ephemeral)) == 1
         first = scenario.run('converge')
         assert first.returncode == 0, first.stdout
         assert re.search(r'example-guest\s*: ok=\d+\s+changed=[1-9]', first.stdout), first.stdout
