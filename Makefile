@@ -56,7 +56,7 @@ help:
 	@echo "make matrix      units and sanity on ansible-core $(CORES), each in its own venv"
 	@echo "make units       pytest tests/unit (CORE=2.17|2.18|2.19: in that version's venv)"
 	@echo "make system      pytest tests/system (boots real VMs)"
-	@echo "make molecule    the qemu.vm.backup role's molecule scenario (boots a real VM)"
+	@echo "make molecule    molecule scenarios: the backup role, the example role in a VM (boot real VMs)"
 	@echo "make sanity      ansible-test sanity on a clean copy, compile/import on Python 3.8+ (CORE=...)"
 	@echo "make lint        ansible-lint --profile production"
 	@echo "make ruff        ruff (pyupgrade rules for Python 3.8, ruff.toml) on every Python file"
@@ -158,8 +158,11 @@ system: venv collection
 	$(COLLECTION_ENV) $(VENV_BIN)/python -m pytest -n $(if $(filter 1,$(SYSTEM_WORKERS)),0,$(SYSTEM_WORKERS)) \
 		--dist loadfile --durations=15 tests/system
 
-molecule: venv collection
+# The backup role's scenario, then the example role's full `molecule test` in a QEMU VM booted by the
+# collection's own qemu.vm.molecule_create/destroy (tests/molecule/example).
+molecule: venv collection guest
 	cd roles/backup && PATH=$(VENV_BIN):$$PATH $(VENV_BIN)/molecule test
+	cd tests/molecule/example && PATH=$(VENV_BIN):$$PATH $(COLLECTION_ENV) $(VENV_BIN)/molecule test
 
 # ansible-test needs the collection under ansible_collections/<ns>/<name>/ and
 # its own content root, so sanity runs on a fresh copy of the files git knows

@@ -52,7 +52,9 @@ def test_tarball_holds_the_collection(names):
     for required in ('MANIFEST.json', 'FILES.json', 'README.md', 'LICENSE', 'meta/runtime.yml',
                      'meta/execution-environment.yml', 'requirements.txt', 'bindep.txt',
                      'plugins/modules/qemu_vm_info.py', 'plugins/module_utils/_transport/qmp.py',
-                     'roles/backup/meta/argument_specs.yml', 'changelogs/changelog.yaml'):
+                     'roles/backup/meta/argument_specs.yml', 'changelogs/changelog.yaml',
+                     'playbooks/molecule_create.yml', 'playbooks/molecule_destroy.yml', 'playbooks/molecule/teardown.yml',
+                     'playbooks/molecule/vars.yml', 'docs/docsite/extra-docs.yml', 'docs/docsite/rst/guide_molecule.rst'):
         assert required in names, required
 
 
