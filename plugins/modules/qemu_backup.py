@@ -158,7 +158,7 @@ EXAMPLES = r'''
 - name: Say when a new chain had to be started
   ansible.builtin.debug:
     msg: "new full backup: {{ backup.chain_reset.reason }}"
-  when: backup.chain_reset
+  when: backup.chain_reset is not none
 
 - name: Weekly full backup of the system disk only, chains older than 30 days removed
   qemu.vm.qemu_backup:

@@ -196,12 +196,11 @@ EXAMPLES = r'''
       Managed by Ansible through the QEMU guest agent.
     mode: '0644'
 
-- name: Copy a tarball from the controller into the guest, in 32 MiB chunks
+- name: Copy a tarball from the controller into the guest
   qemu.vm.qemu_guest_file:
     qga: /run/qemu/web1/qga.sock
     src: files/app-1.2.tar.gz
     path: /opt/app-1.2.tar.gz
-    chunk_size: 32M
     owner: app
     group: app
   register: copied

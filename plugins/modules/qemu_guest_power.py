@@ -18,10 +18,10 @@ description:
     confirmed by the agent going silent (and, for a reboot, answering again).
   - A guest that refuses (for example one that cannot suspend to disk without swap) fails the task with
     the agent's own error.
-  - Idempotent where QEMU shows the state with O(qmp) a guest already shut down is unchanged for
+  - "Idempotent where QEMU shows the state with O(qmp): a guest already shut down is unchanged for
     O(state=poweroff), O(state=halt) and O(state=suspended_disk), an already suspended guest for
     O(state=suspended_ram) and O(state=suspended_hybrid), a running guest for O(state=running).
-    O(state=reboot) always reboots.
+    O(state=reboot) always reboots."
 author:
   - qemu.vm maintainers (@qemu-vm)
 options:
