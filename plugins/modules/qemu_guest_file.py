@@ -148,6 +148,10 @@ extends_documentation_fragment:
   - qemu.vm._errors
   - qemu.vm._attributes
 attributes:
+  idempotent:
+    support: full
+    details:
+      - A guest file with the same SHA-256, owner, group and mode is unchanged; O(state=fetched) is unchanged when the local copy has the same SHA-256.
   check_mode:
     support: full
     details:
@@ -167,6 +171,7 @@ requirements:
   - For atomic replacement, O(mode), O(owner), O(group), O(state=absent) and fast checksums, C(guest-exec) enabled
     in the agent and a POSIX guest.
 notes:
+  - Sockets - requires O(qga); O(qmp) is optional, used only to tell a silent agent from a VM that is not running.
   - O(qga) is required; O(qmp) is accepted and ignored.
   - The agent in the guest sets the pace (base64 over a virtio-serial port); under emulation (TCG) it moves only a
     few MB/s. The results RV(duration_ms) and RV(mb_per_s) tell what a transfer achieved.

@@ -54,8 +54,11 @@ options:
     default: present
   devices:
     description:
-      - The block nodes to snapshot, load or delete from, by format node name (the qcow2 node, as in
-        RV(qemu.vm.qemu_vm_info#module:block_nodes[].node_name)), not device ids and not file nodes.
+      - The disks to snapshot, load or delete from, by device id (the C(-device ...,id=) of the disk, as
+        RV(qemu.vm.qemu_vm_info#module:block_nodes[].device) shows it), the same names M(qemu.vm.qemu_backup) and
+        M(qemu.vm.qemu_vm) use. Format node names (the qcow2 node, RV(qemu.vm.qemu_vm_info#module:block_nodes[].node_name))
+        are accepted too; file nodes are not. A name that is one disk's device id and another node's name is refused.
+      - The result (RV(devices), RV(vmstate)) names the disks by their format node names.
       - Default for V(present) and V(restored) is every writable node at the top of a device's chain. If one of
         them cannot hold internal snapshots (a raw image, for example) the task fails naming it, before QEMU is
         asked; list the other nodes here to leave it out of the snapshot deliberately.
@@ -65,7 +68,7 @@ options:
     elements: str
   vmstate:
     description:
-      - The node that stores the RAM state. Must be one of O(devices).
+      - The disk that stores the RAM state, by device id or format node name. Must be one of O(devices).
       - Default for V(present) is the first of O(devices); for V(restored), the node that holds the state of
         that snapshot.
     type: str
@@ -116,9 +119,10 @@ options:
         freeze disabled or failing).
       - V(preferred) takes the snapshot crash-consistent in that case and says so, with RV(quiesced=false),
         RV(quiesce_reason), and a warning. It never falls back silently.
+      - Default V(preferred) with O(state=present) when O(qga) is given, else V(off) (as for
+        M(qemu.vm.qemu_backup)).
     type: str
     choices: ["off", preferred, required]
-    default: "off"
   freeze_timeout:
     description:
       - With O(quiesce), the longest the guest filesystems may stay frozen, in seconds. The snapshot job must
@@ -157,6 +161,10 @@ extends_documentation_fragment:
   - qemu.vm._errors
   - qemu.vm._attributes
 attributes:
+  idempotent:
+    support: partial
+    details:
+      - V(present), V(absent) and V(pruned) are unchanged when there is nothing to do (unless O(force=true)); V(restored) loads the snapshot every time and always reports changed.
   check_mode:
     support: full
     details:
@@ -166,6 +174,7 @@ attributes:
     details:
       - The names of the snapshots on the devices, before and after.
 notes:
+  - Sockets - requires O(qmp) (except O(state=restored) with O(images), which needs no VM); O(qga) is used to quiesce, and by default with O(state=present) (O(quiesce)).
   - O(qmp) is required except with O(images).
   - O(timeout) bounds each wait, including each C(qemu-img) run with O(images), including each snapshot job. A job that outlives it keeps running in QEMU; the
     task fails saying so, and the next task of this collection on that VM waits for it and dismisses it.
@@ -413,7 +422,7 @@ ARGUMENT_SPEC = dict(
     prefix=dict(type='str'),
     keep=dict(type='int'),
     max_age=dict(type='str'),
-    quiesce=dict(type='str', default='off', choices=list(QUIESCE_MODES)),
+    quiesce=dict(type='str', choices=list(QUIESCE_MODES)),
     freeze_timeout=dict(type='float', default=60.0),
     ram=dict(type='bool', default=True),
     images=dict(type='list', elements='path'),

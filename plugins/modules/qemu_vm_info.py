@@ -23,6 +23,8 @@ extends_documentation_fragment:
   - qemu.vm._errors
   - qemu.vm._attributes
   - qemu.vm._attributes.INFO_MODULE
+notes:
+  - Sockets - requires O(qmp); O(qga) is optional (the agent's status).
 seealso:
   - module: qemu.vm.qemu_snapshot
 '''
