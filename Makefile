@@ -196,8 +196,10 @@ TOOLS_ENV := $(COLLECTION_ENV) PATH=$(TOOLS_BIN):$$PATH
 docs-lint: tools collection
 	cd $(COLLECTION_LINK) && $(TOOLS_ENV) $(TOOLS_BIN)/antsibull-docs lint-collection-docs --plugin-docs .
 
-# antsibull-docs renders every plugin and role of the collection into rst; Sphinx builds the
-# site with warnings as errors (docs/site/conf.py); tests/docs checks every plugin has a page.
+# antsibull-docs renders every plugin and role of the collection, and the guides of
+# docs/docsite/ (extra-docs.yml), into rst; Sphinx builds the site with warnings as errors
+# (docs/site/conf.py); tests/docs checks every plugin and guide has a page and no internal link
+# is broken.
 docs: tools collection
 	rm -rf $(DOCS_DIR)
 	mkdir -p $(DOCS_DIR)/rst

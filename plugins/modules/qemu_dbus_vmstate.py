@@ -110,7 +110,7 @@ notes:
     read is skipped by QEMU; the module warns about it."
   - "QEMU shows an unset id-list and an empty one the same way (C(qom-get) returns an empty string); the module takes
     both as no id-list. Do not create the object with an empty C(id-list) by other means: QEMU then saves no helper."
-  - See U(https://www.qemu.org/docs/master/interop/dbus-vmstate.html) and C(docs/dbus-vmstate.md) in the collection.
+  - See U(https://www.qemu.org/docs/master/interop/dbus-vmstate.html) and the collection guide C(docs/docsite/rst/guide_dbus_vmstate.rst).
 seealso:
   - module: qemu.vm.qemu_snapshot
   - name: QEMU D-Bus VMState
