@@ -96,7 +96,7 @@ EXAMPLES = r'''
   qemu.vm.qemu_guest_user:
     qga: /run/qemu/web1/qga.sock
     name: admin
-    password: "{{ admin_password | ansible.builtin.password_hash('sha512') }}"
+    password: "{{ vault_admin_password_hash }}"
     update_password: on_create
 
 - name: Let the guest hash a plain-text password
@@ -153,7 +153,7 @@ ARGUMENT_SPEC = dict(
     name=dict(type='str', required=True, aliases=['user']),
     password=dict(type='str', required=True, no_log=True),
     crypted=dict(type='bool', default=True),
-    update_password=dict(type='str', default='always', choices=['always', 'on_create']),
+    update_password=dict(type='str', default='always', choices=['always', 'on_create'], no_log=False),
 )
 
 

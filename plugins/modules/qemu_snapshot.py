@@ -119,8 +119,10 @@ options:
         freeze disabled or failing).
       - V(preferred) takes the snapshot crash-consistent in that case and says so, with RV(quiesced=false),
         RV(quiesce_reason), and a warning. It never falls back silently.
-      - Default V(preferred) with O(state=present) when O(qga) is given, else V(off) (as for
-        M(qemu.vm.qemu_backup)).
+      - Default V(preferred) for a disk-only snapshot (O(ram=false)) when O(qga) is given, as for
+        M(qemu.vm.qemu_backup), else V(off). A snapshot with RAM state is consistent without freezing (the RAM
+        holds what the guest had not written yet), and one taken quiesced holds the frozen guest - after
+        loading it, thaw the guest with M(qemu.vm.qemu_guest_fsfreeze) O(qemu.vm.qemu_guest_fsfreeze#module:state=thawed).
     type: str
     choices: ["off", preferred, required]
   freeze_timeout:
@@ -226,11 +228,12 @@ EXAMPLES = r'''
     devices: [system, data]
     vmstate: system
 
-- name: Back up with the guest filesystems frozen for the snapshot only
+- name: Back up the disks with the guest filesystems frozen for the snapshot only
   qemu.vm.qemu_snapshot:
     qmp: /run/qemu/web1/qmp.sock
     qga: /run/qemu/web1/qga.sock
     name: "backup-{{ '%Y%m%dT%H%M%SZ' | strftime(utc=true) }}"
+    ram: false
     quiesce: required
     freeze_timeout: 30
 
