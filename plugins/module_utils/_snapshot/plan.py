@@ -143,9 +143,8 @@ def choose_devices(view: SnapshotView, devices: list | None, purpose: str) -> li
         for name in devices:
             node = view.by_name.get(name)
             if node is None:
-                raise ParameterError('devices', 'devices: the VM has no disk with device id or node name {0!r}; its '
-                                                'disks are: {1} (see qemu.vm.qemu_vm_info)'.format(
-                                                    name, describe_disks(view.nodes)))
+                raise ParameterError('devices', f'devices: the VM has no disk with device id or node name {name!r}; its '
+                                                f'disks are: {describe_disks(view.nodes)} (see qemu.vm.qemu_vm_info)')
             if purpose == 'list':
                 continue
             if node['read_only']:
