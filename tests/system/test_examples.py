@@ -21,6 +21,7 @@ guest, with only these substitutions, made on the parsed YAML:
 
 The guest is prepared the way the examples assume (users ``admin`` and ``app``, ``/srv/app``,
 ``/var/log/app.log``, a ``systemctl`` that answers), and so is the play's directory (``files/``).
+The dbus-vmstate example gets a private bus with a helper (tests/harness/dbus.py).
 Examples that cannot run here are listed in NOT_RUN with the reason; a test fails when an example
 is neither run nor listed. Examples that take a VM's state somewhere (backups keep dirty bitmaps,
 which keep internal snapshots from loading; a power-off) get a VM of their own.
@@ -41,6 +42,7 @@ import pytest
 import yaml
 
 from harness.ansible import BIN, REPO, ansible_env, run_module, run_playbook
+from harness.dbus import Bus
 from harness.guest import VM
 
 APPEND = 'console=ttyS0 panic=-1 qemu_vm.acpid=1'
@@ -62,10 +64,7 @@ echo 'app started' > /var/log/app.log
 '''
 
 #: Examples that are not run here, and why.
-NOT_RUN = {
-    'module:qemu_dbus_vmstate': 'needs a private dbus-daemon with org.qemu.VMState1 helper processes beside the VM; '
-                                'the module is exercised that way by tests/system/test_dbus_vmstate.py',
-}
+NOT_RUN = {}
 
 #: Which VM each example runs on, in the order they run (module scope: one VM per name).
 #: world: guest operations and internal snapshots; backups: external backups (their bitmaps keep
@@ -84,6 +83,7 @@ RUN = [
     ('module:qemu_snapshot_info', 'world'),
     ('module:qemu_guest_time', 'world'),
     ('inventory:qemu', 'world'),
+    ('module:qemu_dbus_vmstate', 'world'),    # last on world: a helper bus beside it (test_dbus_vmstate.py's)
     ('module:qemu_backup', 'backups'),
     ('module:qemu_backup_info', 'backups'),
     ('module:qemu_backup_restore', 'backups'),
@@ -156,7 +156,7 @@ def test_every_example_is_run_or_listed_with_a_reason():
     assert len(run) == len(set(run))
     assert sorted(set(run) | set(NOT_RUN)) == sorted(EXAMPLES), 'an example is neither in RUN nor in NOT_RUN'
     assert not set(run) & set(NOT_RUN)
-    assert all(len(reason) > 20 for reason in NOT_RUN.values())
+    assert all(len(reason) > 20 for reason in NOT_RUN.values())  # a reason, not a word
 
 
 # -- substitutions ----------------------------------------------------------------------------
@@ -351,6 +351,12 @@ def test_example_runs(example_id, vm_name, vms, workdir, guest_images):
         world['paths']['20261201T004512Z'] = first_point(str(workdir / 'backup' / 'web1'))
     if example_id == 'module:qemu_snapshot':
         run_snapshot_examples(world, workdir, guest_images)
+        return
+    if example_id == 'module:qemu_dbus_vmstate':
+        with Bus(workdir / 'bus') as bus:
+            bus.helper('net0', state=b'net state')
+            world['paths']['/run/qemu/web1/helpers.bus'] = bus.socket_path
+            play(example_id, world, workdir, guest_images)
         return
     if example_id == 'module:qemu_guest_power':
         run_power_examples(world, workdir, guest_images)
