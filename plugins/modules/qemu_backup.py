@@ -118,7 +118,8 @@ attributes:
   idempotent:
     support: none
     details:
-      - Every run that is not in check mode writes a new backup point (full or incremental), so it always reports changed.
+      - Every run that is not in check mode writes a new backup point (full or incremental), so it always reports
+        changed.
   check_mode:
     support: full
     details:

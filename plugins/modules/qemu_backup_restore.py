@@ -73,7 +73,8 @@ attributes:
   idempotent:
     support: partial
     details:
-      - An existing O(target) is refused (nothing changes) unless O(force=true); every restore that runs writes O(target) and reports changed.
+      - An existing O(target) is refused (nothing changes) unless O(force=true); every restore that runs writes
+        O(target) and reports changed.
   check_mode:
     support: full
     details:

@@ -151,7 +151,8 @@ attributes:
   idempotent:
     support: full
     details:
-      - A guest file with the same SHA-256, owner, group and mode is unchanged; O(state=fetched) is unchanged when the local copy has the same SHA-256.
+      - A guest file with the same SHA-256, owner, group and mode is unchanged; O(state=fetched) is unchanged when
+        the local copy has the same SHA-256.
   check_mode:
     support: full
     details:

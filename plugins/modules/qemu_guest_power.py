@@ -65,7 +65,8 @@ attributes:
   idempotent:
     support: partial
     details:
-      - With O(qmp), a guest already in the requested state is unchanged; O(state=reboot) always reboots and reports changed.
+      - With O(qmp), a guest already in the requested state is unchanged; O(state=reboot) always reboots and reports
+        changed.
   check_mode:
     support: full
     details:
@@ -75,7 +76,8 @@ attributes:
     details:
       - Shows the state before and after.
 notes:
-  - Sockets - requires O(qga) (except O(state=running), which needs only O(qmp)); O(qmp) confirms the outcome through QEMU and is needed for O(state=running), suspending to RAM and O(force).
+  - Sockets - requires O(qga) (except O(state=running), which needs only O(qmp)); O(qmp) confirms the outcome through
+    QEMU and is needed for O(state=running), suspending to RAM and O(force).
   - O(timeout) bounds each wait separately the agent handshake, the transition, the agent coming back
     after a reboot or wake-up, and each O(force) step.
   - Without O(qmp), a guest whose agent stops answering for 3 seconds is taken as gone; give O(qmp)

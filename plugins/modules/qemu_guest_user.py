@@ -67,7 +67,8 @@ attributes:
   idempotent:
     support: partial
     details:
-      - Unchanged when the guest's C(/etc/shadow) already holds the password; a plain-text password whose hash cannot be compared in time is set again (changed).
+      - Unchanged when the guest's C(/etc/shadow) already holds the password; a plain-text password whose hash cannot
+        be compared in time is set again (changed).
   check_mode:
     support: full
   diff_mode:

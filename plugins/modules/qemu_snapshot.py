@@ -166,7 +166,8 @@ attributes:
   idempotent:
     support: partial
     details:
-      - V(present), V(absent) and V(pruned) are unchanged when there is nothing to do (unless O(force=true)); V(restored) loads the snapshot every time and always reports changed.
+      - V(present), V(absent) and V(pruned) are unchanged when there is nothing to do (unless O(force=true));
+        V(restored) loads the snapshot every time and always reports changed.
   check_mode:
     support: full
     details:
@@ -176,7 +177,8 @@ attributes:
     details:
       - The names of the snapshots on the devices, before and after.
 notes:
-  - Sockets - requires O(qmp) (except O(state=restored) with O(images), which needs no VM); O(qga) is used to quiesce, and by default with O(state=present) (O(quiesce)).
+  - Sockets - requires O(qmp) (except O(state=restored) with O(images), which needs no VM); O(qga) is used to
+    quiesce, by default for a disk-only snapshot (O(quiesce)).
   - O(qmp) is required except with O(images).
   - O(timeout) bounds each wait, including each C(qemu-img) run with O(images), including each snapshot job. A job that outlives it keeps running in QEMU; the
     task fails saying so, and the next task of this collection on that VM waits for it and dismisses it.

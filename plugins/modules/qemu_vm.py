@@ -219,7 +219,8 @@ attributes:
   idempotent:
     support: full
     details:
-      - A running VM whose definition matches is unchanged; one that differs reports changed and RV(restart_required) until it is restarted.
+      - A running VM whose definition matches is unchanged; one that differs reports changed and RV(restart_required)
+        until it is restarted.
   check_mode:
     support: full
     details:
