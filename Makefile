@@ -62,7 +62,7 @@ help:
 	@echo "make ruff        ruff (pyupgrade rules for Python 3.8, ruff.toml) on every Python file"
 	@echo "make docs-lint   antsibull-docs lint-collection-docs --plugin-docs"
 	@echo "make docs        HTML docs site (antsibull-docs + Sphinx) in build/docs/html, checked"
-	@echo "make artifact    ansible-galaxy collection build, install, run a module on a real VM"
+	@echo "make artifact    ansible-galaxy collection build, galaxy-importer, install, run a module on a VM"
 	@echo "make ee          ansible-builder create: the execution environment context (after artifact)"
 	@echo "make changelog   antsibull-changelog lint, and a dry run of the release on a copy"
 	@echo "make bench       benchmarks against baselines (~15 min, not part of make test): bench/results.md"
@@ -196,8 +196,10 @@ TOOLS_ENV := $(COLLECTION_ENV) PATH=$(TOOLS_BIN):$$PATH
 docs-lint: tools collection
 	cd $(COLLECTION_LINK) && $(TOOLS_ENV) $(TOOLS_BIN)/antsibull-docs lint-collection-docs --plugin-docs .
 
-# antsibull-docs renders every plugin and role of the collection into rst; Sphinx builds the
-# site with warnings as errors (docs/site/conf.py); tests/docs checks every plugin has a page.
+# antsibull-docs renders every plugin and role of the collection, and the guides of
+# docs/docsite/ (extra-docs.yml), into rst; Sphinx builds the site with warnings as errors
+# (docs/site/conf.py); tests/docs checks every plugin and guide has a page and no internal link
+# is broken.
 docs: tools collection
 	rm -rf $(DOCS_DIR)
 	mkdir -p $(DOCS_DIR)/rst
@@ -208,14 +210,20 @@ docs: tools collection
 	$(TOOLS_BIN)/python -m pytest -p no:cacheprovider tests/docs
 	@echo "Docs site: $(DOCS_DIR)/html/index.html"
 
-# The Galaxy artifact: built from the repository (galaxy.yml build_ignore), its listing
-# checked, installed with ansible-galaxy into a fresh path, and a module of the installed
-# copy run against a real VM (tests/artifact).
-artifact: venv guest
+# The Galaxy artifact: built from the repository (galaxy.yml build_ignore), checked by
+# galaxy-importer (what Galaxy runs on an upload, offline), its listing checked, installed with
+# ansible-galaxy into a fresh path, and a module of the installed copy run against a real VM
+# (tests/artifact).
+artifact: venv tools guest
 	rm -rf $(ARTIFACT_DIR)
 	mkdir -p $(ARTIFACT_DIR)
 	env -u PYTHONPATH -u ANSIBLE_COLLECTIONS_PATH $(VENV_BIN)/ansible-galaxy collection build \
 		--output-path $(ARTIFACT_DIR) .
+	cd $(ARTIFACT_DIR) && env -u PYTHONPATH -u ANSIBLE_COLLECTIONS_PATH PATH=$(TOOLS_BIN):$$PATH \
+		GALAXY_IMPORTER_CONFIG=$(CURDIR)/tests/artifact/galaxy-importer.cfg \
+		$(TOOLS_BIN)/python -m galaxy_importer.main qemu-vm-*.tar.gz > galaxy-importer.log 2>&1 \
+		|| { cat $(ARTIFACT_DIR)/galaxy-importer.log; exit 1; }
+	@grep -E '^(WARNING|ERROR)' $(ARTIFACT_DIR)/galaxy-importer.log || true
 	# Only the fresh path is configured: a copy elsewhere (molecule and ansible-lint install the
 	# collection under test into ~/.ansible/collections) would make galaxy skip the install.
 	env -u PYTHONPATH ANSIBLE_COLLECTIONS_PATH=$(ARTIFACT_DIR)/collections $(VENV_BIN)/ansible-galaxy \

@@ -119,7 +119,9 @@ options:
     env:
       - name: ANSIBLE_QEMU_HOST_SSH_ARGS
 requirements:
-  - The C(qemu.qmp) Python library where the plugin runs (the controller).
+  - The C(qemu.qmp) Python library, version 0.0.6 exactly (C(qemu.qmp==0.0.6)), in the Python that runs Ansible
+    on the controller (the plugin runs there, not on the hypervisor). The collection overrides private parts of
+    it, so it pins the version it was tested with; another version works with a warning.
 notes:
   - Windows guests are not supported (yet); the plugin runs commands through C(/bin/sh).
   - Command output comes back when the command ends and is capped by the agent (16 MiB per stream on qemu-ga 7.2).
@@ -176,7 +178,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._guest.process import FIRS
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file.files import guest_file_mode
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file.local import fetched_mode
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file.transfer import fetch_file, put_file
-from ansible_collections.qemu.vm.plugins.module_utils._transport.sockets import QMP_IMPORT_ERROR, Deadline, parse_address
+from ansible_collections.qemu.vm.plugins.module_utils._transport.sockets import QMP_IMPORT_ERROR, Deadline, parse_address, qmp_version_warning
 from ansible_collections.qemu.vm.plugins.module_utils._transport.wait import wait_until
 from ansible_collections.qemu.vm.plugins.plugin_utils._errors import connection_error
 from ansible_collections.qemu.vm.plugins.plugin_utils._remote.ssh import RelayConnector, SSHHost
@@ -212,8 +214,10 @@ class Connection(ConnectionBase):
 
     def _connect(self):
         if QMP_IMPORT_ERROR is not None:
-            raise AnsibleError('qemu.vm.qga needs the qemu.qmp Python library on the controller '
-                               f'(pip install qemu.qmp):\n{QMP_IMPORT_ERROR}')
+            raise AnsibleError('qemu.vm.qga needs the qemu.qmp Python library on the controller, in the Python '
+                               f'that runs Ansible (pip install qemu.qmp==0.0.6):\n{QMP_IMPORT_ERROR}')
+        if not self._connected and qmp_version_warning():
+            display.warning('qemu.vm.qga: ' + qmp_version_warning())
         if not self._connected:
             address = self.get_option('qga')
             if not address:

@@ -16,6 +16,10 @@ attributes:
     description: Can run in C(check_mode) and return changed status prediction without modifying the VM.
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in C(check_mode)), when in diff mode.
+  idempotent:
+    description:
+      - When run twice with the same options on an unchanged VM, the second run changes nothing and reports no change.
+      - V(partial) and V(none) say which runs always change something (and report changed).
   action_group:
     description: Use C(group/qemu.vm.qemu) in C(module_defaults) to set defaults for this module.
     support: full
@@ -32,6 +36,10 @@ attributes:
       - This action does not modify state.
   diff_mode:
     support: N/A
+    details:
+      - This action does not modify state.
+  idempotent:
+    support: full
     details:
       - This action does not modify state.
 '''

@@ -43,7 +43,7 @@ options:
 requirements:
   - Python >= 3.8 on the host that runs QEMU (the managed host).
   - The C(qemu.qmp) Python library on that host, version 0.0.6 exactly (C(qemu.qmp==0.0.6)). The collection
-    overrides private parts of it, so it pins the version it was tested with.
+    overrides private parts of it, so it pins the version it was tested with; another version works with a warning.
 notes:
   - The modules run on the host that has the sockets (often the hypervisor, or C(localhost)),
     not inside the guest.

@@ -94,7 +94,9 @@ description:
 author:
   - qemu.vm maintainers (@qemu-vm)
 requirements:
-  - The C(qemu.qmp) Python library on the controller.
+  - The C(qemu.qmp) Python library, version 0.0.6 exactly (C(qemu.qmp==0.0.6)), in the Python that runs Ansible
+    on the controller. The collection overrides private parts of it, so it pins the version it was tested with;
+    another version works with a warning.
 extends_documentation_fragment:
   - constructed
   - inventory_cache
@@ -254,7 +256,7 @@ from ansible_collections.qemu.vm.plugins.plugin_utils._inventory.cmdline import 
 from ansible_collections.qemu.vm.plugins.module_utils._errors import QemuVMError
 from ansible_collections.qemu.vm.plugins.plugin_utils._inventory.discovery import discover
 from ansible_collections.qemu.vm.plugins.plugin_utils._inventory.hypervisors import host_names, parse_hypervisors, scan_all
-from ansible_collections.qemu.vm.plugins.module_utils._transport.sockets import QMP_IMPORT_ERROR
+from ansible_collections.qemu.vm.plugins.module_utils._transport.sockets import QMP_IMPORT_ERROR, qmp_version_warning
 
 display = Display()
 
@@ -339,8 +341,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     def _discover(self):
         if QMP_IMPORT_ERROR is not None:
-            raise AnsibleError('the qemu.vm.qemu inventory needs the qemu.qmp Python library on the controller '
-                               '(pip install qemu.qmp)')
+            raise AnsibleError('the qemu.vm.qemu inventory needs the qemu.qmp Python library on the controller, in '
+                               'the Python that runs Ansible (pip install qemu.qmp==0.0.6)')
+        if qmp_version_warning():
+            display.warning('qemu.vm.qemu: ' + qmp_version_warning())
         timeout = self.get_option('timeout')
         if timeout is None or timeout <= 0:
             raise AnsibleParserError('qemu.vm.qemu: timeout must be a positive number of seconds')

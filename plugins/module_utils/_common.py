@@ -15,10 +15,17 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.qemu.vm.plugins.module_utils._errors import AgentNotRespondingError, ParameterError, QemuTimeoutError, QemuVMError, VMStateError
+from ansible_collections.qemu.vm.plugins.module_utils._errors import (
+    AgentNotRespondingError,
+    ParameterError,
+    QemuTimeoutError,
+    QemuVMError,
+    SocketPermissionError,
+    VMStateError,
+)
 from ansible_collections.qemu.vm.plugins.module_utils._guest.session import AgentSession
 from ansible_collections.qemu.vm.plugins.module_utils._transport.qmp import QMPSession, run_state_of
-from ansible_collections.qemu.vm.plugins.module_utils._transport.sockets import QMP_IMPORT_ERROR, parse_address
+from ansible_collections.qemu.vm.plugins.module_utils._transport.sockets import QMP_IMPORT_ERROR, parse_address, qmp_version_warning
 from ansible_collections.qemu.vm.plugins.module_utils._transport.wait import check_seconds
 
 # Every module of the action group accepts both sockets, so that
@@ -40,6 +47,8 @@ def build_module(argument_spec=None, requires=(), durations=(), **kwargs):
     spec.update(argument_spec or {})
     module = AnsibleModule(argument_spec=spec, **kwargs)
     require_library(module, 'qemu.qmp', QMP_IMPORT_ERROR)
+    if qmp_version_warning():
+        module.warn(qmp_version_warning())
     for name in ('timeout',) + tuple(durations):
         if module.params.get(name) is not None:
             try:
@@ -80,7 +89,10 @@ def run_module(module, run):
         result = run(module)
     except QemuVMError as exc:
         exc = explain_silent_agent(module.params, exc)
-        module.fail_json(msg=str(exc), error_type=type(exc).__name__, **exc.details())
+        msg = str(exc)
+        if isinstance(exc, SocketPermissionError):
+            msg += ' (run the task as a user allowed to use it on the host that has it, for example with become: true)'
+        module.fail_json(msg=msg, error_type=type(exc).__name__, **exc.details())
     module.exit_json(**result)
 
 

@@ -69,7 +69,8 @@ options:
   devices:
     description:
       - The disks to back up, by device id (the C(-device ...,id=) of the disk, else its drive id), as
-        RV(qemu.vm.qemu_vm_info#module:block_nodes[].device) shows them.
+        RV(qemu.vm.qemu_vm_info#module:block_nodes[].device) shows them; the same names
+        O(qemu.vm.qemu_snapshot#module:devices) takes.
       - Default is every writable qcow2 disk; writable disks of other formats are left out with a warning. A named
         disk that is unknown, read-only or not qcow2 fails the task, and so does a disk another backup job is
         copying (never left out).
@@ -114,6 +115,11 @@ extends_documentation_fragment:
   - qemu.vm._errors
   - qemu.vm._attributes
 attributes:
+  idempotent:
+    support: none
+    details:
+      - Every run that is not in check mode writes a new backup point (full or incremental), so it always reports
+        changed.
   check_mode:
     support: full
     details:
@@ -124,6 +130,7 @@ attributes:
     details:
       - The chains in O(dest) with their points, before and after.
 notes:
+  - Sockets - requires O(qmp); O(qga) is used to quiesce (O(quiesce)).
   - O(timeout) bounds each QMP command and the guest agent; O(job_timeout) bounds the copy.
   - Progress of long copies is sampled every 5 seconds into RV(progress) (shown with C(-v)) and logged to the
     managed host's system log while the task runs.
@@ -158,7 +165,7 @@ EXAMPLES = r'''
 - name: Say when a new chain had to be started
   ansible.builtin.debug:
     msg: "new full backup: {{ backup.chain_reset.reason }}"
-  when: backup.chain_reset
+  when: backup.chain_reset is not none
 
 - name: Weekly full backup of the system disk only, chains older than 30 days removed
   qemu.vm.qemu_backup:

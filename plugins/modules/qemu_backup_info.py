@@ -36,6 +36,7 @@ extends_documentation_fragment:
   - qemu.vm._attributes
   - qemu.vm._attributes.INFO_MODULE
 notes:
+  - Sockets - none required (it reads O(dest)); with O(qmp) it also says whether the VM can continue each chain.
   - Without O(qmp), RV(chains[].valid), RV(chains[].problem) and RV(chains[].current) are V(null).
 seealso:
   - module: qemu.vm.qemu_backup

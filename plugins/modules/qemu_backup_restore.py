@@ -70,6 +70,11 @@ extends_documentation_fragment:
   - qemu.vm._errors
   - qemu.vm._attributes
 attributes:
+  idempotent:
+    support: partial
+    details:
+      - An existing O(target) is refused (nothing changes) unless O(force=true); every restore that runs writes
+        O(target) and reports changed.
   check_mode:
     support: full
     details:

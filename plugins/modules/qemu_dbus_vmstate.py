@@ -74,6 +74,10 @@ extends_documentation_fragment:
   - qemu.vm._errors
   - qemu.vm._attributes
 attributes:
+  idempotent:
+    support: full
+    details:
+      - An object whose address and id-list already match is unchanged.
   check_mode:
     support: full
     details:
@@ -84,6 +88,7 @@ requirements:
   - The C(jeepney) Python library on the managed host, for O(state=present) (not needed with O(check_helpers=false)).
   - QEMU built with D-Bus support (the C(dbus-vmstate) object type).
 notes:
+  - Sockets - requires O(qmp); O(qga) is not used.
   - "How a helper must behave. It connects to the bus at O(addr) and requests the bus name C(org.qemu.VMState1)
     B(without) the C(DO_NOT_QUEUE) flag (flags 0 is right): QEMU asks the bus for the queue of owners of that
     name, so every helper but the first is only queued, and a helper that refused to queue is invisible to QEMU."
@@ -105,7 +110,7 @@ notes:
     read is skipped by QEMU; the module warns about it."
   - "QEMU shows an unset id-list and an empty one the same way (C(qom-get) returns an empty string); the module takes
     both as no id-list. Do not create the object with an empty C(id-list) by other means: QEMU then saves no helper."
-  - See U(https://www.qemu.org/docs/master/interop/dbus-vmstate.html) and C(docs/dbus-vmstate.md) in the collection.
+  - See U(https://www.qemu.org/docs/master/interop/dbus-vmstate.html) and the collection guide C(docs/docsite/rst/guide_dbus_vmstate.rst).
 seealso:
   - module: qemu.vm.qemu_snapshot
   - name: QEMU D-Bus VMState

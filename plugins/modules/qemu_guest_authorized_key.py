@@ -51,6 +51,10 @@ extends_documentation_fragment:
   - qemu.vm._errors
   - qemu.vm._attributes
 attributes:
+  idempotent:
+    support: full
+    details:
+      - Keys already present (or absent) leave the file unchanged.
   check_mode:
     support: full
   diff_mode:
@@ -58,6 +62,7 @@ attributes:
     details:
       - Shows the user's key lines before and after.
 notes:
+  - Sockets - requires O(qga); O(qmp) is optional, used only to tell a silent agent from a VM that is not running.
   - Only the O(qga) socket is used; O(qmp) is accepted and ignored.
   - Public keys are not secrets; they appear in the results and the diff.
 seealso:

@@ -74,6 +74,10 @@ extends_documentation_fragment:
   - qemu.vm._errors
   - qemu.vm._attributes
 attributes:
+  idempotent:
+    support: partial
+    details:
+      - A command always reports changed, unless O(creates) or O(removes) skip it (unchanged).
   check_mode:
     support: partial
     details:
@@ -82,6 +86,7 @@ attributes:
   diff_mode:
     support: none
 notes:
+  - Sockets - requires O(qga); O(qmp) is optional, used only to tell a silent agent from a VM that is not running.
   - Only the O(qga) socket is used; O(qmp) is accepted and ignored.
   - O(cmd), O(env), O(chdir), O(creates), O(removes) and the kill on timeout use V(/bin/sh) and POSIX tools in the
     guest; Windows guests are not supported.

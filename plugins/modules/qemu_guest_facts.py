@@ -37,6 +37,7 @@ extends_documentation_fragment:
   - qemu.vm._attributes
   - qemu.vm._attributes.INFO_MODULE
 notes:
+  - Sockets - requires O(qga); O(qmp) is optional, used only to tell a silent agent from a VM that is not running.
   - Only the O(qga) socket is used; O(qmp) is accepted and ignored.
   - Key names follow the guest agent schema, with dashes turned into underscores
     (C(hardware-address) becomes C(hardware_address)).

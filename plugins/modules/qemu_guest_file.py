@@ -148,6 +148,11 @@ extends_documentation_fragment:
   - qemu.vm._errors
   - qemu.vm._attributes
 attributes:
+  idempotent:
+    support: full
+    details:
+      - A guest file with the same SHA-256, owner, group and mode is unchanged; O(state=fetched) is unchanged when
+        the local copy has the same SHA-256.
   check_mode:
     support: full
     details:
@@ -167,6 +172,7 @@ requirements:
   - For atomic replacement, O(mode), O(owner), O(group), O(state=absent) and fast checksums, C(guest-exec) enabled
     in the agent and a POSIX guest.
 notes:
+  - Sockets - requires O(qga); O(qmp) is optional, used only to tell a silent agent from a VM that is not running.
   - O(qga) is required; O(qmp) is accepted and ignored.
   - The agent in the guest sets the pace (base64 over a virtio-serial port); under emulation (TCG) it moves only a
     few MB/s. The results RV(duration_ms) and RV(mb_per_s) tell what a transfer achieved.
@@ -196,12 +202,11 @@ EXAMPLES = r'''
       Managed by Ansible through the QEMU guest agent.
     mode: '0644'
 
-- name: Copy a tarball from the controller into the guest, in 32 MiB chunks
+- name: Copy a tarball from the controller into the guest
   qemu.vm.qemu_guest_file:
     qga: /run/qemu/web1/qga.sock
     src: files/app-1.2.tar.gz
     path: /opt/app-1.2.tar.gz
-    chunk_size: 32M
     owner: app
     group: app
   register: copied

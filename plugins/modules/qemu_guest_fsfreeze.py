@@ -12,8 +12,8 @@ version_added: 0.2.0
 description:
   - Freezes the guest's filesystems (C(guest-fsfreeze-freeze), or C(guest-fsfreeze-freeze-list) for O(mountpoints)),
     so that a disk snapshot taken meanwhile is consistent, or thaws them again (C(guest-fsfreeze-thaw)).
-  - Idempotent through C(guest-fsfreeze-status) an already frozen guest stays unchanged for O(state=frozen),
-    an already thawed one for O(state=thawed).
+  - "Idempotent through C(guest-fsfreeze-status): an already frozen guest stays unchanged for O(state=frozen),
+    an already thawed one for O(state=thawed)."
   - While the guest is frozen its agent refuses almost every other command (file transfer, exec, facts, shutdown);
     the tasks that hit that fail with a message saying the guest is frozen and how to thaw it.
   - O(state=thawed) always works, also on a guest someone else left frozen. It is the recovery step
@@ -45,6 +45,10 @@ extends_documentation_fragment:
   - qemu.vm._errors
   - qemu.vm._attributes
 attributes:
+  idempotent:
+    support: full
+    details:
+      - A guest already in the requested state is unchanged.
   check_mode:
     support: full
   diff_mode:
@@ -52,6 +56,7 @@ attributes:
     details:
       - Shows the freeze status before and after.
 notes:
+  - Sockets - requires O(qga); O(qmp) is optional, used only to tell a silent agent from a VM that is not running.
   - Only the O(qga) socket is used; O(qmp) is accepted and ignored.
   - Never leave a guest frozen longer than needed; its applications block on every write meanwhile.
     Put the thaw in an C(always) section of a C(block).

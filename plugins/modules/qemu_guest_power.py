@@ -18,10 +18,10 @@ description:
     confirmed by the agent going silent (and, for a reboot, answering again).
   - A guest that refuses (for example one that cannot suspend to disk without swap) fails the task with
     the agent's own error.
-  - Idempotent where QEMU shows the state with O(qmp) a guest already shut down is unchanged for
+  - "Idempotent where QEMU shows the state with O(qmp): a guest already shut down is unchanged for
     O(state=poweroff), O(state=halt) and O(state=suspended_disk), an already suspended guest for
     O(state=suspended_ram) and O(state=suspended_hybrid), a running guest for O(state=running).
-    O(state=reboot) always reboots.
+    O(state=reboot) always reboots."
 author:
   - qemu.vm maintainers (@qemu-vm)
 options:
@@ -32,7 +32,7 @@ options:
         it still reports C(running); the module confirms the halt by the agent going silent. A second run
         therefore finds no agent and fails, unless the guest powered off (QEMU run state C(shutdown)).
       - V(reboot) restarts the guest and, with O(wait), waits until its agent answers again.
-      - V(suspended_ram) suspends to RAM (S3). Needs O(qmp) QEMU must report that it can wake the guest
+      - V(suspended_ram) suspends to RAM (S3). Needs O(qmp); QEMU must report that it can wake the guest
         (C(query-current-machine) C(wakeup-suspend-support)) and offer C(system_wakeup), as the agent's
         schema demands; otherwise the task is refused before the guest is touched.
       - V(suspended_disk) hibernates (S4); the guest writes its memory to its swap and powers off.
@@ -62,6 +62,11 @@ extends_documentation_fragment:
   - qemu.vm._errors
   - qemu.vm._attributes
 attributes:
+  idempotent:
+    support: partial
+    details:
+      - With O(qmp), a guest already in the requested state is unchanged; O(state=reboot) always reboots and reports
+        changed.
   check_mode:
     support: full
     details:
@@ -71,6 +76,8 @@ attributes:
     details:
       - Shows the state before and after.
 notes:
+  - Sockets - requires O(qga) (except O(state=running), which needs only O(qmp)); O(qmp) confirms the outcome through
+    QEMU and is needed for O(state=running), suspending to RAM and O(force).
   - O(timeout) bounds each wait separately the agent handshake, the transition, the agent coming back
     after a reboot or wake-up, and each O(force) step.
   - Without O(qmp), a guest whose agent stops answering for 3 seconds is taken as gone; give O(qmp)

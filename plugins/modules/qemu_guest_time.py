@@ -40,6 +40,10 @@ extends_documentation_fragment:
   - qemu.vm._errors
   - qemu.vm._attributes
 attributes:
+  idempotent:
+    support: full
+    details:
+      - A clock within O(max_drift) is unchanged.
   check_mode:
     support: full
   diff_mode:
@@ -47,6 +51,7 @@ attributes:
     details:
       - Shows the guest time before and after.
 notes:
+  - Sockets - requires O(qga); O(qmp) is optional, used only to tell a silent agent from a VM that is not running.
   - Only the O(qga) socket is used; O(qmp) is accepted and ignored.
   - The guest clock's drift is also in the facts of M(qemu.vm.qemu_guest_facts) (C(time.offset_from_host_ms)).
   - A guest that runs NTP may move its clock again afterwards.

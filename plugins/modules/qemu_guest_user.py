@@ -64,6 +64,11 @@ extends_documentation_fragment:
   - qemu.vm._errors
   - qemu.vm._attributes
 attributes:
+  idempotent:
+    support: partial
+    details:
+      - Unchanged when the guest's C(/etc/shadow) already holds the password; a plain-text password whose hash cannot
+        be compared in time is set again (changed).
   check_mode:
     support: full
   diff_mode:
@@ -71,6 +76,7 @@ attributes:
     details:
       - Shows whether the account had a password, never the hashes.
 notes:
+  - Sockets - requires O(qga); O(qmp) is optional, used only to tell a silent agent from a VM that is not running.
   - Only the O(qga) socket is used; O(qmp) is accepted and ignored.
   - Needs the agent's C(guest-set-user-password) (qemu-ga 2.3 or later; Linux and Windows guests). Reading
     C(/etc/shadow) needs the agent's file commands (C(guest-file-open), C(guest-file-read), C(guest-file-close)),
@@ -91,7 +97,7 @@ EXAMPLES = r'''
   qemu.vm.qemu_guest_user:
     qga: /run/qemu/web1/qga.sock
     name: admin
-    password: "{{ admin_password | ansible.builtin.password_hash('sha512') }}"
+    password: "{{ vault_admin_password_hash }}"
     update_password: on_create
 
 - name: Let the guest hash a plain-text password
@@ -148,7 +154,7 @@ ARGUMENT_SPEC = dict(
     name=dict(type='str', required=True, aliases=['user']),
     password=dict(type='str', required=True, no_log=True),
     crypted=dict(type='bool', default=True),
-    update_password=dict(type='str', default='always', choices=['always', 'on_create']),
+    update_password=dict(type='str', default='always', choices=['always', 'on_create'], no_log=False),
 )
 
 

@@ -54,8 +54,11 @@ options:
     default: present
   devices:
     description:
-      - The block nodes to snapshot, load or delete from, by format node name (the qcow2 node, as in
-        RV(qemu.vm.qemu_vm_info#module:block_nodes[].node_name)), not device ids and not file nodes.
+      - The disks to snapshot, load or delete from, by device id (the C(-device ...,id=) of the disk, as
+        RV(qemu.vm.qemu_vm_info#module:block_nodes[].device) shows it), the same names M(qemu.vm.qemu_backup) and
+        M(qemu.vm.qemu_vm) use. Format node names (the qcow2 node, RV(qemu.vm.qemu_vm_info#module:block_nodes[].node_name))
+        are accepted too; file nodes are not. A name that is one disk's device id and another node's name is refused.
+      - The result (RV(devices), RV(vmstate)) names the disks by their format node names.
       - Default for V(present) and V(restored) is every writable node at the top of a device's chain. If one of
         them cannot hold internal snapshots (a raw image, for example) the task fails naming it, before QEMU is
         asked; list the other nodes here to leave it out of the snapshot deliberately.
@@ -65,7 +68,7 @@ options:
     elements: str
   vmstate:
     description:
-      - The node that stores the RAM state. Must be one of O(devices).
+      - The disk that stores the RAM state, by device id or format node name. Must be one of O(devices).
       - Default for V(present) is the first of O(devices); for V(restored), the node that holds the state of
         that snapshot.
     type: str
@@ -116,9 +119,12 @@ options:
         freeze disabled or failing).
       - V(preferred) takes the snapshot crash-consistent in that case and says so, with RV(quiesced=false),
         RV(quiesce_reason), and a warning. It never falls back silently.
+      - Default V(preferred) for a disk-only snapshot (O(ram=false)) when O(qga) is given, as for
+        M(qemu.vm.qemu_backup), else V(off). A snapshot with RAM state is consistent without freezing (the RAM
+        holds what the guest had not written yet), and one taken quiesced holds the frozen guest - after
+        loading it, thaw the guest with M(qemu.vm.qemu_guest_fsfreeze) O(qemu.vm.qemu_guest_fsfreeze#module:state=thawed).
     type: str
     choices: ["off", preferred, required]
-    default: "off"
   freeze_timeout:
     description:
       - With O(quiesce), the longest the guest filesystems may stay frozen, in seconds. The snapshot job must
@@ -157,6 +163,11 @@ extends_documentation_fragment:
   - qemu.vm._errors
   - qemu.vm._attributes
 attributes:
+  idempotent:
+    support: partial
+    details:
+      - V(present), V(absent) and V(pruned) are unchanged when there is nothing to do (unless O(force=true));
+        V(restored) loads the snapshot every time and always reports changed.
   check_mode:
     support: full
     details:
@@ -166,6 +177,8 @@ attributes:
     details:
       - The names of the snapshots on the devices, before and after.
 notes:
+  - Sockets - requires O(qmp) (except O(state=restored) with O(images), which needs no VM); O(qga) is used to
+    quiesce, by default for a disk-only snapshot (O(quiesce)).
   - O(qmp) is required except with O(images).
   - O(timeout) bounds each wait, including each C(qemu-img) run with O(images), including each snapshot job. A job that outlives it keeps running in QEMU; the
     task fails saying so, and the next task of this collection on that VM waits for it and dismisses it.
@@ -217,11 +230,12 @@ EXAMPLES = r'''
     devices: [system, data]
     vmstate: system
 
-- name: Back up with the guest filesystems frozen for the snapshot only
+- name: Back up the disks with the guest filesystems frozen for the snapshot only
   qemu.vm.qemu_snapshot:
     qmp: /run/qemu/web1/qmp.sock
     qga: /run/qemu/web1/qga.sock
     name: "backup-{{ '%Y%m%dT%H%M%SZ' | strftime(utc=true) }}"
+    ram: false
     quiesce: required
     freeze_timeout: 30
 
@@ -413,7 +427,7 @@ ARGUMENT_SPEC = dict(
     prefix=dict(type='str'),
     keep=dict(type='int'),
     max_age=dict(type='str'),
-    quiesce=dict(type='str', default='off', choices=list(QUIESCE_MODES)),
+    quiesce=dict(type='str', choices=list(QUIESCE_MODES)),
     freeze_timeout=dict(type='float', default=60.0),
     ram=dict(type='bool', default=True),
     images=dict(type='list', elements='path'),

@@ -27,7 +27,9 @@ options:
     type: str
   devices:
     description:
-      - The block nodes to look at, by format node name. Default is every writable node at the top of a device's
+      - The disks to look at, by device id or format node name, as O(qemu.vm.qemu_snapshot#module:devices). The result
+        names them by their format node names.
+      - Default is every writable node at the top of a device's
         chain that can hold internal snapshots (qcow2), the same set O(qemu.vm.qemu_snapshot#module:state=present)
         snapshots by default.
     type: list
@@ -37,6 +39,8 @@ extends_documentation_fragment:
   - qemu.vm._errors
   - qemu.vm._attributes
   - qemu.vm._attributes.INFO_MODULE
+notes:
+  - Sockets - requires O(qmp); O(qga) is not used.
 seealso:
   - module: qemu.vm.qemu_snapshot
 '''

@@ -216,6 +216,11 @@ extends_documentation_fragment:
   - qemu.vm._attributes
   - qemu.vm._errors
 attributes:
+  idempotent:
+    support: full
+    details:
+      - A running VM whose definition matches is unchanged; one that differs reports changed and RV(restart_required)
+        until it is restarted.
   check_mode:
     support: full
     details:
@@ -225,6 +230,7 @@ attributes:
     details:
       - The state before and after, and the definition's values that change.
 notes:
+  - Sockets - none; it starts QEMU with its own sockets and returns them (RV(qmp), RV(monitor), RV(qga)).
   - O(qmp) and O(qga) are not used; the module makes the VM's sockets itself and returns them.
   - Nested KVM that cannot boot guests is not detected by O(accel=auto) (the probe only creates a VM); use O(accel=tcg).
   - O(timeout) bounds the lock wait, each QMP command, QEMU's start and each C(qemu-img) call.

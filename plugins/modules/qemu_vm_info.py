@@ -10,9 +10,9 @@ module: qemu_vm_info
 short_description: Read a QEMU VM's version, run state, block nodes and guest agent status
 version_added: 0.2.0
 description:
-  - Connects to the VM's QMP monitor socket and reports what a task needs to know before touching the VM
-    the QEMU version, the run state, the VM name and UUID, and its block nodes with the node names that
-    snapshots need.
+  - "Connects to the VM's QMP monitor socket and reports what a task needs to know before touching the VM:
+    the QEMU version, the run state, the VM name and UUID, and its block nodes with the device ids and node
+    names that backups and snapshots address disks by."
   - When O(qga) is given, also reports whether the guest agent answers, its version and which commands it enables.
     An agent that does not answer is reported (RV(agent.available=false)), not a failure.
 author:
@@ -23,6 +23,8 @@ extends_documentation_fragment:
   - qemu.vm._errors
   - qemu.vm._attributes
   - qemu.vm._attributes.INFO_MODULE
+notes:
+  - Sockets - requires O(qmp); O(qga) is optional (the agent's status).
 seealso:
   - module: qemu.vm.qemu_snapshot
 '''

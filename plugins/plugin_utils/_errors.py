@@ -26,6 +26,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._errors import (
     ConnectionLostError,
     GuestFrozenError,
     SocketError,
+    SocketPermissionError,
 )
 from ansible_collections.qemu.vm.plugins.module_utils._guest.errors import ProgramNotFoundError
 from ansible_collections.qemu.vm.plugins.module_utils._guest_file.errors import GuestFileMissingError, LocalFileError
@@ -47,6 +48,9 @@ def connection_error(plugin, exc, missing_file=False):
         return AnsibleFileNotFound(message)
     if isinstance(exc, ProgramNotFoundError):
         return AnsibleConnectionFailure(f'{message} (is this a POSIX guest with /bin/sh?)')
+    if isinstance(exc, SocketPermissionError):
+        return AnsibleConnectionFailure(f'{message} (the plugin runs on the controller as the user running Ansible; '
+                                        'become acts inside the guest and does not help here)')
     if isinstance(exc, UNREACHABLE):
         return AnsibleConnectionFailure(message)
     return AnsibleError(message)

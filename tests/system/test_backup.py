@@ -252,3 +252,33 @@ def test_backup_role_disk_snapshot_and_external_methods_then_restore_playbook(vm
     info = json.loads(subprocess.run(['qemu-img', 'info', '--output=json', target], check=True,
                                      stdout=subprocess.PIPE).stdout)
     assert info['format'] == 'qcow2' and 'backing-filename' not in info
+
+
+def test_backup_role_checks_each_input_with_its_own_message(tmp_path):
+    playbook = os.path.join(REPO, 'playbooks', 'backup.yml')
+    no_vm = run_playbook(playbook, {'backup_method': 'external', 'backup_dest': str(tmp_path)})
+    assert no_vm.returncode != 0 and 'give backup_vms' in no_vm.stdout, no_vm.stdout
+    one = {'backup_qmp': str(tmp_path / 'missing.sock')}
+    no_prefix = run_playbook(playbook, dict(one, backup_prefix=''))
+    assert no_prefix.returncode != 0, no_prefix.stdout
+    assert 'backup_prefix must not be empty with backup_method=snapshot' in no_prefix.stdout
+    assert 'backup_dest' not in no_prefix.stdout
+    no_dest = run_playbook(playbook, dict(one, backup_method='external'))
+    assert no_dest.returncode != 0 and 'needs an absolute backup_dest' in no_dest.stdout, no_dest.stdout
+    assert 'backup_prefix' not in no_dest.stdout
+
+
+def test_backup_role_external_needs_no_prefix_and_passes_job_timeout(vm, tmp_path):
+    playbook = os.path.join(REPO, 'playbooks', 'backup.yml')
+    extra = {'backup_qmp': vm.qmp_path, 'backup_qga': vm.qga_path, 'backup_name': 'one', 'backup_prefix': '',
+             'backup_method': 'external', 'backup_dest': str(tmp_path), 'backup_timeout': 30}
+    # a job_timeout qemu_backup refuses shows that the role hands backup_job_timeout to it
+    refused = run_playbook(playbook, dict(extra, backup_job_timeout=0))
+    assert refused.returncode != 0 and 'Backups failed for: one' in refused.stdout, refused.stdout
+    assert 'job_timeout must be a finite number of seconds' in refused.stdout
+    assert "'task': 'Write an external backup point" in refused.stdout
+    assert not os.listdir(str(tmp_path / 'one'))
+    done = run_playbook(playbook, dict(extra, backup_job_timeout=600))
+    assert done.returncode == 0, done.stdout
+    assert len(os.listdir(str(tmp_path / 'one'))) == 1
+    assert freeze_status(vm) == 'thawed'

@@ -192,6 +192,21 @@ def test_present_four_steps_on_two_qcow2_disks(vm2):
     assert our_jobs(vm2) == []
 
 
+def test_devices_by_device_id_as_for_backups(vm2):
+    # disk0 is the device vda, disk1 is vdb: the ids qemu_backup and qemu_vm name disks by
+    name = 'by device id'
+    saved = snapshot(vm2, name=name, devices=['vdb'], vmstate='vdb')
+    assert saved.changed and not saved.failed, saved['output']
+    assert saved['devices'] == ['disk1'] and saved['vmstate'] == 'disk1'
+    state = snapshots(vm2)
+    assert state['disk1'][name] > 0 and name not in state['disk0']
+    info = snapshot_info(vm2, devices=['vdb'], name=name)
+    assert info['devices'] == ['disk1'] and [s['name'] for s in info['snapshots']] == [name], info['output']
+    assert snapshot(vm2, name=name, devices=['disk1']).changed is False  # node names still work
+    deleted = snapshot(vm2, name=name, devices=['vdb'], state='absent')
+    assert deleted.changed and name not in snapshots(vm2)['disk1']
+
+
 def test_absent_four_steps(vm2):
     name = 'to be deleted'
     assert snapshot(vm2, name=name).changed
@@ -316,7 +331,7 @@ def test_timeout_while_the_job_runs_is_clear_and_the_job_is_dismissed_later(vm2)
 @pytest.mark.parametrize('args, words, error_type', [
     ({'name': ''}, 'name must be a non-empty snapshot name', 'ParameterError'),
     ({'name': '\u00e9' * 128}, 'name is 256 bytes long', 'ParameterError'),
-    ({'name': 'x', 'devices': ['nope']}, "no block node named 'nope'", 'ParameterError'),
+    ({'name': 'x', 'devices': ['nope']}, "no disk with device id or node name 'nope'", 'ParameterError'),
     ({'name': 'x', 'devices': ['disk0-file']}, "did you mean its format node 'disk0'", 'ParameterError'),
     ({'name': 'x', 'devices': ['disk0'], 'vmstate': 'disk1'}, "vmstate: node 'disk1' must be one of", 'ParameterError'),
     ({'name': 'never saved', 'state': 'restored'}, "snapshot 'never saved' does not exist", 'VMStateError'),

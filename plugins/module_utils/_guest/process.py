@@ -36,8 +36,8 @@ from ansible_collections.qemu.vm.plugins.module_utils._transport.wait import Dea
 
 EXEC_COMMANDS = ('guest-exec', 'guest-exec-status')
 #: How the agent's configuration turns commands off; named in every "blocked" error.
-BLOCKED_HINT = ('turn it on in the agent configuration: qemu-ga --allow-rpcs / --block-rpcs '
-                '(allow-rpcs= / block-rpcs= in /etc/qemu/qemu-ga.conf; BLOCK_RPCS or BLACKLIST_RPC '
+BLOCKED_HINT = ('turn it on in the agent configuration: qemu-ga --block-rpcs, or --allow-rpcs on qemu-ga 8.0 '
+                'and later (block-rpcs= / allow-rpcs= in /etc/qemu/qemu-ga.conf; BLACKLIST_RPC or QEMU_GA_ARGS '
                 'in /etc/sysconfig/qemu-ga on RHEL-family guests, which block it by default)')
 #: Seconds given to the kill and to collecting the killed program's status.
 KILL_GRACE = 10.0

@@ -121,9 +121,9 @@ class GuestFileSystem:
                     raise CommandDisabledError(
                         name, error.error_class, error.desc,
                         message='the guest agent has its file commands blocked ({0} disabled): they are turned off '
-                                'in the agent configuration (qemu-ga --block-rpcs/--allow-rpcs; RHEL-family guests '
-                                'block guest-file-* by default, see BLOCK_RPCS/BLACKLIST_RPC in '
-                                '/etc/sysconfig/qemu-ga or allow-rpcs in /etc/qemu/qemu-ga.conf)'.format(
+                                'in the agent configuration (qemu-ga --block-rpcs, or --allow-rpcs on qemu-ga 8.0 and later; '
+                                'RHEL-family guests block guest-file-* by default through BLACKLIST_RPC or '
+                                'QEMU_GA_ARGS in /etc/sysconfig/qemu-ga)'.format(
                                     ', '.join(blocked or [name])))
             raise error
 

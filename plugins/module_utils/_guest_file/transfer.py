@@ -65,9 +65,9 @@ MAX_WRITE_CHUNK = MAX_FILE_CHUNK - 4096
 UNSIZED_LIMIT = MIB
 FILE_COMMANDS = ('guest-file-open', 'guest-file-read', 'guest-file-write', 'guest-file-close')
 READ_COMMANDS = ('guest-file-open', 'guest-file-seek', 'guest-file-read', 'guest-file-close')
-BLOCKED_HINT = ('turn them on in the agent configuration: qemu-ga --allow-rpcs / --block-rpcs '
-                '(allow-rpcs= / block-rpcs= in /etc/qemu/qemu-ga.conf; RHEL-family guests block guest-file-* '
-                'by default through BLOCK_RPCS/BLACKLIST_RPC in /etc/sysconfig/qemu-ga)')
+BLOCKED_HINT = ('turn them on in the agent configuration: qemu-ga --block-rpcs, or --allow-rpcs on qemu-ga 8.0 '
+                'and later (block-rpcs= / allow-rpcs= in /etc/qemu/qemu-ga.conf; RHEL-family guests block '
+                'guest-file-* by default through BLACKLIST_RPC or QEMU_GA_ARGS in /etc/sysconfig/qemu-ga)')
 
 
 def explain_text(path, what, text, command=None):

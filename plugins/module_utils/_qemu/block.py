@@ -53,3 +53,19 @@ def describe_nodes(devices: list, named_nodes: list) -> list:
     order = list(attached)
     nodes.sort(key=lambda n: (order.index(n['node_name']) if n['top'] else len(order)))
     return nodes
+
+
+def nodes_named(nodes: list, name: str) -> list:
+    """The nodes a user's disk name can mean, each once: the top node of the device with
+    that id (the -device ...,id=, what backups and qemu_vm call a disk), and the node with
+    that node name (how snapshots named disks first)."""
+    found = [n for n in nodes if n['top'] and n['device'] == name]
+    found += [n for n in nodes if n['node_name'] == name and n not in found]
+    return found
+
+
+def describe_disks(nodes: list) -> str:
+    """The VM's disks as a user can name them, for error messages: 'vda (node disk0), ...'."""
+    named = ['{0} (node {1})'.format(n['device'], n['node_name']) if n['device'] and n['device'] != n['node_name']
+             else n['node_name'] for n in nodes if n['top'] and n['node_name']]
+    return ', '.join(named) or 'none'

@@ -34,7 +34,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._errors import (
     VMStateError,
 )
 from ansible_collections.qemu.vm.plugins.module_utils._transport.qmp import JOB_ID_PREFIX, stopped_ms
-from ansible_collections.qemu.vm.plugins.module_utils._snapshot.plan import choose_devices
+from ansible_collections.qemu.vm.plugins.module_utils._snapshot.plan import choose_devices, resolve_disk, resolve_disks
 from ansible_collections.qemu.vm.plugins.module_utils._transport.wait import Deadline
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -85,6 +85,7 @@ def require_job_selection(qmp: QMPSession, view: SnapshotView, devices: list | N
     omitted) they cannot honour, before touching the VM."""
     if uses_jobs(qmp) or (devices is None and vmstate is None):
         return
+    devices, vmstate = resolve_disks(view, devices), resolve_disk(view, vmstate)
     everything = choose_devices(view, None, 'write')
     if (devices is not None and sorted(devices) != sorted(everything)) or \
             (vmstate is not None and vmstate != everything[0]):

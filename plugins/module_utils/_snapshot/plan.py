@@ -22,6 +22,7 @@ import time
 from typing import TYPE_CHECKING, NamedTuple
 
 from ansible_collections.qemu.vm.plugins.module_utils._errors import ParameterError, VMStateError
+from ansible_collections.qemu.vm.plugins.module_utils._qemu.block import describe_disks, nodes_named
 from ansible_collections.qemu.vm.plugins.module_utils._util.params import check_devices, parse_age
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -103,6 +104,31 @@ def check_run_state(status: str, action: str) -> None:
                            'a migration'.format(status, _STATE_HINTS.get(status, '')))
 
 
+def resolve_disk(view: SnapshotView, name: str | None, option: str = 'vmstate') -> str | None:
+    """The node name a disk name means: a device id (as qemu_backup and qemu_vm name disks) or a
+    node name. A name that is neither is returned as given (the caller reports it)."""
+    if name is None:
+        return None
+    found = nodes_named(view.nodes, name)
+    if len(found) > 1:
+        raise ParameterError(option, '{0}: {1!r} is the device id of node {2!r} and the name of another node {3!r}; '
+                                     'name the node you mean by its node name'.format(
+                                         option, name, found[0]['node_name'], found[1]['node_name']))
+    return found[0]['node_name'] if found else name
+
+
+def resolve_disks(view: SnapshotView, devices: list | None, option: str = 'devices') -> list | None:
+    """resolve_disk() of each name, duplicates dropped, order kept."""
+    if devices is None:
+        return None
+    result = []
+    for name in devices:
+        node = resolve_disk(view, name, option)
+        if node not in result:
+            result.append(node)
+    return result
+
+
 def choose_devices(view: SnapshotView, devices: list | None, purpose: str) -> list:
     """The nodes to act on: `devices` validated against the VM, or the default.
 
@@ -113,13 +139,12 @@ def choose_devices(view: SnapshotView, devices: list | None, purpose: str) -> li
     accepts read-only nodes given explicitly.
     """
     if devices is not None:
+        devices = resolve_disks(view, devices)
         for name in devices:
             node = view.by_name.get(name)
             if node is None:
-                known = [n['node_name'] for n in view.nodes if n['node_name']]
-                raise ParameterError('devices', 'devices: the VM has no block node named {0!r}; its nodes are: '
-                                                '{1} (use format node names, see qemu.vm.qemu_vm_info)'.format(
-                                                    name, ', '.join(known) or 'none'))
+                raise ParameterError('devices', f'devices: the VM has no disk with device id or node name {name!r}; its '
+                                                f'disks are: {describe_disks(view.nodes)} (see qemu.vm.qemu_vm_info)')
             if purpose == 'list':
                 continue
             if node['read_only']:
@@ -186,7 +211,7 @@ class Plan:
 def plan_present(view: SnapshotView, tag: str, devices: list | None, vmstate: str | None, force: bool,
                  ram: bool = True) -> Plan:
     devices = choose_devices(view, devices, 'write')
-    vmstate = choose_vmstate(vmstate, devices) if ram else None
+    vmstate = choose_vmstate(resolve_disk(view, vmstate), devices) if ram else None
     holders = view.holders(tag, devices)
     if not holders:
         return Plan('save', devices, vmstate)
@@ -211,6 +236,7 @@ def plan_absent(view: SnapshotView, tag: str, devices: list | None) -> Plan:
 
 def plan_restored(view: SnapshotView, tag: str, devices: list | None, vmstate: str | None) -> Plan:
     devices = choose_devices(view, devices, 'write')
+    vmstate = resolve_disk(view, vmstate)
     holders = view.holders(tag, devices)
     if not holders:
         known = view.names(devices)
@@ -259,6 +285,17 @@ def plan_pruned(view: SnapshotView, prefix: str, keep: int | None, max_age: int 
 
 # -- the request, the decision and its check --------------------------------------------
 
+def default_quiesce(params: dict) -> str:
+    """quiesce as given, else as for qemu_backup for a disk-only snapshot: preferred when qga is given.
+
+    A snapshot with RAM state is consistent without freezing, and one taken frozen loads frozen,
+    so it is not quiesced unless asked."""
+    if params.get('quiesce') is not None:
+        return params['quiesce']
+    disk_only = params.get('state', 'present') == 'present' and params.get('ram') is False
+    return 'preferred' if params.get('qga') and disk_only else 'off'
+
+
 class SnapshotRequest(NamedTuple):
     """qemu_snapshot's parameters, checked without the VM."""
 
@@ -304,8 +341,8 @@ def parse_request(params: dict) -> SnapshotRequest:
         if state in ('absent', 'pruned'):
             raise ParameterError('vmstate', 'vmstate is only used with state=present or state=restored')
         if not vmstate:
-            raise ParameterError('vmstate', 'vmstate must be a node name; omit it for the default')
-    quiesce = params.get('quiesce') or 'off'
+            raise ParameterError('vmstate', 'vmstate must be a device id or node name; omit it for the default')
+    quiesce = default_quiesce(params)
     if quiesce != 'off':
         if state != 'present':
             raise ParameterError('quiesce', 'quiesce is only used with state=present')

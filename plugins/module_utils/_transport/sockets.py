@@ -45,6 +45,28 @@ except ImportError:
     qmp_lib = None
     QMP_IMPORT_ERROR = traceback.format_exc()
 
+#: The qemu.qmp version the collection was tested with (requirements.txt pins it; a unit test
+#: keeps the two equal). _Client overrides private parts of qemu.qmp.
+QMP_TESTED_VERSION = '0.0.6'
+
+
+def qmp_version_warning(installed=None):
+    """A warning when the installed qemu.qmp is not the tested version, else None."""
+    if installed is None:
+        try:
+            from importlib.metadata import PackageNotFoundError, version
+        except ImportError:  # pragma: no cover (Python < 3.8)
+            return None
+        try:
+            installed = version('qemu.qmp')
+        except PackageNotFoundError:
+            return None
+    if installed == QMP_TESTED_VERSION:
+        return None
+    return (f'qemu.qmp {installed} is installed, but the qemu.vm collection was tested with qemu.qmp '
+            f'{QMP_TESTED_VERSION} only and overrides private parts of it: install qemu.qmp=={QMP_TESTED_VERSION}')
+
+
 # QEMU can write events to a new QMP connection ahead of its greeting (seen in CI: a
 # JOB_STATUS_CHANGE first), most likely because the monitor still counts as negotiated
 # from its previous client until the greeting resets it. Skip a bounded number of
@@ -155,7 +177,7 @@ def _connect_unix(address, shown, deadline):
         if isinstance(exc, OSError) and exc.errno == errno.EAGAIN:
             return None  # before the PermissionError check: BlockingIOError is an OSError too
         if isinstance(exc, PermissionError):
-            raise SocketPermissionError(shown, 'permission denied: run as a user allowed to use this socket (become: true?)')
+            raise SocketPermissionError(shown, 'permission denied: the user this runs as may not use this socket')
         if isinstance(exc, ConnectionRefusedError):
             raise SocketRefusedError(shown, 'connection refused: the socket file is stale, QEMU is not running')
         if isinstance(exc, FileNotFoundError):
@@ -205,7 +227,7 @@ def classify_command_error(command, error_class, desc):
         return CommandDisabledError(
             command, error_class, desc,
             message=f'{command} is disabled in the guest agent ({desc}): it is blocked by the agent '
-                    'configuration (qemu-ga --block-rpcs / allow-rpcs)')
+                    'configuration (qemu-ga --block-rpcs, or --allow-rpcs on qemu-ga 8.0 and later)')
     if error_class == 'CommandNotFound':
         return CommandNotFoundError(command, error_class, desc)
     return CommandError(command, error_class, desc)

@@ -35,16 +35,16 @@ def parse_age(text: str | None, option: str = 'max_age') -> int:
 
 
 def check_devices(devices: list | None, option: str = 'devices') -> list | None:
-    """Node names as given: non-empty, no duplicates kept, order preserved."""
+    """Disk names (device ids or node names) as given: non-empty, no duplicates kept, order preserved."""
     if devices is None:
         return None
     result = []
     for name in devices:
         if not name:
-            raise ParameterError(option, f'{option} must not contain empty node names')
+            raise ParameterError(option, f'{option} must not contain empty names')
         if name not in result:
             result.append(name)
     if not result:
         raise ParameterError(
-            option, f'{option} must name at least one node; omit it to use every writable disk')
+            option, f'{option} must name at least one disk; omit it to use every writable disk')
     return result

@@ -20,6 +20,7 @@ from ansible_collections.qemu.vm.plugins.module_utils._errors import (
     QemuTimeoutError,
     SocketBusyError,
     SocketMissingError,
+    SocketPermissionError,
     VMStateError,
 )
 from ansible_collections.qemu.vm.plugins.module_utils._guest.errors import ExecTimeoutError, ProgramNotFoundError
@@ -70,6 +71,15 @@ def test_no_shell_is_unreachable_and_says_why():
     mapped = connection_error('qemu.vm.qga', ProgramNotFoundError('/bin/sh', 'No such file or directory'))
     assert mapped.__class__ is AnsibleConnectionFailure
     assert mapped.message.endswith('(is this a POSIX guest with /bin/sh?)')
+
+
+def test_a_socket_denied_on_the_controller_does_not_suggest_become():
+    # become acts inside the guest, not on the controller where the plugin opens the socket
+    mapped = connection_error('qemu.vm.qga', SocketPermissionError('/run/q.sock', 'permission denied'))
+    assert mapped.__class__ is AnsibleConnectionFailure
+    assert mapped.message.startswith('qemu.vm.qga: /run/q.sock: permission denied')
+    assert 'become acts inside the guest' in mapped.message
+    assert 'become: true' not in mapped.message
 
 
 def test_a_missing_guest_file_is_not_found_only_when_asked():

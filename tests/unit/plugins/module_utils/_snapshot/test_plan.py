@@ -77,7 +77,7 @@ def test_a_writable_raw_disk_is_named_with_the_way_out():
 
 
 @pytest.mark.parametrize('devices, words', [
-    (['nope'], "no block node named 'nope'"),
+    (['nope'], "no disk with device id or node name 'nope'; its disks are: vd-disk0 (node disk0), vd-cdrom"),
     (['cdrom'], "'cdrom' is read-only"),
     (['disk0-file'], "did you mean its format node 'disk0'"),
     (['scratch'], "'scratch' (driver raw) cannot hold internal snapshots"),
@@ -89,6 +89,25 @@ def test_bad_devices(devices, words):
         snap.choose_devices(view, devices, 'write')
     assert words in str(caught.value)
     assert str(caught.value).startswith('devices: ')
+
+
+def test_devices_are_device_ids_as_for_backups_and_node_names_still_work():
+    view = view_of([node('disk0', device='vda'), node('disk1', device='vdb'), node('disk0-file', 'file', top=False)], {})
+    assert snap.choose_devices(view, ['vdb'], 'write') == ['disk1']
+    assert snap.choose_devices(view, ['vdb', 'disk0'], 'write') == ['disk1', 'disk0']
+    assert snap.choose_devices(view, ['vda', 'disk0'], 'delete') == ['disk0']  # one disk named twice
+    assert snap.choose_devices(view, ['vda'], 'list') == ['disk0']
+    plan = snap.plan_present(view, 'a', ['vda', 'vdb'], 'vdb', False)
+    assert (plan.devices, plan.vmstate) == (['disk0', 'disk1'], 'disk1')
+
+
+def test_a_name_that_is_one_disk_s_id_and_another_s_node_name_is_refused():
+    view = view_of([node('disk0', device='disk1'), node('disk1', device='vdb')], {})
+    with pytest.raises(errors.ParameterError) as caught:
+        snap.choose_devices(view, ['disk1'], 'write')
+    assert str(caught.value) == ("devices: 'disk1' is the device id of node 'disk0' and the name of another node "
+                                 "'disk1'; name the node you mean by its node name")
+    assert caught.value.parameter == 'devices'
 
 
 def test_listing_accepts_read_only_nodes_but_not_unknown_ones():
@@ -270,3 +289,16 @@ def test_loading_a_disk_only_snapshot_names_the_images_and_the_way_out():
         snap.plan_restored(helpers.view(), 's', None, None)
     text = str(caught.value)
     assert 'no RAM state' in text and '/img/disk0.qcow2' in text and '/img/disk1.qcow2' in text and 'images' in text
+
+
+@pytest.mark.parametrize('params, expected', [
+    (dict(state='present', ram=False, qga='/q', quiesce=None), 'preferred'),   # as qemu_backup
+    (dict(state='present', ram=False, qga=None, quiesce=None), 'off'),
+    (dict(state='present', ram=True, qga='/q', quiesce=None), 'off'),   # RAM state: consistent, and loads frozen
+    (dict(state='absent', ram=True, qga='/q', quiesce=None), 'off'),    # quiesce is only for taking one
+    (dict(state='restored', ram=True, qga='/q', quiesce=None), 'off'),
+    (dict(state='present', ram=False, qga='/q', quiesce='off'), 'off'),
+    (dict(state='present', ram=True, qga='/q', quiesce='required'), 'required'),
+])
+def test_quiesce_defaults_like_qemu_backup_for_disk_only_snapshots(params, expected):
+    assert snap.default_quiesce(params) == expected

@@ -28,7 +28,7 @@ from qemu.qmp.protocol import AsyncProtocol
 from qemu.qmp.qmp_client import GreetingError, QMPClient
 
 from ansible_collections.qemu.vm.plugins.module_utils import _errors as errors
-from ansible_collections.qemu.vm.plugins.module_utils._transport.sockets import _Client, connect_socket, parse_address
+from ansible_collections.qemu.vm.plugins.module_utils._transport.sockets import QMP_TESTED_VERSION, _Client, connect_socket, parse_address, qmp_version_warning
 
 
 @pytest.mark.parametrize('text, expected', [
@@ -155,10 +155,19 @@ def test_installed_qemu_qmp_is_the_pinned_one():
 
 def test_pin_is_the_same_wherever_it_is_stated():
     assert pin(ROOT / 'requirements-dev.txt') == pin(ROOT / 'requirements.txt')
-    for doc in ('README.md', 'plugins/doc_fragments/_connection.py'):
+    assert pinned_versions() == [QMP_TESTED_VERSION], 'sockets.QMP_TESTED_VERSION differs from requirements.txt'
+    for doc in ('README.md', 'plugins/doc_fragments/_connection.py', 'plugins/connection/qga.py',
+                'plugins/inventory/qemu.py'):
         text = (ROOT / doc).read_text(encoding='utf-8')
         for pinned in pinned_versions():
-            assert pinned in text, f'{doc} does not state the qemu.qmp pin {pinned}'
+            assert f'qemu.qmp=={pinned}' in text, f'{doc} does not state the qemu.qmp pin {pinned}'
+
+
+def test_another_qemu_qmp_version_gets_a_warning_naming_both():
+    assert qmp_version_warning(QMP_TESTED_VERSION) is None
+    assert qmp_version_warning() is None  # the installed one is the pinned one (test above)
+    warning = qmp_version_warning('0.0.7')
+    assert '0.0.7' in warning and f'qemu.qmp=={QMP_TESTED_VERSION}' in warning
 
 
 def test_overridden_methods_exist_with_the_signatures_we_expect():
