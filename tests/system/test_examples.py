@@ -44,6 +44,7 @@ import yaml
 from harness.ansible import BIN, REPO, ansible_env, run_module, run_playbook
 from harness.dbus import Bus
 from harness.guest import VM
+from harness.sshd import SSHD, keygen
 
 APPEND = 'console=ttyS0 panic=-1 qemu_vm.acpid=1'
 GUEST_SETUP = r'''
@@ -310,29 +311,64 @@ def first_point(dest):
         return json.load(handle)['points'][0]['point']
 
 
+def loopback_hypervisors(entries, sshd, key, known_hosts):
+    """The example's hypervisors, each remote one pointed at the test's sshd on 127.0.0.1 (no traffic leaves
+    the machine; the names, and so qemu_hypervisor and the groups, stay the example's)."""
+    ssh_args = f'-o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=yes'
+    out = []
+    for entry in entries:
+        if entry == 'localhost':
+            out.append(entry)
+            continue
+        if isinstance(entry, str):
+            user, _at, host = entry.rpartition('@')
+            entry = {'host': host, 'user': user or 'root'}
+        out.append(dict(entry, host='127.0.0.1', port=sshd.port, private_key_file=key, ssh_args=ssh_args,
+                        name=entry.get('name') or entry['host']))
+    return out
+
+
 def run_inventory_examples(world, workdir):
     configs = [c for c in yaml.safe_load_all(EXAMPLES['inventory:qemu']) if c]
-    assert len(configs) == 3, configs
-    for number, config in enumerate(configs, 1):
-        config = substitute(config, world)
-        for entry in config.get('sockets', []):
-            # the test VM's sockets, still as a glob (the harness' own monitor, qmp-harness.sock, does not match)
-            entry['qmp'] = os.path.dirname(world['qmp']) + '/q*p.sock'
-            entry['qga'] = '{dir}/qga.sock'
-        config.pop('owners', None)  # the example's user `qemu` does not exist here; root's VMs are trusted anyway
-        if config.get('cache_connection'):
-            config['cache_connection'] = str(workdir / 'inventory-cache')
-        path = workdir / f'vms{number}.qemu.yml'
-        path.write_text(yaml.safe_dump(config))
-        proc = subprocess.run([os.path.join(BIN, 'ansible-inventory'), '-i', str(path), '--list'], env=ansible_env(),
-                              capture_output=True, text=True, timeout=300, check=False)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        hostvars = json.loads(proc.stdout)['_meta']['hostvars']
-        listed = [plain(v.get('qemu_qmp')) for v in hostvars.values()]
-        if config.get('sockets'):
-            assert listed == [world['qmp']], hostvars
-        else:  # every VM of the host, the test VM among them
-            assert world['qmp'] in listed, hostvars
+    assert len(configs) == 4, configs
+    key = str(workdir / 'hypervisor_key')
+    sshd = SSHD(workdir / 'sshd', keygen(key)).start()
+    known_hosts = workdir / 'known_hosts'
+    known_hosts.write_text(sshd.known_hosts_line() + '\n')
+    try:
+        for number, config in enumerate(configs, 1):
+            run_inventory_example(number, config, world, workdir, (sshd, key, str(known_hosts)))
+    finally:
+        sshd.stop()
+
+
+def run_inventory_example(number, config, world, workdir, ssh):
+    config = substitute(config, world)
+    for entry in config.get('sockets', []):
+        # the test VM's sockets, still as a glob (the harness' own monitor, qmp-harness.sock, does not match)
+        entry['qmp'] = os.path.dirname(world['qmp']) + '/q*p.sock'
+        entry['qga'] = '{dir}/qga.sock'
+    config.pop('owners', None)  # the example's user `qemu` does not exist here; root's VMs are trusted anyway
+    if config.get('cache_connection'):
+        config['cache_connection'] = str(workdir / 'inventory-cache')
+    if config.get('hypervisors'):
+        config['hypervisors'] = loopback_hypervisors(config['hypervisors'], *ssh)
+    path = workdir / f'vms{number}.qemu.yml'
+    path.write_text(yaml.safe_dump(config))
+    proc = subprocess.run([os.path.join(BIN, 'ansible-inventory'), '-i', str(path), '--list'], env=ansible_env(),
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    hostvars = json.loads(proc.stdout)['_meta']['hostvars']
+    listed = [plain(v.get('qemu_qmp')) for v in hostvars.values()]
+    seen_from = sorted(set(plain(v.get('qemu_hypervisor')) for v in hostvars.values()
+                           if plain(v.get('qemu_qmp')) == world['qmp']))
+    if config.get('hypervisors'):  # the test VM, seen from every hypervisor the example names
+        names = ['localhost' if h == 'localhost' else h['name'] for h in config['hypervisors']]
+        assert seen_from == sorted(names), hostvars
+    elif config.get('sockets'):
+        assert listed == [world['qmp']], hostvars
+    else:  # every VM of the host, the test VM among them
+        assert world['qmp'] in listed, hostvars
 
 
 def plain(value):
