@@ -195,16 +195,19 @@ def _key(variant, metric):
     return f'{variant}_{metric}'
 
 
-def measure_rounds(workdir, harness_vm, domain, runs, log):
-    """Interleaved rounds over the variants; a flat dict of sample lists ('<variant>_<metric>')."""
+def measure_rounds(workdir, harness_vm, domain, runs, log, variants=VARIANTS, transfer_variants=TRANSFER_VARIANTS,
+                   inv=None):
+    """Interleaved rounds over the variants ((name, inventory host, pipelining)); a flat dict of sample
+    lists ('<variant>_<metric>'). `inv`: an inventory naming the variants' hosts (default: figure 6's)."""
     data, paths = prepare(workdir)
-    inv = inventory(os.path.join(workdir, 'inventory.ini'), harness_vm.qga_path, domain.name)
-    for host in ('harness', 'libvirt'):
+    inv = inv or inventory(os.path.join(workdir, 'inventory.ini'), harness_vm.qga_path, domain.name)
+    for host in sorted(set(host for _name, host, _pipelining in variants)):
         run_play(workdir, inv, paths['setup'], host, False, 'setup-' + host)
         run_play(workdir, inv, paths['cmd1'], host, False, 'warmup-' + host)
     fig = {}
+    count = len(variants)
     for index in range(runs):
-        order = VARIANTS[index % 3:] + VARIANTS[:index % 3]
+        order = variants[index % count:] + variants[:index % count]
         for name, host, pipelining in order:
             for play in ('cmd1', 'cmd10') if index % 2 == 0 else ('cmd10', 'cmd1'):
                 wall, times, log_path = run_play(workdir, inv, paths[play], host, pipelining,
@@ -216,10 +219,10 @@ def measure_rounds(workdir, harness_vm, domain, runs, log):
             fig.setdefault(_key(name, 'per_task_s'), []).append(
                 (fig[_key(name, 'cmd10_s')][-1] - fig[_key(name, 'cmd1_s')][-1]) / 9.0)
         for name, host, pipelining in order:
-            if name in TRANSFER_VARIANTS:
+            if name in transfer_variants:
                 _transfers(fig, workdir, inv, paths, data, (name, host, pipelining), index)
-        log(f'fig 6 round {index + 1}/{runs}: {summary(fig)}')
-    for name, _host, _pipelining in VARIANTS:
+        log(f'round {index + 1}/{runs}: {summary(fig, variants)}')
+    for name, _host, _pipelining in variants:
         module = median(fig[_key(name, 'module_s')])
         fig[_key(name, 'overhead_s')] = [task - module for task in fig[_key(name, 'per_task_s')]]
         # Inside the connection's calls, per task, less the module's own run: the plugin's share.
@@ -245,9 +248,9 @@ def _transfers(fig, workdir, inv, paths, data, variant, index):
             fig.setdefault(_key(name, play + '_task_s'), []).append(wall)
 
 
-def summary(fig):
+def summary(fig, variants=VARIANTS):
     parts = []
-    for name, _host, _pipelining in VARIANTS:
+    for name, _host, _pipelining in variants:
         if fig.get(_key(name, 'per_task_s')):
             parts.append('{0} {1:.2f} s/task (module {2:.2f})'.format(
                 name, fig[_key(name, 'per_task_s')][-1], median(fig[_key(name, 'module_s')])))
